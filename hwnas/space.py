@@ -1,0 +1,349 @@
+"""The search space: a MobileNetV3 / Once-for-All style space, architectures as data.
+
+An :class:`Arch` is an immutable, hashable, validated value.  Its string form is compact and
+round-trips exactly::
+
+    r224_w1.0_k3e4-k5e6_k7e3-k3e3-k5e4_k3e6-k3e6_k5e4-k5e4-k7e3-k3e3_k3e3-k5e6
+
+Grammar (tokens separated by ``_``)::
+
+    r<resolution>            input resolution in pixels, e.g. r224
+    w<width>                 width multiplier, e.g. w1.0 or w1.2
+    <block>(-<block>)*       one token per elastic stage (five of them), one block per entry
+    block := k<kernel>e<expand>   depthwise kernel size and expand ratio, e.g. k5e6
+
+The depth of a stage is the number of blocks in its token.  :class:`SearchSpace` holds the
+allowed choices; it samples, mutates, crosses over, enumerates and encodes architectures.
+Decoding an architecture into concrete layers lives in :mod:`hwnas.layers`; building torch
+modules and ONNX graphs lives in :mod:`hwnas.builders`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import numpy as np
+
+N_STAGES = 5
+
+_RES_RE = re.compile(r"^r(\d+)$")
+_WIDTH_RE = re.compile(r"^w(\d+(?:\.\d+)?)$")
+_BLOCK_RE = re.compile(r"^k(\d+)e(\d+)$")
+
+
+@dataclass(frozen=True, order=True)
+class Block:
+    """One elastic MBConv block: depthwise ``kernel`` size and ``expand`` ratio."""
+
+    kernel: int
+    expand: int
+
+    def __str__(self) -> str:
+        return f"k{self.kernel}e{self.expand}"
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One architecture of the space.  Use :meth:`parse` / ``str()`` to convert to text."""
+
+    resolution: int
+    width_mult: float
+    stages: tuple[tuple[Block, ...], ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.resolution, (int, np.integer)) or isinstance(self.resolution, bool):
+            raise ValueError(f"resolution must be an int, got {self.resolution!r}")
+        object.__setattr__(self, "resolution", int(self.resolution))
+        object.__setattr__(self, "width_mult", float(self.width_mult))
+        stages = tuple(tuple(b if isinstance(b, Block) else Block(*b) for b in s) for s in self.stages)
+        object.__setattr__(self, "stages", stages)
+        if len(stages) != N_STAGES:
+            raise ValueError(f"an architecture has {N_STAGES} stages, got {len(stages)}")
+        for i, s in enumerate(stages):
+            if len(s) == 0:
+                raise ValueError(f"stage {i + 1} has no blocks")
+
+    @property
+    def depths(self) -> tuple[int, ...]:
+        return tuple(len(s) for s in self.stages)
+
+    @property
+    def n_blocks(self) -> int:
+        return sum(self.depths)
+
+    def __str__(self) -> str:
+        w = f"{self.width_mult:g}"
+        if "." not in w:
+            w += ".0"
+        body = "_".join("-".join(str(b) for b in s) for s in self.stages)
+        return f"r{self.resolution}_w{w}_{body}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Arch":
+        """Parse the string form.  A bad string raises ``ValueError`` naming the bad token."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("empty architecture string")
+        tokens = text.strip().split("_")
+        if len(tokens) != 2 + N_STAGES:
+            raise ValueError(
+                f"architecture string {text!r} has {len(tokens)} '_'-separated tokens; expected "
+                f"{2 + N_STAGES}: r<res>_w<width>_ then {N_STAGES} stages like k3e4-k5e6"
+            )
+        m = _RES_RE.match(tokens[0])
+        if not m:
+            raise ValueError(f"bad token {tokens[0]!r} in {text!r}: expected resolution like 'r224'")
+        res = int(m.group(1))
+        m = _WIDTH_RE.match(tokens[1])
+        if not m:
+            raise ValueError(f"bad token {tokens[1]!r} in {text!r}: expected width multiplier like 'w1.0'")
+        width = float(m.group(1))
+        stages = []
+        for si, tok in enumerate(tokens[2:]):
+            blocks = []
+            for part in tok.split("-"):
+                bm = _BLOCK_RE.match(part)
+                if not bm:
+                    raise ValueError(
+                        f"bad token {part!r} in stage {si + 1} of {text!r}: expected a block like 'k3e4'"
+                    )
+                blocks.append(Block(int(bm.group(1)), int(bm.group(2))))
+            stages.append(tuple(blocks))
+        return cls(res, width, tuple(stages))
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Allowed choices of the MobileNetV3 / OFA space and operations over it.
+
+    ``resolutions`` defaults to {128, 160, 192, 224}; OFA trains on 128-224 in steps of 4.
+    """
+
+    resolutions: tuple[int, ...] = (128, 160, 192, 224)
+    width_mults: tuple[float, ...] = (1.0, 1.2)
+    depths: tuple[int, ...] = (2, 3, 4)
+    kernels: tuple[int, ...] = (3, 5, 7)
+    expands: tuple[int, ...] = (3, 4, 6)
+    name: str = field(default="ofa-mbv3")
+
+    def __post_init__(self) -> None:
+        for attr in ("resolutions", "width_mults", "depths", "kernels", "expands"):
+            vals = tuple(sorted(getattr(self, attr)))
+            if not vals:
+                raise ValueError(f"search space {attr} is empty")
+            object.__setattr__(self, attr, vals)
+        if any(r <= 0 or r % 4 for r in self.resolutions):
+            raise ValueError(f"resolutions must be positive multiples of 4, got {self.resolutions}")
+        if min(self.depths) < 1:
+            raise ValueError("depths must be >= 1")
+        if any(k % 2 == 0 for k in self.kernels):
+            raise ValueError(f"kernels must be odd, got {self.kernels}")
+
+    # -- validation -------------------------------------------------------------------------
+    def validate(self, arch: Arch) -> Arch:
+        """Return ``arch`` if it lies in the space, else raise ``ValueError`` saying why."""
+        if arch.resolution not in self.resolutions:
+            raise ValueError(f"resolution {arch.resolution} is outside the space {list(self.resolutions)}")
+        if not any(abs(arch.width_mult - w) < 1e-9 for w in self.width_mults):
+            raise ValueError(f"width multiplier {arch.width_mult:g} is outside the space {list(self.width_mults)}")
+        for si, stage in enumerate(arch.stages):
+            if len(stage) not in self.depths:
+                raise ValueError(f"stage {si + 1} has depth {len(stage)}, outside {list(self.depths)}")
+            for b in stage:
+                if b.kernel not in self.kernels:
+                    raise ValueError(f"block {b} in stage {si + 1}: kernel {b.kernel} outside {list(self.kernels)}")
+                if b.expand not in self.expands:
+                    raise ValueError(f"block {b} in stage {si + 1}: expand {b.expand} outside {list(self.expands)}")
+        return arch
+
+    def parse(self, text: str) -> Arch:
+        return self.validate(Arch.parse(text))
+
+    def contains(self, arch: Arch) -> bool:
+        try:
+            self.validate(arch)
+        except ValueError:
+            return False
+        return True
+
+    # -- sampling ---------------------------------------------------------------------------
+    def _block(self, rng: np.random.Generator) -> Block:
+        return Block(int(rng.choice(self.kernels)), int(rng.choice(self.expands)))
+
+    def sample(self, rng: np.random.Generator) -> Arch:
+        """One architecture drawn uniformly per choice (resolution, width, depths, blocks)."""
+        res = int(rng.choice(self.resolutions))
+        width = float(rng.choice(self.width_mults))
+        stages = tuple(
+            tuple(self._block(rng) for _ in range(int(rng.choice(self.depths)))) for _ in range(N_STAGES)
+        )
+        return Arch(res, width, stages)
+
+    def sample_many(self, n: int, seed: int = 0, unique: bool = True) -> list[Arch]:
+        """``n`` seeded samples; with ``unique`` no architecture repeats."""
+        rng = np.random.default_rng(seed)
+        out: list[Arch] = []
+        seen: set[Arch] = set()
+        attempts = 0
+        while len(out) < n:
+            attempts += 1
+            if attempts > 100 * n + 1000:
+                raise ValueError(f"could not draw {n} unique architectures from the space")
+            a = self.sample(rng)
+            if unique and a in seen:
+                continue
+            seen.add(a)
+            out.append(a)
+        return out
+
+    def mutate(self, arch: Arch, rng: np.random.Generator, prob: float = 0.1) -> Arch:
+        """OFA-style mutation: each choice is re-drawn with probability ``prob``.
+
+        Depth mutation keeps the existing blocks (elastic depth keeps the first d) and draws
+        new ones for added positions.
+        """
+        res = int(rng.choice(self.resolutions)) if rng.random() < prob else arch.resolution
+        width = float(rng.choice(self.width_mults)) if rng.random() < prob else arch.width_mult
+        stages = []
+        for stage in arch.stages:
+            depth = int(rng.choice(self.depths)) if rng.random() < prob else len(stage)
+            blocks = list(stage[:depth])
+            while len(blocks) < depth:
+                blocks.append(self._block(rng))
+            blocks = [self._block(rng) if rng.random() < prob else b for b in blocks]
+            stages.append(tuple(blocks))
+        return Arch(res, width, tuple(stages))
+
+    def crossover(self, a: Arch, b: Arch, rng: np.random.Generator) -> Arch:
+        """Uniform crossover: resolution, width, each stage's depth and each block from either parent."""
+        res = a.resolution if rng.random() < 0.5 else b.resolution
+        width = a.width_mult if rng.random() < 0.5 else b.width_mult
+        stages = []
+        for sa, sb in zip(a.stages, b.stages):
+            depth = len(sa) if rng.random() < 0.5 else len(sb)
+            blocks = []
+            for i in range(depth):
+                cands = [s[i] for s in (sa, sb) if i < len(s)]
+                blocks.append(cands[int(rng.integers(len(cands)))])
+            stages.append(tuple(blocks))
+        return Arch(res, width, tuple(stages))
+
+    # -- enumeration ------------------------------------------------------------------------
+    def enumerate_grid(
+        self,
+        block: Block | None = None,
+        resolutions: Sequence[int] | None = None,
+        width_mults: Sequence[float] | None = None,
+        depths: Sequence[int] | None = None,
+    ) -> Iterator[Arch]:
+        """Grid over resolution x width x per-stage depth, every block set to ``block``.
+
+        The full space (~10^19 members) cannot be enumerated; grid search fixes the blocks
+        (default: the largest kernel and expand) and walks the macro choices.
+        """
+        block = block or Block(max(self.kernels), max(self.expands))
+        for res in resolutions or self.resolutions:
+            for w in width_mults or self.width_mults:
+                for ds in itertools.product(depths or self.depths, repeat=N_STAGES):
+                    yield self.validate(Arch(res, w, tuple(tuple([block] * d) for d in ds)))
+
+    @property
+    def size(self) -> int:
+        """Number of distinct architectures."""
+        per_block = len(self.kernels) * len(self.expands)
+        per_stage = sum(per_block**d for d in self.depths)
+        return len(self.resolutions) * len(self.width_mults) * per_stage**N_STAGES
+
+    def smallest(self) -> Arch:
+        b = Block(min(self.kernels), min(self.expands))
+        return Arch(min(self.resolutions), min(self.width_mults), tuple((b,) * min(self.depths) for _ in range(N_STAGES)))
+
+    def largest(self) -> Arch:
+        b = Block(max(self.kernels), max(self.expands))
+        return Arch(max(self.resolutions), max(self.width_mults), tuple((b,) * max(self.depths) for _ in range(N_STAGES)))
+
+    # -- encoding ---------------------------------------------------------------------------
+    @property
+    def max_depth(self) -> int:
+        return max(self.depths)
+
+    def feature_names(self) -> list[str]:
+        names = ["resolution", "width_mult"] + [f"depth_s{i + 1}" for i in range(N_STAGES)]
+        for s in range(N_STAGES):
+            for j in range(self.max_depth):
+                names += [f"s{s + 1}b{j + 1}_kernel", f"s{s + 1}b{j + 1}_expand"]
+        return names
+
+    def encode(self, archs: Sequence[Arch], kind: str = "ordinal") -> np.ndarray:
+        """Numeric encoding for predictors, one row per architecture (float32).
+
+        ``ordinal``: [resolution, width, depth x5, (kernel, expand) per block slot, 0 where the
+        slot is beyond the stage's depth].
+        ``onehot``: one-hot of resolution, width, depth per stage, and kernel/expand per slot
+        (all-zero for absent slots), as in OFA's accuracy predictor.
+        """
+        if kind == "ordinal":
+            width = 2 + N_STAGES + N_STAGES * self.max_depth * 2
+            out = np.zeros((len(archs), width), dtype=np.float32)
+            for r, a in enumerate(archs):
+                out[r, 0] = a.resolution
+                out[r, 1] = a.width_mult
+                out[r, 2 : 2 + N_STAGES] = a.depths
+                for s, stage in enumerate(a.stages):
+                    base = 2 + N_STAGES + s * self.max_depth * 2
+                    for j, b in enumerate(stage):
+                        out[r, base + 2 * j] = b.kernel
+                        out[r, base + 2 * j + 1] = b.expand
+            return out
+        if kind == "onehot":
+            nr, nw, nd, nk, ne = (len(self.resolutions), len(self.width_mults), len(self.depths),
+                                  len(self.kernels), len(self.expands))
+            slot = nk + ne
+            width = nr + nw + N_STAGES * nd + N_STAGES * self.max_depth * slot
+            out = np.zeros((len(archs), width), dtype=np.float32)
+            ri = {v: i for i, v in enumerate(self.resolutions)}
+            wi = {v: i for i, v in enumerate(self.width_mults)}
+            di = {v: i for i, v in enumerate(self.depths)}
+            ki = {v: i for i, v in enumerate(self.kernels)}
+            ei = {v: i for i, v in enumerate(self.expands)}
+            for r, a in enumerate(archs):
+                self.validate(a)
+                out[r, ri[a.resolution]] = 1
+                out[r, nr + wi[min(wi, key=lambda w: abs(w - a.width_mult))]] = 1
+                base = nr + nw
+                for s, stage in enumerate(a.stages):
+                    out[r, base + s * nd + di[len(stage)]] = 1
+                base += N_STAGES * nd
+                for s, stage in enumerate(a.stages):
+                    for j, b in enumerate(stage):
+                        o = base + (s * self.max_depth + j) * slot
+                        out[r, o + ki[b.kernel]] = 1
+                        out[r, o + nk + ei[b.expand]] = 1
+            return out
+        raise ValueError(f"unknown encoding {kind!r}; use 'ordinal' or 'onehot'")
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "resolutions": list(self.resolutions),
+            "width_mults": list(self.width_mults),
+            "depths": list(self.depths),
+            "kernels": list(self.kernels),
+            "expands": list(self.expands),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SearchSpace":
+        return cls(
+            resolutions=tuple(d["resolutions"]),
+            width_mults=tuple(d["width_mults"]),
+            depths=tuple(d["depths"]),
+            kernels=tuple(d["kernels"]),
+            expands=tuple(d["expands"]),
+            name=d.get("name", "ofa-mbv3"),
+        )
+
+
+DEFAULT_SPACE = SearchSpace()
