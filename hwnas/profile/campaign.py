@@ -1,0 +1,281 @@
+"""Building a device profile: what is measured, in which order, within a time budget.
+
+A profile has four parts, measured in this order:
+
+``block``
+    the block lookup table: every distinct block configuration of the space at the
+    profile's resolutions and widths, as single-block ONNX graphs, plus stem and head;
+``kernel``
+    the kernel campaign: standalone ops with shapes sampled from real-CNN ranges
+    (:mod:`hwnas.kernels`), so predictors can cover models outside the space;
+``kernel_profile``
+    per-kernel records from ORT's profiler on full models of the space;
+``arch``
+    end-to-end measurements of sampled architectures, for fitting and honest evaluation.
+
+Each part has a share of the time budget (unused time carries over to the next part).  The
+task lists are deterministic for a seed, finished keys are skipped on ``--resume``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import onnx
+
+from .. import fingerprint
+from ..cost import arch_cost, block_cost, head_cost, stem_cost
+from ..devices import DeviceSpec
+from ..errors import DeviceMismatchError, ProfileError
+from ..layers import BlockSpec, HeadSpec, StemSpec, plan
+from ..measure import CANARY_ARCH, CANARY_SEED, MeasureConfig, Measurer
+from ..space import Arch, Block, SearchSpace
+from .store import ProfileStore
+
+PARTS = ("block", "kernel", "kernel_profile", "arch")
+
+
+@dataclass(frozen=True)
+class ProfilePlan:
+    """What a profile holds and how long it may take.  ``time_budget_min`` covers all parts."""
+
+    n_archs: int = 400
+    n_kernels: int = 400
+    n_kernel_profiles: int = 30
+    time_budget_min: float = 15.0
+    seed: int = 0
+    shares: dict = field(default_factory=lambda: {"block": 0.30, "kernel": 0.15, "kernel_profile": 0.10, "arch": 0.45})
+
+    def __post_init__(self) -> None:
+        if self.time_budget_min <= 0:
+            raise ProfileError(f"time budget must be > 0 minutes, got {self.time_budget_min}")
+        for name in ("n_archs", "n_kernels", "n_kernel_profiles"):
+            if getattr(self, name) < 0:
+                raise ProfileError(f"{name} must be >= 0")
+
+
+@dataclass(frozen=True)
+class Task:
+    kind: str
+    key: str
+    target: dict
+    build: Callable[[], onnx.ModelProto]
+    macs: int | None = None
+    params: int | None = None
+
+
+def lut_specs(space: SearchSpace, n_classes: int = 1000) -> list[StemSpec | BlockSpec | HeadSpec]:
+    """Every distinct stem, block and head configuration the space can produce."""
+    seen: dict[str, object] = {}
+    for res in space.resolutions:
+        for w in space.width_mults:
+            # the widest architecture walks every stage position; first and later blocks of a
+            # stage differ only in stride and input channels, and each block's shape depends
+            # only on its position, so the largest depth covers every shape.
+            for k in space.kernels:
+                for e in space.expands:
+                    b = Block(k, e)
+                    a = Arch(res, w, tuple((b,) * max(space.depths) for _ in range(5)))
+                    p = plan(a, n_classes)
+                    for spec in (p.stem, *p.all_blocks(), p.head):
+                        seen.setdefault(spec.key, spec)
+    return list(seen.values())
+
+
+def _part_cost(spec) -> tuple[int, int]:
+    if isinstance(spec, StemSpec):
+        c = stem_cost(spec)
+    elif isinstance(spec, HeadSpec):
+        c = head_cost(spec)
+    else:
+        c = block_cost(spec)
+    return c.macs, c.params
+
+
+def _spec_target(spec) -> dict:
+    part = "stem" if isinstance(spec, StemSpec) else "head" if isinstance(spec, HeadSpec) else "block"
+    return {"part": part, **asdict(spec)}
+
+
+def block_tasks(space: SearchSpace, batch: int) -> list[Task]:
+    from ..builders.onnx_graph import build_block_onnx, build_head_onnx, build_stem_onnx
+
+    tasks = []
+    for spec in lut_specs(space):
+        if isinstance(spec, StemSpec):
+            fn = lambda s=spec: build_stem_onnx(s, batch=batch)  # noqa: E731
+        elif isinstance(spec, HeadSpec):
+            fn = lambda s=spec: build_head_onnx(s, batch=batch)  # noqa: E731
+        else:
+            fn = lambda s=spec: build_block_onnx(s, batch=batch)  # noqa: E731
+        macs, params = _part_cost(spec)
+        tasks.append(Task("block", spec.key, _spec_target(spec), fn, macs, params))
+    return tasks
+
+
+def kernel_tasks(n: int, seed: int, batch: int) -> list[Task]:
+    from ..kernels import KernelSampler, build_kernel_onnx
+
+    tasks = []
+    for spec in KernelSampler(seed).sample(n):
+        if spec.batch != batch:
+            import dataclasses
+
+            spec = dataclasses.replace(spec, batch=batch)
+        tasks.append(Task("kernel", spec.key, spec.to_dict(), lambda s=spec: build_kernel_onnx(s), spec.macs, None))
+    return tasks
+
+
+def profile_archs(space: SearchSpace, n: int, seed: int) -> list[Arch]:
+    """The end-to-end architectures: the space's extremes, then seeded uniform samples."""
+    archs = [space.smallest(), space.largest()]
+    for a in space.sample_many(n + 2, seed=seed + 1):
+        if a not in archs:
+            archs.append(a)
+    return archs[:n]
+
+
+def arch_tasks(space: SearchSpace, archs: list[Arch], batch: int) -> list[Task]:
+    from ..builders.onnx_graph import build_onnx
+
+    tasks = []
+    for a in archs:
+        c = arch_cost(a)
+        tasks.append(Task("arch", str(a), {"arch": str(a)}, lambda a=a: build_onnx(a, batch=batch), c.macs, c.params))
+    return tasks
+
+
+@dataclass
+class PartReport:
+    part: str
+    planned: int
+    done_before: int = 0
+    done_now: int = 0
+    seconds: float = 0.0
+    stopped_by_budget: bool = False
+
+
+ProgressFactory = Callable[[str, int, int], "ProgressHandle"]
+
+
+class ProgressHandle:
+    """Minimal progress interface: ``advance()`` after each task, ``close()`` at the end."""
+
+    def advance(self, n: int = 1) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _null_progress(part: str, total: int, done: int) -> ProgressHandle:
+    return ProgressHandle()
+
+
+def check_resume(store: ProfileStore, device: DeviceSpec, space: SearchSpace, pplan: ProfilePlan) -> None:
+    meta = store.meta()
+    if "device" not in meta:
+        return
+    if meta["device"] != device.to_dict():
+        raise DeviceMismatchError(
+            f"profile {store.dir} was made with device {meta['device'].get('name')!r}; cannot resume it with "
+            f"device {device.name!r} (settings differ)"
+        )
+    diffs = fingerprint.differences(meta.get("fingerprint", {}), fingerprint.capture())
+    if diffs:
+        raise DeviceMismatchError(f"profile {store.dir} was made on another machine ({diffs[0]}); cannot resume here")
+    if meta.get("space") != space.to_dict():
+        raise ProfileError(f"profile {store.dir} was made for another search space; cannot resume it")
+    if meta.get("plan", {}).get("seed") != pplan.seed:
+        raise ProfileError(f"profile {store.dir} was made with seed {meta['plan'].get('seed')}; resume with the same seed")
+
+
+def build_profile(
+    device: DeviceSpec,
+    out_dir: str | Path,
+    pplan: ProfilePlan | None = None,
+    *,
+    space: SearchSpace | None = None,
+    resume: bool = False,
+    config: MeasureConfig | None = None,
+    progress: ProgressFactory = _null_progress,
+    parts: tuple[str, ...] = PARTS,
+) -> list[PartReport]:
+    """Measure a device profile into ``out_dir``; returns a report per part.
+
+    Interrupting (Ctrl-C, kill) loses at most the measurement in flight; call again with
+    ``resume=True`` to continue.
+    """
+    pplan = pplan or ProfilePlan()
+    space = space or SearchSpace()
+    out_dir = Path(out_dir)
+    device.check_runnable()
+    existing = (out_dir / "profile.sqlite").exists()
+    if existing and not resume:
+        raise ProfileError(f"{out_dir} already holds a profile; pass --resume to continue it or choose another --out")
+    if resume and not existing:
+        raise ProfileError(f"nothing to resume: no profile at {out_dir}")
+    store = ProfileStore(out_dir, create=True)
+    try:
+        if resume:
+            check_resume(store, device, space, pplan)
+        else:
+            store.set_meta("device", device.to_dict())
+            store.set_meta("fingerprint", fingerprint.capture())
+            store.set_meta("space", space.to_dict())
+            store.set_meta("plan", {k: v for k, v in asdict(pplan).items()})
+            store.set_meta("canary", {"arch": CANARY_ARCH, "seed": CANARY_SEED, "batch": device.batch_size})
+            store.set_meta("created_at", time.time())
+            store.set_meta("status", "in-progress")
+        import hwnas
+
+        store.set_meta("hwnas_version", hwnas.__version__)
+
+        archs = profile_archs(space, pplan.n_archs, pplan.seed)
+        task_lists: dict[str, Callable[[], list[Task]]] = {
+            "block": lambda: block_tasks(space, device.batch_size),
+            "kernel": lambda: kernel_tasks(pplan.n_kernels, pplan.seed, device.batch_size),
+            "kernel_profile": lambda: arch_tasks(space, archs[: pplan.n_kernel_profiles], device.batch_size),
+            "arch": lambda: arch_tasks(space, archs, device.batch_size),
+        }
+        budget_s = pplan.time_budget_min * 60.0
+        start = time.perf_counter()
+        reports: list[PartReport] = []
+        cumulative = 0.0
+        with Measurer(device, config) as m:
+            for part in parts:
+                cumulative += pplan.shares[part]
+                deadline = start + budget_s * cumulative
+                tasks = task_lists[part]()
+                done = store.done_kernel_profiles() if part == "kernel_profile" else store.done_keys(part)
+                todo = [t for t in tasks if t.key not in done]
+                rep = PartReport(part, len(tasks), done_before=len(tasks) - len(todo))
+                reports.append(rep)
+                t_part = time.perf_counter()
+                bar = progress(part, len(tasks), rep.done_before)
+                try:
+                    for t in todo:
+                        if time.perf_counter() > deadline:
+                            rep.stopped_by_budget = True
+                            break
+                        model = t.build()
+                        if part == "kernel_profile":
+                            store.add_kernel_profile(t.key, m.profile_kernels(model))
+                        else:
+                            store.add_measurement(part, t.key, t.target, m.measure(model, t.key), t.macs, t.params)
+                        rep.done_now += 1
+                        bar.advance()
+                finally:
+                    bar.close()
+                    rep.seconds = time.perf_counter() - t_part
+        complete = all(r.done_before + r.done_now == r.planned for r in reports) and set(parts) == set(PARTS)
+        store.set_meta("status", "complete" if complete else "partial")
+        timings = store.get_meta("part_seconds", {})
+        for r in reports:
+            timings[r.part] = timings.get(r.part, 0.0) + r.seconds
+        store.set_meta("part_seconds", timings)
+        return reports
+    finally:
+        store.close(compact=True)
+

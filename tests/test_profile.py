@@ -1,0 +1,173 @@
+"""Device profiles: a real (tiny) profile, durability under kill -9 and Ctrl-C, resume rules."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import warnings
+
+import pytest
+
+from hwnas.devices import load_device
+from hwnas.errors import DeviceMismatchError, ProfileError
+from hwnas.measure import MeasureConfig
+from hwnas.profile import DeviceMismatchWarning, Profile, ProfilePlan, build_profile, lut_specs
+from hwnas.profile.store import ProfileStore
+from hwnas.space import SearchSpace
+
+TINY_SPACE = SearchSpace(resolutions=(128,), width_mults=(1.0,))
+TINY_PLAN = ProfilePlan(n_archs=4, n_kernels=6, n_kernel_profiles=1, time_budget_min=10)
+CLI_TINY = ["--resolutions", "128", "--width-mults", "1.0", "--n-archs", "5", "--n-kernels", "8",
+            "--n-kernel-profiles", "1", "--quick"]
+N_BLOCKS = len(lut_specs(TINY_SPACE))
+
+
+def test_lut_covers_every_block_of_the_space():
+    keys = {s.key for s in lut_specs(TINY_SPACE)}
+    from hwnas.layers import plan
+
+    for a in TINY_SPACE.sample_many(50, seed=0):
+        p = plan(a)
+        for s in (p.stem, *p.all_blocks(), p.head):
+            assert s.key in keys
+    # 5 stages x (first, later) x 9 (kernel, expand) + stem + fixed first block + head
+    assert N_BLOCKS == 5 * 2 * 9 + 3
+
+
+@pytest.fixture(scope="module")
+def tiny_profile(tmp_path_factory):
+    d = tmp_path_factory.mktemp("prof") / "cpu-1t"
+    reports = build_profile(load_device("cpu-1t"), d, TINY_PLAN, space=TINY_SPACE, config=MeasureConfig.quick())
+    return d, reports
+
+
+def test_tiny_profile_complete(tiny_profile):
+    d, reports = tiny_profile
+    assert [r.part for r in reports] == ["block", "kernel", "kernel_profile", "arch"]
+    p = Profile.load(d)
+    assert p.status == "complete"
+    counts = p.measurements.groupby("kind").size().to_dict()
+    assert counts == {"block": N_BLOCKS, "kernel": 6, "arch": 4}
+    assert len(p.kernel_profiles) == 1 and len(p.kernel_records) > 10
+    assert p.device.name == "cpu-1t" and p.space == TINY_SPACE
+    assert p.meta["fingerprint"]["cpu_model"]
+    arch = p.table("arch")
+    assert (arch["corrected_ms"] > 0).all() and (arch["macs"] > 0).all()
+    assert set(p.noise_summary()) == {"block", "kernel", "arch"}
+    # the profile file is self-contained after a run (WAL folded back)
+    assert not (d / "profile.sqlite-wal").exists() or (d / "profile.sqlite-wal").stat().st_size == 0
+
+
+def test_existing_profile_needs_resume(tiny_profile):
+    d, _ = tiny_profile
+    with pytest.raises(ProfileError, match="--resume"):
+        build_profile(load_device("cpu-1t"), d, TINY_PLAN, space=TINY_SPACE)
+
+
+def test_resume_complete_profile_adds_nothing(tiny_profile):
+    d, _ = tiny_profile
+    before = ProfileStore(d, readonly=True).row_counts()
+    reports = build_profile(load_device("cpu-1t"), d, TINY_PLAN, space=TINY_SPACE, resume=True,
+                            config=MeasureConfig.quick())
+    assert sum(r.done_now for r in reports) == 0
+    assert ProfileStore(d, readonly=True).row_counts() == before
+
+
+def test_resume_on_other_device_or_machine_fails(tiny_profile, tmp_path):
+    d, _ = tiny_profile
+    with pytest.raises(DeviceMismatchError, match="cpu-2t"):
+        build_profile(load_device("cpu-2t"), d, TINY_PLAN, space=TINY_SPACE, resume=True)
+    # a copy whose fingerprint says another CPU: warning on read, error on resume
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(d, other)
+    st = ProfileStore(other)
+    fp = st.get_meta("fingerprint")
+    st.set_meta("fingerprint", dict(fp, cpu_model="Imaginary CPU 9000"))
+    st.close(compact=True)
+    with pytest.warns(DeviceMismatchWarning, match="Imaginary CPU 9000"):
+        Profile.load(other)
+    with pytest.raises(DeviceMismatchError, match="another machine"):
+        build_profile(load_device("cpu-1t"), other, TINY_PLAN, space=TINY_SPACE, resume=True)
+
+
+def test_profile_errors(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(ProfileError, match="is a file"):
+        build_profile(load_device("cpu-1t"), f, TINY_PLAN, space=TINY_SPACE)
+    with pytest.raises(ProfileError, match="nothing to resume"):
+        build_profile(load_device("cpu-1t"), tmp_path / "new", TINY_PLAN, space=TINY_SPACE, resume=True)
+    with pytest.raises(ProfileError, match="no device profile"):
+        Profile.load(tmp_path / "missing")
+    bad = tmp_path / "corrupt"
+    bad.mkdir()
+    (bad / "profile.sqlite").write_bytes(b"not a database" * 100)
+    with pytest.raises(ProfileError, match="corrupt"):
+        Profile.load(bad)
+
+
+def _rows(db):
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return {(k, key): lat for k, key, lat in con.execute("SELECT kind, key, latency_ms FROM measurements")}
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        con.close()
+
+
+def _start(out):
+    return subprocess.Popen([sys.executable, "-m", "hwnas.cli", "profile", "--device", "cpu-1t", "--out", str(out),
+                             *CLI_TINY], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_rows(db, n, proc, timeout=120):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if db.exists() and len(_rows(db)) >= n:
+            return
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.1)
+    raise AssertionError("profile made no progress")
+
+
+def test_ctrl_c_and_kill_9_then_resume(tmp_path):
+    out = tmp_path / "p"
+    db = out / "profile.sqlite"
+    # Ctrl-C: clean message, exit 130
+    p = _start(out)
+    _wait_rows(db, 10, p)
+    p.send_signal(signal.SIGINT)
+    _, stderr = p.communicate(timeout=60)
+    assert p.returncode == 130, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    # kill -9 in the middle of the resumed run
+    first = _rows(db)
+    p = subprocess.Popen([sys.executable, "-m", "hwnas.cli", "profile", "--device", "cpu-1t", "--out", str(out),
+                          *CLI_TINY, "--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_rows(db, len(first) + 10, p)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    second = _rows(db)
+    assert all(second[k] == v for k, v in first.items())  # nothing lost or rewritten
+    # resume to completion
+    r = subprocess.run([sys.executable, "-m", "hwnas.cli", "profile", "--device", "cpu-1t", "--out", str(out),
+                        *CLI_TINY, "--resume"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    final = _rows(db)
+    assert all(final[k] == v for k, v in second.items())
+    con = sqlite3.connect(db)
+    kinds = dict(con.execute("SELECT kind, count(*) FROM measurements GROUP BY kind").fetchall())
+    n_prof = con.execute("SELECT count(*) FROM kernel_profiles").fetchone()[0]
+    dup = con.execute("SELECT count(*) FROM (SELECT arch, node_name, count(*) c FROM kernel_records "
+                      "GROUP BY arch, node_name HAVING c > 1)").fetchone()[0]
+    con.close()
+    assert kinds == {"block": N_BLOCKS, "kernel": 8, "arch": 5}
+    assert n_prof == 1 and dup == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Profile.load(out).status == "complete"
