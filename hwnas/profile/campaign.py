@@ -120,11 +120,7 @@ def kernel_tasks(n: int, seed: int, batch: int) -> list[Task]:
     from ..kernels import KernelSampler, build_kernel_onnx
 
     tasks = []
-    for spec in KernelSampler(seed).sample(n):
-        if spec.batch != batch:
-            import dataclasses
-
-            spec = dataclasses.replace(spec, batch=batch)
+    for spec in KernelSampler(seed, batches=(batch,)).sample(n):
         tasks.append(Task("kernel", spec.key, spec.to_dict(), lambda s=spec: build_kernel_onnx(s), spec.macs, None))
     return tasks
 

@@ -1,0 +1,231 @@
+"""Kernel campaign: specs, the sampler and the ONNX graphs (all fast)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from hwnas.kernels import (
+    CONV_OPS,
+    IR_VERSION,
+    OPS,
+    OPSET,
+    KernelSampler,
+    KernelSpec,
+    build_kernel_onnx,
+)
+from hwnas.onnx_io import onnx_macs, onnx_params
+
+# One small spec per op type (every op must appear).
+EXAMPLES: dict[str, KernelSpec] = {
+    "conv": KernelSpec("conv", in_ch=8, out_ch=16, res=15, kernel=3, stride=2),
+    "dwconv": KernelSpec("dwconv", in_ch=16, res=14, kernel=5),
+    "pwconv": KernelSpec("pwconv", in_ch=16, out_ch=24, res=14),
+    "gconv": KernelSpec("gconv", in_ch=16, out_ch=32, res=14, kernel=3, groups=4),
+    "gemm": KernelSpec("gemm", in_ch=64, out_ch=10, batch=2),
+    "maxpool": KernelSpec("maxpool", in_ch=8, res=15, kernel=3, stride=2),
+    "avgpool": KernelSpec("avgpool", in_ch=8, res=14, kernel=2, stride=2),
+    "globalavgpool": KernelSpec("globalavgpool", in_ch=16, res=7),
+    "relu": KernelSpec("relu", in_ch=8, res=14),
+    "hswish": KernelSpec("hswish", in_ch=8, res=14),
+    "sigmoid": KernelSpec("sigmoid", in_ch=8, res=14),
+    "swish": KernelSpec("swish", in_ch=8, res=14),
+    "hsigmoid": KernelSpec("hsigmoid", in_ch=8, res=14),
+    "add": KernelSpec("add", in_ch=8, res=14),
+    "mul": KernelSpec("mul", in_ch=8, res=14),
+    "mul_bcast": KernelSpec("mul_bcast", in_ch=16, res=14, batch=2),
+    "concat": KernelSpec("concat", in_ch=8, res=14, n_inputs=3),
+    "reshape_transpose": KernelSpec("reshape_transpose", in_ch=12, res=14, groups=3),
+    "batchnorm": KernelSpec("batchnorm", in_ch=8, res=14),
+    "conv_relu": KernelSpec("conv_relu", in_ch=8, out_ch=16, res=14, kernel=3),
+    "conv_hswish": KernelSpec("conv_hswish", in_ch=16, out_ch=16, res=14, kernel=3, groups=16, stride=2),
+    "conv_add": KernelSpec("conv_add", in_ch=16, res=14, kernel=3),
+}
+
+
+def _session(model: onnx.ModelProto) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def _run(spec: KernelSpec, model: onnx.ModelProto) -> np.ndarray:
+    x = np.random.default_rng(1).standard_normal(spec.input_shape).astype(np.float32)
+    (y,) = _session(model).run(None, {"input": x})
+    return y
+
+
+def test_examples_cover_every_op():
+    assert set(EXAMPLES) == set(OPS)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_every_op_builds_checks_and_runs(op):
+    spec = EXAMPLES[op]
+    model = build_kernel_onnx(spec, seed=0)
+    onnx.checker.check_model(model, full_check=True)
+    assert model.ir_version == IR_VERSION
+    assert [(o.domain, o.version) for o in model.opset_import] == [("", OPSET)]
+    assert [i.name for i in model.graph.input] == ["input"]
+    assert [o.name for o in model.graph.output] == ["output"]
+    assert model.graph.name == spec.key
+    assert all(n.name for n in model.graph.node)
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    dims = [d.dim_value for d in inferred.graph.output[0].type.tensor_type.shape.dim]
+    assert tuple(dims) == spec.output_shape
+    y = _run(spec, model)
+    assert y.shape == spec.output_shape and y.dtype == np.float32
+    assert np.isfinite(y).all()
+    assert onnx_params(model) >= spec.params
+
+
+def test_graph_semantics_match_numpy():
+    x = np.random.default_rng(1).standard_normal((1, 8, 14, 14)).astype(np.float32)
+    assert np.allclose(_run(EXAMPLES["relu"], build_kernel_onnx(EXAMPLES["relu"])), np.maximum(x, 0))
+    sw = _run(EXAMPLES["swish"], build_kernel_onnx(EXAMPLES["swish"]))
+    assert np.allclose(sw, x / (1 + np.exp(-x)), atol=1e-5)
+    hs = _run(EXAMPLES["hsigmoid"], build_kernel_onnx(EXAMPLES["hsigmoid"]))
+    assert np.allclose(hs, np.clip(x + 3, 0, 6) / 6, atol=1e-6)
+    spec = EXAMPLES["reshape_transpose"]
+    x12 = np.random.default_rng(1).standard_normal(spec.input_shape).astype(np.float32)
+    shuffled = x12.reshape(1, 3, 4, 14, 14).transpose(0, 2, 1, 3, 4).reshape(1, 12, 14, 14)
+    assert np.array_equal(_run(spec, build_kernel_onnx(spec)), shuffled)
+    # conv_add adds the graph input itself (identity residual)
+    ca = EXAMPLES["conv_add"]
+    m = build_kernel_onnx(ca)
+    assert [n.op_type for n in m.graph.node] == ["Conv", "Add"]
+    assert list(m.graph.node[1].input) == ["conv_out", "input"]
+
+
+def test_weights_are_seeded():
+    spec = EXAMPLES["conv"]
+    a, b, c = build_kernel_onnx(spec, seed=3), build_kernel_onnx(spec, seed=3), build_kernel_onnx(spec, seed=4)
+    assert a.SerializeToString() == b.SerializeToString()
+    assert a.graph.initializer[0].raw_data != c.graph.initializer[0].raw_data
+
+
+@pytest.mark.parametrize("op", sorted(CONV_OPS) + ["gemm"])
+def test_analytic_macs_equal_onnx_macs(op):
+    spec = EXAMPLES[op]
+    model = build_kernel_onnx(spec)
+    assert spec.macs > 0
+    assert onnx_macs(model) == spec.macs
+    assert onnx_params(model) == spec.params
+
+
+def test_conv_cost_by_hand():
+    s = KernelSpec("conv", in_ch=32, out_ch=64, res=56, kernel=3, stride=2)
+    assert s.key == "conv_b1_i32_o64_r56_k3_s2_g1"
+    assert s.out_res == 28 and s.output_shape == (1, 64, 28, 28)
+    assert s.macs == 28 * 28 * 64 * 32 * 9
+    assert s.weight_bytes == 4 * (64 * 32 * 9 + 64)
+    assert s.input_bytes == 4 * 32 * 56 * 56 and s.output_bytes == 4 * 64 * 28 * 28
+    assert onnx_macs(build_kernel_onnx(s)) == s.macs
+    dw = KernelSpec("dwconv", in_ch=96, res=28, kernel=5, stride=2)
+    assert (dw.out_ch, dw.groups, dw.macs) == (96, 96, 14 * 14 * 96 * 25)
+    add = KernelSpec("add", in_ch=8, res=10)
+    assert add.input_bytes == 2 * 4 * 800 and add.weight_bytes == 0 and add.macs == 0
+    cat = KernelSpec("concat", in_ch=8, res=10, n_inputs=4)
+    assert cat.out_ch == 32 and cat.input_bytes == 4 * 4 * 800 and cat.key.endswith("_n4")
+
+
+def test_spec_validation():
+    with pytest.raises(ValueError, match="unknown kernel op"):
+        KernelSpec("winograd", in_ch=8, res=8)
+    with pytest.raises(ValueError, match="out_ch"):
+        KernelSpec("relu", in_ch=8, out_ch=16, res=8)
+    with pytest.raises(ValueError, match="groups"):
+        KernelSpec("gconv", in_ch=16, out_ch=16, res=8, kernel=3, groups=16)
+    with pytest.raises(ValueError, match="groups"):
+        KernelSpec("conv_relu", in_ch=16, out_ch=12, res=8, groups=8)
+    with pytest.raises(ValueError, match="odd"):
+        KernelSpec("conv", in_ch=8, out_ch=8, res=8, kernel=2)
+    with pytest.raises(ValueError, match="stride"):
+        KernelSpec("conv_add", in_ch=8, res=8, stride=2)
+    with pytest.raises(ValueError, match="out_ch is required"):
+        KernelSpec("pwconv", in_ch=8, res=8)
+    with pytest.raises(ValueError, match="n_inputs"):
+        KernelSpec("concat", in_ch=8, res=8)
+    with pytest.raises(ValueError, match="res"):
+        KernelSpec("gemm", in_ch=8, out_ch=8, res=7)
+    with pytest.raises(ValueError, match="no output"):
+        KernelSpec("maxpool", in_ch=8, res=1, kernel=2, stride=2)
+
+
+def test_key_and_dict_round_trip():
+    for spec in EXAMPLES.values():
+        assert KernelSpec.parse(spec.key) == spec
+        assert KernelSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(ValueError, match="bad kernel key"):
+        KernelSpec.parse("conv_i32_o64")
+    with pytest.raises(ValueError, match="not canonical"):
+        KernelSpec.parse("relu_b1_i8_o8_r8_k1_s1_g1_n1")
+    with pytest.raises(ValueError, match="unknown kernel spec fields"):
+        KernelSpec.from_dict({"op": "relu", "in_ch": 8, "colour": 1})
+
+
+def test_sampler_deterministic_per_seed_and_differs_across_seeds():
+    a = KernelSampler(7).sample(200)
+    b = KernelSampler(7).sample(200)
+    c = KernelSampler(8).sample(200)
+    assert a == b
+    assert a != c and len(set(a) & set(c)) < 50
+    s = KernelSampler(7)
+    assert s.sample(120) + s.sample(80) == a  # one stream, continued
+
+
+def test_sampler_ranges_and_uniqueness():
+    specs = KernelSampler(0).sample(1500)
+    assert len(set(specs)) == len(specs)
+    assert {s.op for s in specs} == set(OPS)
+    counts = {op: sum(s.op == op for s in specs) for op in OPS}
+    assert counts["pwconv"] > counts["relu"] and counts["conv"] > counts["mul"]
+    mult8 = 0
+    for s in specs:
+        assert s.macs <= 400_000_000
+        assert s.batch == 1
+        if s.op == "gemm":
+            assert 64 <= s.in_ch <= 4096 and 10 <= s.out_ch <= 4096
+            continue
+        assert 7 <= s.res <= 224
+        assert s.in_ch == 3 or 8 <= s.in_ch <= 1024
+        assert 8 <= s.out_ch <= 1024 * 4  # concat output may be n * in_ch
+        assert s.kernel in (1, 2, 3, 5, 7) and s.stride in (1, 2)
+        assert 1 <= s.groups <= s.in_ch
+        mult8 += s.in_ch % 8 == 0
+        if s.res >= 100:  # big spatial goes with few channels
+            assert s.in_ch <= 96
+    assert mult8 / sum(s.op != "gemm" for s in specs) > 0.7
+    convs = [s for s in specs if s.op in CONV_OPS]
+    assert {1, 3, 5, 7} <= {s.kernel for s in convs}
+    assert any(s.op == "gconv" and 1 < s.groups < s.in_ch for s in specs)
+    spatial = [s.res for s in specs if s.op != "gemm"]
+    assert max(spatial) > 100 and min(spatial) == 7
+
+
+def test_sampler_options():
+    specs = KernelSampler(1, op_weights={"dwconv": 1.0}, batches=(1, 4), max_macs=2_000_000).sample(60)
+    assert {s.op for s in specs} == {"dwconv"}
+    assert {s.batch for s in specs} == {1, 4}
+    assert all(s.macs <= 2_000_000 for s in specs)
+    with pytest.raises(ValueError, match="unknown kernel ops"):
+        KernelSampler(0, op_weights={"lstm": 1.0})
+    with pytest.raises(ValueError, match="unique"):
+        KernelSampler(0, op_weights={"gemm": 1.0}, max_macs=1).sample(1)
+
+
+def test_sampled_specs_build_and_run():
+    specs = KernelSampler(3).sample(40)
+    for spec in specs:
+        model = build_kernel_onnx(spec, seed=1)
+        onnx.checker.check_model(model)
+        assert onnx_macs(model) == spec.macs
+    small = sorted(specs, key=lambda s: s.macs + math.prod(s.output_shape))[:15]
+    for spec in small:
+        assert _run(spec, build_kernel_onnx(spec)).shape == spec.output_shape
