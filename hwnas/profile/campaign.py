@@ -259,7 +259,8 @@ def build_profile(
                         if part == "kernel_profile":
                             store.add_kernel_profile(t.key, m.profile_kernels(model))
                         else:
-                            store.add_measurement(part, t.key, t.target, m.measure(model, t.key), t.macs, t.params)
+                            cfg = config or (MeasureConfig.small() if part in ("block", "kernel") else MeasureConfig())
+                            store.add_measurement(part, t.key, t.target, m.measure(model, t.key, cfg), t.macs, t.params)
                         rep.done_now += 1
                         bar.advance()
                 finally:
