@@ -177,6 +177,11 @@ class KernelProfile:
     kernel_sum_ms: float
     e2e_ms: float
     profiled_runs: int
+    canary_ms: float
+
+    def relative(self, duration_ms: float) -> float:
+        """A duration in canary units (the canary was timed right before and after)."""
+        return duration_ms / self.canary_ms
 
     @property
     def kernel_sum_ratio(self) -> float:
@@ -422,11 +427,11 @@ class Measurer:
 
         Kernel durations are medians over ``runs`` profiled runs (warm-up runs dropped); the
         unprofiled end-to-end median is measured on a separate session right after, so
-        ``kernel_sum_ratio`` calibrates kernel sums against real latency.
+        ``kernel_sum_ratio`` calibrates kernel sums against real latency.  The canary is
+        timed right before and after, so durations convert to drift-free canary units.
         """
         self._require_open()
-        import onnxruntime as ort  # noqa: F401
-
+        canary_before = self._canary_round()
         with tempfile.TemporaryDirectory(prefix="hwnas-prof-") as tmp:
             opt_path = os.path.join(tmp, "optimized.onnx")
             sess = make_session(model, self.device, profile_prefix=os.path.join(tmp, "trace"),
@@ -444,8 +449,9 @@ class Measurer:
             _time_runs(plain.session, plain.feed, self.config.round_min_runs, self.config.round_min_s,
                        self.config.round_max_runs)
         ).median_ms
+        canary_after = self._canary_round()
         total = float(sum(r.duration_ms for r in records))
-        return KernelProfile(tuple(records), total, e2e, runs)
+        return KernelProfile(tuple(records), total, e2e, runs, math.sqrt(canary_before * canary_after))
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ A profile has four parts, measured in this order:
     profile's resolutions and widths, as single-block ONNX graphs, plus stem and head;
 ``kernel``
     the kernel campaign: standalone ops with shapes sampled from real-CNN ranges
-    (:mod:`hwnas.kernels`), so predictors can cover models outside the space;
+    (:mod:`hwnas.kernels`), so predictors can cover models outside the space; each graph is
+    measured end to end and profiled per kernel (records stored under its key);
 ``kernel_profile``
     per-kernel records from ORT's profiler on full models of the space;
 ``arch``
@@ -260,7 +261,10 @@ def build_profile(
                             store.add_kernel_profile(t.key, m.profile_kernels(model))
                         else:
                             cfg = config or (MeasureConfig.small() if part in ("block", "kernel") else MeasureConfig())
-                            store.add_measurement(part, t.key, t.target, m.measure(model, t.key, cfg), t.macs, t.params)
+                            meas = m.measure(model, t.key, cfg)
+                            # kernel-campaign graphs are also profiled per kernel, records kept under their key
+                            kp = m.profile_kernels(model, runs=5, warmup=2) if part == "kernel" else None
+                            store.add_measurement(part, t.key, t.target, meas, t.macs, t.params, kernel_profile=kp)
                         rep.done_now += 1
                         bar.advance()
                 finally:

@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS kernel_profiles (
     e2e_ms REAL NOT NULL,
     kernel_sum_ratio REAL NOT NULL,
     profiled_runs INTEGER NOT NULL,
+    canary_ms REAL NOT NULL,         -- canary timed right before and after (geometric mean)
     measured_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS kernel_records (
@@ -140,9 +141,13 @@ class ProfileStore:
         return {r[0] for r in self.conn.execute("SELECT arch FROM kernel_profiles")}
 
     def add_measurement(self, kind: str, key: str, target: dict, m: Measurement,
-                        macs: int | None = None, params: int | None = None) -> None:
+                        macs: int | None = None, params: int | None = None,
+                        kernel_profile: KernelProfile | None = None) -> None:
+        """One measurement (and optionally its kernel profile), in one transaction."""
         s = m.stats
         with self.conn:
+            if kernel_profile is not None:
+                self._insert_kernel_profile(key, kernel_profile)
             self.conn.execute(
                 "INSERT INTO measurements VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (kind, key, json.dumps(target), s.median_ms, s.p10_ms, s.p90_ms, s.iqr_ms, s.count,
@@ -152,19 +157,23 @@ class ProfileStore:
     def add_kernel_profile(self, arch: str, kp: KernelProfile) -> None:
         """All kernel records of one model and its summary, in one transaction."""
         with self.conn:
-            self.conn.executemany(
-                "INSERT INTO kernel_records VALUES (?,?,?,?,?,?,?,?,?)",
-                [
-                    (arch, r.node_index, r.node_name, r.op_type, r.domain,
-                     json.dumps([list(x) for x in r.input_shapes]), json.dumps([list(x) for x in r.output_shapes]),
-                     json.dumps(r.attributes), r.duration_ms)
-                    for r in kp.records
-                ],
-            )
-            self.conn.execute(
-                "INSERT INTO kernel_profiles VALUES (?,?,?,?,?,?)",
-                (arch, kp.kernel_sum_ms, kp.e2e_ms, kp.kernel_sum_ratio, kp.profiled_runs, time.time()),
-            )
+            self._insert_kernel_profile(arch, kp)
+
+    def _insert_kernel_profile(self, arch: str, kp: KernelProfile) -> None:
+        """Caller holds the transaction."""
+        self.conn.executemany(
+            "INSERT INTO kernel_records VALUES (?,?,?,?,?,?,?,?,?)",
+            [
+                (arch, r.node_index, r.node_name, r.op_type, r.domain,
+                 json.dumps([list(x) for x in r.input_shapes]), json.dumps([list(x) for x in r.output_shapes]),
+                 json.dumps(r.attributes), r.duration_ms)
+                for r in kp.records
+            ],
+        )
+        self.conn.execute(
+            "INSERT INTO kernel_profiles VALUES (?,?,?,?,?,?,?)",
+            (arch, kp.kernel_sum_ms, kp.e2e_ms, kp.kernel_sum_ratio, kp.profiled_runs, kp.canary_ms, time.time()),
+        )
 
     # -- tables -----------------------------------------------------------------------------
     def measurements(self, kind: str | None = None) -> pd.DataFrame:
