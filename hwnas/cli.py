@@ -210,6 +210,8 @@ def profile(device: str = typer.Option(..., "--device", help="device name or .to
             n_kernels: int = typer.Option(400, "--n-kernels", min=0, help="kernel-campaign ops (at most)"),
             n_kernel_profiles: int = typer.Option(30, "--n-kernel-profiles", min=0,
                                                   help="full models profiled per kernel (at most)"),
+            zoo_per_family: int = typer.Option(6, "--zoo-per-family", min=0,
+                                               help="models per out-of-space family (ResNet, VGG, ...)"),
             seed: int = typer.Option(0, "--seed"),
             resolutions: Optional[str] = typer.Option(None, "--resolutions",
                                                       help="comma-separated resolutions (default 128,160,192,224)"),
@@ -224,6 +226,7 @@ def profile(device: str = typer.Option(..., "--device", help="device name or .to
     dev = load_device(device)
     space = _space_from_options(resolutions, width_mults)
     pplan = ProfilePlan(n_archs=n_archs, n_kernels=n_kernels, n_kernel_profiles=n_kernel_profiles,
+                        zoo_per_family=zoo_per_family,
                         time_budget_min=time_budget_min, seed=seed)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"output path {out_dir} is a file, not a directory")
@@ -253,6 +256,140 @@ def profile(device: str = typer.Option(..., "--device", help="device name or .to
             msg += "  [time budget reached]"
         err.print(msg)
     err.print(f"profile written to {out_dir}")
+
+
+def _profile_dir(profile: Optional[Path]) -> Path:
+    from .paths import default_profile_dir
+
+    d = profile or default_profile_dir()
+    if d.exists() and not d.is_dir():
+        raise InputError(f"profile path {d} is a file; a profile is a directory")
+    if not (d / "profile.sqlite").is_file():
+        raise InputError(f"no device profile at {d} (make one with `hwnas profile --device D --out {d}`)")
+    return d
+
+
+@app.command()
+def train(profile: Path = typer.Option(..., "--profile", help="profile directory"),
+          predictor: Optional[List[str]] = typer.Option(None, "--predictor", help="train only these (repeatable)")) -> None:
+    """Fit every latency predictor on a profile and store them with it (JSON, no pickle)."""
+    from .predictors import PREDICTORS, train_all
+
+    d = _profile_dir(profile)
+    for name in predictor or []:
+        if name not in PREDICTORS:
+            raise InputError(f"unknown predictor {name!r}; choose from {', '.join(PREDICTORS)}")
+    index = train_all(d, list(predictor) if predictor else None, progress=lambda msg: err.print(msg))
+    h = index["heldout"]
+    err.print(f"held-out check ({h['n_train']} train / {h['n_test']} test architectures, canary units):")
+    for name, m in h["predictors"].items():
+        err.print(f"  {name:8s} within ±10%: {100 * m['within_10pct']:5.1f}%  within ±5%: {100 * m['within_5pct']:5.1f}%"
+                  f"  MAPE {m['mape_pct']:.2f}%")
+    err.print(f"defaults: architectures -> {index['default']['arch']}, ONNX models -> {index['default']['onnx']}")
+    err.print(f"saved to {d / 'predictors'}")
+
+
+@app.command()
+def predict(targets: List[str] = typer.Argument(..., help="architecture strings or .onnx paths"),
+            profile: Optional[Path] = typer.Option(None, "--profile", help="profile directory (default: bundled)"),
+            predictor: Optional[str] = typer.Option(None, "--predictor", help="predictor name (default per target type)"),
+            input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help="NAME=1,3,224,224"),
+            breakdown: bool = typer.Option(False, "--breakdown", help="per-kernel predictions (kernel predictor)"),
+            json_out: bool = typer.Option(False, "--json")) -> None:
+    """Predict latency (ms on the profile's device, and canary-relative) for architectures or ONNX models."""
+    from .predictors import PREDICTORS, load_predictor
+    from .predictors.base import TargetSpec
+
+    d = _profile_dir(profile)
+    if predictor is not None and predictor not in PREDICTORS:
+        raise InputError(f"unknown predictor {predictor!r}; choose from {', '.join(PREDICTORS)}")
+    shapes = _parse_shapes(input_shape)
+    specs = []
+    for t in targets:
+        if _looks_like_onnx(t):
+            from .onnx_io import load_onnx
+
+            specs.append(("onnx", TargetSpec(t, model=load_onnx(t, shapes or None).model)))
+        else:
+            specs.append(("arch", TargetSpec(t, arch=parse_arch(t))))
+    cache: dict = {}
+    results = []
+    for kind, spec in specs:
+        name = predictor or None
+        key = (name, kind)
+        if key not in cache:
+            cache[key] = load_predictor(d, name, target_kind=kind)
+        pred = cache[key]
+        rel = float(pred.predict_relative([spec])[0])
+        r = {"target": spec.name, "kind": kind, "latency_ms": rel * pred.canary_reference_ms_,
+             "relative_to_canary": rel, "predictor": pred.label,
+             "profile": str(d), "canary_reference_ms": pred.canary_reference_ms_}
+        if breakdown:
+            if not hasattr(pred, "breakdown"):
+                raise InputError(f"--breakdown needs the kernel predictor (use --predictor kernel)")
+            a, _ = pred.calibration_
+            r["kernels"] = [{"node": k.node_name, "op_type": k.op_type, "family": k.family,
+                             "latency_ms": a * k.relative * pred.canary_reference_ms_, "fallback": k.fallback}
+                            for k in pred.breakdown(spec)]
+        results.append(r)
+    if json_out:
+        _emit_json(results)
+        return
+    t = Table("target", "predicted ms", "rel. to canary", "predictor")
+    for r in results:
+        t.add_row(r["target"], f"{r['latency_ms']:.3f}", f"{r['relative_to_canary']:.3f}", r["predictor"])
+    out.print(t)
+    for r in results:
+        if "kernels" in r:
+            kt = Table("node", "op", "family", "ms", title=f"kernels of {r['target']}")
+            for k in r["kernels"]:
+                kt.add_row(k["node"], k["op_type"], k["family"] + (" (fallback)" if k["fallback"] else ""),
+                           f"{k['latency_ms']:.4f}")
+            out.print(kt)
+
+
+@app.command()
+def evaluate(profile: Optional[Path] = typer.Option(None, "--profile", help="profile directory (default: bundled)"),
+             families: bool = typer.Option(True, "--families/--no-families", help="also hold out zoo families"),
+             json_out: bool = typer.Option(False, "--json")) -> None:
+    """Held-out accuracy of every predictor, next to the measurement noise floor."""
+    from .predictors import PREDICTORS
+    from .predictors.evaluate import evaluate_families, evaluate_in_space
+    from .profile import Profile
+
+    d = _profile_dir(profile)
+    prof = Profile.load(d)
+    from .predictors.base import require_archs
+
+    require_archs("evaluate", len(prof.table("arch")), 20)
+    res = {"profile": str(d), "in_space": evaluate_in_space(prof, list(PREDICTORS), progress=lambda m: err.print(m))}
+    if families:
+        res["out_of_space"] = evaluate_families(prof, progress=lambda m: err.print(m))
+    if json_out:
+        _emit_json(res)
+        return
+    ins = res["in_space"]
+    t = Table("predictor", "MAPE %", "RMSPE %", "±5%", "±10%", "Spearman", "Kendall",
+              title=f"in-space, {ins['n_test']} held-out architectures ({ins['n_train']} for fitting)")
+    for name, m in ins["predictors"].items():
+        t.add_row(name, f"{m['mape_pct']:.2f}", f"{m['rmspe_pct']:.2f}", f"{100 * m['within_5pct']:.1f}%",
+                  f"{100 * m['within_10pct']:.1f}%", f"{m['spearman']:.4f}", f"{m['kendall']:.4f}")
+    out.print(t)
+    nf = ins["noise_floor"]
+    out.print(f"noise floor: median per-measurement spread {100 * nf['median_noise_rel']:.1f}%, "
+              f"median canary drift {100 * nf['median_abs_canary_drift']:.1f}%")
+    oos = res.get("out_of_space") or {}
+    if oos:
+        t = Table("held-out family", "n", "kernel ±10%", "kernel MAPE %", "MACs ±10%", "MACs MAPE %",
+                  title="out-of-space families (each fitted without its own models)")
+        for fam, v in oos["families"].items():
+            t.add_row(fam, str(v["kernel"]["n"]), f"{100 * v['kernel']['within_10pct']:.0f}%",
+                      f"{v['kernel']['mape_pct']:.1f}", f"{100 * v['macs']['within_10pct']:.0f}%",
+                      f"{v['macs']['mape_pct']:.1f}")
+        o = oos["overall"]
+        t.add_row("all", str(o["kernel"]["n"]), f"{100 * o['kernel']['within_10pct']:.0f}%",
+                  f"{o['kernel']['mape_pct']:.1f}", f"{100 * o['macs']['within_10pct']:.0f}%", f"{o['macs']['mape_pct']:.1f}")
+        out.print(t)
 
 
 def _showwarning(message, category, filename, lineno, file=None, line=None) -> None:

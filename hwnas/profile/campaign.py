@@ -11,6 +11,10 @@ A profile has four parts, measured in this order:
     measured end to end and profiled per kernel (records stored under its key);
 ``kernel_profile``
     per-kernel records from ORT's profiler on full models of the space;
+``zoo``
+    models of other CNN families (:mod:`hwnas.zoo`: ResNet, VGG, MobileNetV2, ShuffleNet,
+    SqueezeNet, EfficientNet, DenseNet styles), measured and profiled per kernel, so
+    predictors can be judged on whole families they never saw;
 ``arch``
     end-to-end measurements of sampled architectures, for fitting and honest evaluation.
 
@@ -36,7 +40,7 @@ from ..measure import CANARY_ARCH, CANARY_SEED, MeasureConfig, Measurer
 from ..space import Arch, Block, SearchSpace
 from .store import ProfileStore
 
-PARTS = ("block", "kernel", "kernel_profile", "arch")
+PARTS = ("block", "kernel", "kernel_profile", "zoo", "arch")
 
 
 @dataclass(frozen=True)
@@ -46,14 +50,16 @@ class ProfilePlan:
     n_archs: int = 400
     n_kernels: int = 400
     n_kernel_profiles: int = 30
+    zoo_per_family: int = 6
     time_budget_min: float = 15.0
     seed: int = 0
-    shares: dict = field(default_factory=lambda: {"block": 0.30, "kernel": 0.15, "kernel_profile": 0.10, "arch": 0.45})
+    shares: dict = field(default_factory=lambda: {"block": 0.25, "kernel": 0.15, "kernel_profile": 0.08, "zoo": 0.10,
+                                                  "arch": 0.42})
 
     def __post_init__(self) -> None:
         if self.time_budget_min <= 0:
             raise ProfileError(f"time budget must be > 0 minutes, got {self.time_budget_min}")
-        for name in ("n_archs", "n_kernels", "n_kernel_profiles"):
+        for name in ("n_archs", "n_kernels", "n_kernel_profiles", "zoo_per_family"):
             if getattr(self, name) < 0:
                 raise ProfileError(f"{name} must be >= 0")
 
@@ -123,6 +129,18 @@ def kernel_tasks(n: int, seed: int, batch: int) -> list[Task]:
     tasks = []
     for spec in KernelSampler(seed, batches=(batch,)).sample(n):
         tasks.append(Task("kernel", spec.key, spec.to_dict(), lambda s=spec: build_kernel_onnx(s), spec.macs, None))
+    return tasks
+
+
+def zoo_tasks(per_family: int) -> list[Task]:
+    from ..onnx_io import onnx_macs, onnx_params
+    from ..zoo import zoo_models
+
+    tasks = []
+    for m in zoo_models(per_family) if per_family else []:
+        model = m.build()
+        tasks.append(Task("zoo", f"zoo:{m.name}", {"family": m.family, "name": m.name, "resolution": m.resolution},
+                          m.build, onnx_macs(model), onnx_params(model)))
     return tasks
 
 
@@ -234,6 +252,7 @@ def build_profile(
             "block": lambda: block_tasks(space, device.batch_size),
             "kernel": lambda: kernel_tasks(pplan.n_kernels, pplan.seed, device.batch_size),
             "kernel_profile": lambda: arch_tasks(space, archs[: pplan.n_kernel_profiles], device.batch_size),
+            "zoo": lambda: zoo_tasks(pplan.zoo_per_family),
             "arch": lambda: arch_tasks(space, archs, device.batch_size),
         }
         budget_s = pplan.time_budget_min * 60.0
@@ -263,7 +282,7 @@ def build_profile(
                             cfg = config or (MeasureConfig.small() if part in ("block", "kernel") else MeasureConfig())
                             meas = m.measure(model, t.key, cfg)
                             # kernel-campaign graphs are also profiled per kernel, records kept under their key
-                            kp = m.profile_kernels(model, runs=5, warmup=2) if part == "kernel" else None
+                            kp = m.profile_kernels(model, runs=5, warmup=2) if part in ("kernel", "zoo") else None
                             store.add_measurement(part, t.key, t.target, meas, t.macs, t.params, kernel_profile=kp)
                         rep.done_now += 1
                         bar.advance()

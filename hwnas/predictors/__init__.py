@@ -1,0 +1,142 @@
+"""Latency predictors and their registry.
+
+Two calls, as in nn-Meter::
+
+    from hwnas.predictors import load_predictor
+    ms = load_predictor("profiles/cpu-1t").predict(["r224_w1.0_..."])   # or ONNX models
+
+Saved predictors are JSON (``DIR/predictors/<name>.json``, trees as arrays, no pickle) with an
+``index.json`` naming the default predictor per target type, chosen by held-out accuracy.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..errors import HwnasError, InputError
+from ..paths import default_profile_dir
+from .base import LatencyPredictor, NotTrainedError
+from .kernel import KernelPredictor
+from .learned import LearnedPredictor
+from .lut import LutPredictor
+from .macs import MacsPredictor
+
+FORMAT_VERSION = 1
+
+PREDICTORS: dict[str, Callable[[], LatencyPredictor]] = {
+    "macs": lambda: MacsPredictor("macs"),
+    "macs+": lambda: MacsPredictor("macs+"),
+    "lut": LutPredictor,
+    "learned": LearnedPredictor,
+    "kernel": KernelPredictor,
+}
+_CLASSES = {"macs": MacsPredictor, "lut": LutPredictor, "learned": LearnedPredictor, "kernel": KernelPredictor}
+
+
+def make_predictor(name: str) -> LatencyPredictor:
+    if name not in PREDICTORS:
+        raise InputError(f"unknown predictor {name!r}; choose from {', '.join(PREDICTORS)}")
+    return PREDICTORS[name]()
+
+
+def predictors_dir(profile_dir: str | Path) -> Path:
+    return Path(profile_dir) / "predictors"
+
+
+def save_predictor(pred: LatencyPredictor, profile_dir: str | Path, name: str) -> Path:
+    from .serialize import save_json
+
+    d = pred.to_dict()
+    d["format_version"] = FORMAT_VERSION
+    path = predictors_dir(profile_dir) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_json(d, path)
+    return path
+
+
+def _read_predictor(path: Path) -> LatencyPredictor:
+    from .serialize import load_json
+
+    try:
+        d = load_json(path)
+    except ValueError as e:
+        raise HwnasError(f"saved predictor {path} is corrupt or truncated ({e}); re-run `hwnas train`") from None
+    if int(d.get("format_version", 0)) > FORMAT_VERSION:
+        raise HwnasError(f"saved predictor {path} has format {d.get('format_version')}; upgrade hwnas to read it")
+    cls = _CLASSES.get(d.get("name"))
+    if cls is None:
+        raise HwnasError(f"saved predictor {path} names an unknown predictor {d.get('name')!r}")
+    try:
+        return cls.from_dict(d)
+    except (KeyError, TypeError, ValueError) as e:
+        raise HwnasError(f"saved predictor {path} is corrupt ({e.__class__.__name__}: {e}); re-run `hwnas train`") from None
+
+
+def read_index(profile_dir: str | Path) -> dict:
+    from .serialize import load_json
+
+    path = predictors_dir(profile_dir) / "index.json"
+    if not path.is_file():
+        raise NotTrainedError(f"profile {profile_dir} has no trained predictors; run `hwnas train --profile {profile_dir}`")
+    try:
+        return load_json(path)
+    except ValueError as e:
+        raise HwnasError(f"predictor index {path} is corrupt ({e}); re-run `hwnas train`") from None
+
+
+def load_predictor(profile_dir: str | Path | None = None, name: str | None = None,
+                   target_kind: str = "arch") -> LatencyPredictor:
+    """A trained predictor of a profile (default: the bundled reference profile).
+
+    ``name=None`` picks the profile's default for ``target_kind`` (``arch`` or ``onnx``).
+    """
+    profile_dir = Path(profile_dir) if profile_dir else default_profile_dir()
+    if name is not None and name not in PREDICTORS:
+        raise InputError(f"unknown predictor {name!r}; choose from {', '.join(PREDICTORS)}")
+    if not (profile_dir / "profile.sqlite").is_file():
+        raise InputError(f"no device profile at {profile_dir}")
+    index = read_index(profile_dir)
+    name = name or index["default"][target_kind]
+    path = predictors_dir(profile_dir) / f"{name}.json"
+    if not path.is_file():
+        raise NotTrainedError(f"predictor {name!r} was not trained for {profile_dir}; run `hwnas train --profile {profile_dir}`")
+    return _read_predictor(path)
+
+
+def train_all(profile_dir: str | Path, names: list[str] | None = None, progress=None) -> dict:
+    """Fit every predictor on the whole profile, choose defaults by held-out accuracy, save all.
+
+    Returns the index written to ``DIR/predictors/index.json``.
+    """
+    from .. import __version__
+    from ..profile import Profile
+    from .evaluate import choose_defaults, evaluate_in_space
+    from .serialize import save_json
+
+    profile = Profile.load(profile_dir)
+    names = names or list(PREDICTORS)
+    heldout = evaluate_in_space(profile, names=[n for n in names if n != "kernel"], progress=progress)
+    trained = {}
+    for name in names:
+        t0 = time.perf_counter()
+        pred = make_predictor(name).fit(profile)
+        save_predictor(pred, profile_dir, name)
+        trained[name] = {"fit_s": round(time.perf_counter() - t0, 2)}
+        if progress:
+            progress(f"trained {name}")
+    index = {
+        "format_version": FORMAT_VERSION,
+        "hwnas_version": __version__,
+        "trained_at": time.time(),
+        "predictors": trained,
+        "default": choose_defaults(heldout, names),
+        "heldout": heldout,
+    }
+    save_json(index, predictors_dir(profile_dir) / "index.json")
+    return index
+
+
+__all__ = ["LatencyPredictor", "MacsPredictor", "LutPredictor", "LearnedPredictor", "KernelPredictor",
+           "PREDICTORS", "make_predictor", "load_predictor", "save_predictor", "train_all", "NotTrainedError"]

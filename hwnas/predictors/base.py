@@ -1,0 +1,126 @@
+"""The latency-predictor interface (scikit-learn style) and what predictors are fitted on.
+
+Every predictor works in **canary units** internally (latency / the canary's latency, measured
+right before and after), which survive the machine's drift; ``predict`` multiplies by the
+profile's canary reference to give milliseconds on the profile's device, and
+``predict_relative`` gives the canary-relative figure a user can rescale to today's machine
+(``hwnas measure`` of the canary).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Sequence, Union
+
+import numpy as np
+import onnx
+
+from ..errors import HwnasError, InputError
+from ..space import Arch, SearchSpace
+
+Target = Union[Arch, str, onnx.ModelProto]
+
+
+class NotTrainedError(HwnasError):
+    """A predictor was used before ``fit`` (or a profile holds no trained predictor)."""
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A resolved prediction target: an architecture of the space, or any ONNX model."""
+
+    name: str
+    arch: Arch | None = None
+    model: onnx.ModelProto | None = None
+
+
+def resolve(target: Target, space: SearchSpace | None = None) -> TargetSpec:
+    if isinstance(target, TargetSpec):
+        return target
+    if isinstance(target, Arch):
+        return TargetSpec(str(target), arch=target)
+    if isinstance(target, onnx.ModelProto):
+        return TargetSpec(target.graph.name or "model", model=target)
+    if isinstance(target, str):
+        if target.endswith(".onnx"):
+            from ..onnx_io import load_onnx
+
+            return TargetSpec(target, model=load_onnx(target).model)
+        try:
+            a = (space.parse(target) if space else Arch.parse(target))
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        return TargetSpec(target, arch=a)
+    raise InputError(f"cannot predict a {type(target).__name__}; give an architecture or an ONNX model")
+
+
+class LatencyPredictor:
+    """Base class.  Subclasses set ``name``, implement ``fit`` and ``_predict_relative``.
+
+    ``__init__`` only stores parameters; learned state ends in ``_``; ``fit`` returns self.
+    """
+
+    name: ClassVar[str] = "base"
+    handles_onnx: ClassVar[bool] = False
+    #: fewest end-to-end architectures needed to fit
+    min_archs: ClassVar[int] = 10
+
+    @property
+    def label(self) -> str:
+        """The registry name this predictor is known by (``hwnas predict --predictor``)."""
+        return self.name
+
+    # -- scikit-learn protocol --------------------------------------------------------------
+    def get_params(self) -> dict:
+        import inspect
+
+        sig = inspect.signature(type(self).__init__)
+        return {k: getattr(self, k) for k in sig.parameters if k != "self"}
+
+    def is_fitted(self) -> bool:
+        return any(k.endswith("_") and not k.startswith("__") for k in vars(self))
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted():
+            raise NotTrainedError(f"predictor {self.name!r} is not trained; run `hwnas train --profile DIR` first")
+
+    # -- prediction -------------------------------------------------------------------------
+    def predict_relative(self, targets: Sequence[Target]) -> np.ndarray:
+        """Latency in canary units, one per target, in order."""
+        self._check_fitted()
+        specs = [resolve(t, getattr(self, "space_", None)) for t in targets]
+        if not self.handles_onnx:
+            bad = [s.name for s in specs if s.arch is None]
+            if bad:
+                raise InputError(
+                    f"predictor {self.name!r} handles architectures of the space only, not ONNX models "
+                    f"({bad[0]}); use --predictor kernel"
+                )
+        return np.asarray(self._predict_relative(specs), dtype=np.float64)
+
+    def predict(self, targets: Sequence[Target]) -> np.ndarray:
+        """Latency in ms on the profile's device (canary units x the profile's canary reference)."""
+        return self.predict_relative(targets) * self.canary_reference_ms_
+
+    def _predict_relative(self, specs: Sequence[TargetSpec]) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- persistence ------------------------------------------------------------------------
+    def to_dict(self) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LatencyPredictor":  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _fit_error(name: str, have: int, need: int) -> HwnasError:
+    return HwnasError(
+        f"profile too small to fit predictor {name!r}: it has {have} measured architectures, needs at least {need}"
+    )
+
+
+def require_archs(name: str, n: int, need: int) -> None:
+    if n < need:
+        raise _fit_error(name, n, need)
+

@@ -1,0 +1,119 @@
+"""Honest evaluation: predictors fitted on one part of a profile, judged on what they never saw.
+
+In-space: the profile's end-to-end architectures are split 50/50 by a hash of their string;
+every predictor is fitted on the train half and scored on the test half, in canary units,
+next to the measurement noise floor.  Out-of-space: each model family of the zoo is held out
+in turn (GroupKFold-style); the kernel predictor is fitted without any of its models.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy import stats
+
+from ..profile import Profile
+from .data import arch_data, holdout_split
+
+FAST_ARCH_PREDICTORS = ("lut", "learned", "macs", "macs+")
+
+
+def metrics(predicted: np.ndarray, measured: np.ndarray) -> dict:
+    """MAPE, RMSPE (percent), share within ±5% / ±10%, Spearman and Kendall."""
+    p = np.asarray(predicted, dtype=float)
+    m = np.asarray(measured, dtype=float)
+    err = p / m - 1.0
+    out = {
+        "n": int(len(m)),
+        "mape_pct": float(100 * np.mean(np.abs(err))),
+        "rmspe_pct": float(100 * np.sqrt(np.mean(err**2))),
+        "within_5pct": float(np.mean(np.abs(err) <= 0.05)),
+        "within_10pct": float(np.mean(np.abs(err) <= 0.10)),
+    }
+    if len(m) >= 3:
+        out["spearman"] = float(stats.spearmanr(p, m).statistic)
+        out["kendall"] = float(stats.kendalltau(p, m).statistic)
+    return out
+
+
+def noise_floor(profile: Profile, keys: Sequence[str]) -> dict:
+    df = profile.table("arch")
+    df = df[df["key"].isin(set(keys))]
+    return {"median_noise_rel": float(df["noise_rel"].median()),
+            "median_abs_canary_drift": float(df["canary_drift"].abs().median())}
+
+
+def evaluate_in_space(profile: Profile, names: Sequence[str], test_fraction: float = 0.5,
+                      progress: Callable[[str], None] | None = None) -> dict:
+    from . import make_predictor
+
+    keys = list(profile.table("arch")["key"])
+    train, test = holdout_split(keys, test_fraction)
+    test_data = arch_data(profile, test)
+    out = {"n_train": len(train), "n_test": len(test), "noise_floor": noise_floor(profile, test), "predictors": {}}
+    for name in names:
+        pred = make_predictor(name).fit(profile, train)
+        out["predictors"][name] = metrics(pred.predict_relative(test_data.archs), test_data.relative)
+        if progress:
+            progress(f"evaluated {name}")
+    return out
+
+
+def zoo_table(profile: Profile):
+    """Measured zoo models of the profile (kind ``zoo``), with their family."""
+    df = profile.table("zoo")
+    if df.empty:
+        return df
+    df["family"] = df["target"].map(lambda t: t["family"])
+    df["name"] = df["target"].map(lambda t: t["name"])
+    return df
+
+
+def evaluate_families(profile: Profile, progress: Callable[[str], None] | None = None) -> dict:
+    """Hold out each zoo family in turn; fit kernel and MACs predictors without it."""
+    from ..zoo import zoo_models
+    from .kernel import KernelPredictor
+    from .macs import MacsPredictor
+
+    df = zoo_table(profile)
+    if df.empty:
+        return {}
+    models = {m.name: m for m in zoo_models()}
+    macs = MacsPredictor("macs").fit(profile)  # in-space archs only: never sees a family
+    out: dict = {"families": {}}
+    all_p, all_m, all_macs = [], [], []
+    for fam, g in df.groupby("family"):
+        held = list(g["key"])
+        kp = KernelPredictor().fit(profile, exclude_models=held)
+        onnx_models = [models[n].build() for n in g["name"]]
+        pred = kp.predict_relative(onnx_models)
+        pm = macs.predict_relative(onnx_models)
+        meas = g["relative_to_canary"].to_numpy(float)
+        out["families"][fam] = {"kernel": metrics(pred, meas), "macs": metrics(pm, meas),
+                                "models": [{"name": n, "measured": float(y), "kernel": float(p), "macs": float(q)}
+                                           for n, y, p, q in zip(g["name"], meas, pred, pm)]}
+        all_p += list(pred)
+        all_m += list(meas)
+        all_macs += list(pm)
+        if progress:
+            progress(f"held out {fam}")
+    out["overall"] = {"kernel": metrics(np.array(all_p), np.array(all_m)),
+                      "macs": metrics(np.array(all_macs), np.array(all_m))}
+    return out
+
+
+def choose_defaults(heldout: dict, names: Sequence[str]) -> dict:
+    """Default per target type: for architectures the most accurate vectorized predictor
+    (search needs >= 100k predictions/s), ranked by share within ±10%, then ±5%, then MAPE;
+    for ONNX models the kernel predictor (the only one that reads any graph's kernels)."""
+    cands = [n for n in names if n in FAST_ARCH_PREDICTORS and n in heldout.get("predictors", {})]
+    if not cands:
+        arch_default = "lut"
+    else:
+        def rank(n):
+            m = heldout["predictors"][n]
+            return (m["within_10pct"], m["within_5pct"], -m["mape_pct"])
+
+        arch_default = max(cands, key=rank)
+    return {"arch": arch_default, "onnx": "kernel" if "kernel" in names else "macs"}

@@ -1,0 +1,234 @@
+"""Kernel-level predictor (nn-Meter's idea, with ONNX Runtime doing the fusion): any ONNX CNN.
+
+1. ORT optimizes the model with the device's settings; its post-fusion kernels and shapes are
+   read from one untimed run (:mod:`.kernel_features`).
+2. Each kernel is featurized and predicted by the regressor of its family (conv, dwconv,
+   pwconv, gconv, gemm, pool, globalpool, activation, elementwise, concat, memory, reorder,
+   batchnorm): gradient-boosted trees on log features, predicting log(duration / work) where
+   work is the kernel's MACs (weighted kernels) or bytes moved (the rest).
+3. The kernel sum is calibrated to unprofiled end-to-end latency: ``a * sum + b``, fitted on
+   profiled full models (the profiler inflates small kernels; ``b`` is per-run overhead).
+
+Training data: the kernel campaign (standalone ops over real-CNN shape ranges) and the
+kernel records of profiled full models, all in canary units.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..devices import DeviceSpec
+from ..measure import KernelRecord
+from ..profile import Profile
+from ..space import Arch, SearchSpace
+from .base import LatencyPredictor, TargetSpec
+from .data import kernel_data, model_end_to_end
+from .kernel_features import FAMILIES, featurize_records, optimized_kernels, records_from_frame
+from .serialize import export_model, import_model
+
+
+class UncoveredOpsWarning(UserWarning):
+    """A model holds ops no kernel family covers; they were predicted by a fallback."""
+
+
+@dataclass(frozen=True)
+class KernelPrediction:
+    node_name: str
+    op_type: str
+    family: str
+    relative: float  # canary units, before end-to-end calibration
+    fallback: bool
+
+
+class KernelPredictor(LatencyPredictor):
+    name = "kernel"
+    handles_onnx = True
+    min_archs = 3
+
+    def __init__(self, n_estimators: int = 200, max_depth: int = 4, learning_rate: float = 0.1,
+                 min_family_rows: int = 30, seed: int = 0) -> None:
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.min_family_rows = min_family_rows
+        self.seed = seed
+
+    # -- fitting ----------------------------------------------------------------------------
+    def fit(self, profile: Profile, archs: Sequence[str] | None = None,
+            exclude_models: Sequence[str] = ()) -> "KernelPredictor":
+        """Fit on ``profile``.  ``archs`` restricts which end-to-end architectures' kernel
+        records and timings may be used (a held-out split stays unseen); ``exclude_models``
+        removes more profiled models (e.g. a held-out model family)."""
+        from sklearn.ensemble import GradientBoostingRegressor
+
+        exclude = set(exclude_models)
+        kp = profile.kernel_profiles
+        arch_keys = set(profile.table("arch")["key"])
+        if archs is not None:
+            allowed = set(archs)
+            exclude |= {k for k in kp["arch"] if (k in arch_keys or _is_arch(k)) and k not in allowed}
+        kd = kernel_data(profile, exclude)
+        if len(kd.rows) == 0:
+            from ..errors import HwnasError
+
+            raise HwnasError("profile holds no kernel records; re-run `hwnas profile` with kernel parts")
+        fams = np.array([r.family for r in kd.rows])
+        X = np.array([r.features for r in kd.rows])
+        y = np.log(kd.relative / np.array([r.work for r in kd.rows]))
+        self.families_: dict[str, dict] = {}
+        for fam in FAMILIES:
+            m = fams == fam
+            n = int(m.sum())
+            if n == 0:
+                continue
+            if n >= self.min_family_rows:
+                est = GradientBoostingRegressor(n_estimators=self.n_estimators, max_depth=self.max_depth,
+                                                learning_rate=self.learning_rate, subsample=0.8,
+                                                random_state=self.seed)
+                est.fit(X[m], y[m])
+                self.families_[fam] = {"rows": n, "model": export_model(est)}
+            else:
+                self.families_[fam] = {"rows": n, "constant": float(np.median(y[m]))}
+        mem = np.isin(fams, ["elementwise", "memory", "activation"])
+        self.fallback_log_rate_ = float(np.median(y[mem] if mem.any() else y))
+        self._compiled = {}
+        # calibration on profiled full models (not the campaign's single-op graphs)
+        campaign = set(profile.table("kernel")["key"])
+        e2e = model_end_to_end(profile)
+        e2e = e2e[~e2e["arch"].isin(campaign | exclude)]
+        kr = profile.kernel_records
+        sel = kr[kr["arch"].isin(set(e2e["arch"]))]
+        by_model: dict[str, list[KernelRecord]] = {}
+        for key, r in zip(sel["arch"], records_from_frame(sel)):
+            by_model.setdefault(key, []).append(r)
+        sums = np.array([sum(p.relative for p in self._predict_records(by_model.get(k, []))) for k in e2e["arch"]])
+        ys = e2e["relative"].to_numpy(float)
+        if len(ys) >= 3:
+            w = 1.0 / ys
+            coef, *_ = np.linalg.lstsq(np.stack([sums * w, w], axis=1), ys * w, rcond=None)
+            self.calibration_ = (float(coef[0]), float(coef[1]))
+        else:
+            self.calibration_ = (1.0, 0.0)
+        self.n_calibration_models_ = int(len(ys))
+        self.device_ = profile.device.to_dict()
+        self.space_ = profile.space
+        self.canary_reference_ms_ = profile.canary_reference_ms
+        return self
+
+    # -- prediction -------------------------------------------------------------------------
+    def _model(self, fam: str):
+        if not hasattr(self, "_compiled"):
+            self._compiled = {}
+        if fam not in self._compiled:
+            self._compiled[fam] = import_model(self.families_[fam]["model"])
+        return self._compiled[fam]
+
+    def _predict_records(self, records: Sequence[KernelRecord]) -> list[KernelPrediction]:
+        rows, uncovered = featurize_records(records)
+        out: list[KernelPrediction] = []
+        by_fam: dict[str, list[int]] = {}
+        for i, r in enumerate(rows):
+            by_fam.setdefault(r.family, []).append(i)
+        logs = np.zeros(len(rows))
+        fallback = np.zeros(len(rows), dtype=bool)
+        for fam, idx in by_fam.items():
+            info = self.families_.get(fam)
+            if info is None:
+                logs[idx] = self.fallback_log_rate_
+                fallback[idx] = True
+            elif "constant" in info:
+                logs[idx] = info["constant"]
+            else:
+                logs[idx] = self._model(fam).predict(np.array([rows[i].features for i in idx]))
+        for i, r in enumerate(rows):
+            out.append(KernelPrediction(r.name, r.op_type, r.family, float(np.exp(logs[i]) * r.work), bool(fallback[i])))
+        for rec in uncovered:
+            nbytes = 4.0 * (sum(int(np.prod(s)) for s in rec.input_shapes) + sum(int(np.prod(s)) for s in rec.output_shapes))
+            out.append(KernelPrediction(rec.node_name, rec.op_type, "uncovered",
+                                        float(np.exp(self.fallback_log_rate_) * max(nbytes, 1.0)), True))
+        return out
+
+    def kernels(self, target) -> list[KernelRecord]:
+        """Post-fusion kernels of a target under the profile's device settings."""
+        spec = target if isinstance(target, TargetSpec) else None
+        if spec is None:
+            from .base import resolve
+
+            spec = resolve(target, self.space_)
+        device = DeviceSpec.from_dict(self.device_)
+        if spec.model is not None:
+            model = spec.model
+        else:
+            from ..builders.onnx_graph import build_onnx
+
+            model = build_onnx(spec.arch, batch=device.batch_size)
+        return optimized_kernels(model, device)
+
+    def breakdown(self, target) -> list[KernelPrediction]:
+        """Per-kernel predictions (canary units, before calibration) for one target."""
+        self._check_fitted()
+        preds = self._predict_records(self.kernels(target))
+        self._warn_uncovered(preds, target)
+        return preds
+
+    @staticmethod
+    def _warn_uncovered(preds: Sequence[KernelPrediction], target) -> None:
+        unc = [p for p in preds if p.family == "uncovered" or p.fallback]
+        if unc:
+            ops = sorted({p.op_type for p in unc})
+            share = sum(p.relative for p in unc) / max(sum(p.relative for p in preds), 1e-12)
+            name = target if isinstance(target, str) else getattr(target, "name", "model")
+            warnings.warn(
+                f"{name}: ops {', '.join(ops)} are not covered by any kernel family; predicted with a "
+                f"bytes-moved fallback ({100 * share:.1f}% of the predicted kernel time, 0% of MACs counted)",
+                UncoveredOpsWarning, stacklevel=3,
+            )
+
+    def _predict_relative(self, specs: Sequence[TargetSpec]) -> np.ndarray:
+        a, b = self.calibration_
+        out = []
+        for s in specs:
+            preds = self._predict_records(self.kernels(s))
+            self._warn_uncovered(preds, s.name)
+            out.append(a * sum(p.relative for p in preds) + b)
+        return np.asarray(out)
+
+    def calibrate_sum(self, kernel_sum_relative: float) -> float:
+        a, b = self.calibration_
+        return a * kernel_sum_relative + b
+
+    # -- persistence ------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        self._check_fitted()
+        return {"name": self.name, "params": self.get_params(), "families": self.families_,
+                "fallback_log_rate": self.fallback_log_rate_, "calibration": list(self.calibration_),
+                "n_calibration_models": self.n_calibration_models_, "device": self.device_,
+                "space": self.space_.to_dict(), "canary_reference_ms": self.canary_reference_ms_}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "KernelPredictor":
+        p = cls(**d["params"])
+        p.families_ = dict(d["families"])
+        unknown = set(p.families_) - set(FAMILIES)
+        if unknown:
+            raise ValueError(f"unknown kernel families {sorted(unknown)}")
+        p._compiled = {f: import_model(v["model"]) for f, v in p.families_.items() if "model" in v}
+        p.fallback_log_rate_ = float(d["fallback_log_rate"])
+        p.calibration_ = tuple(float(x) for x in d["calibration"])
+        p.n_calibration_models_ = int(d.get("n_calibration_models", 0))
+        p.device_ = DeviceSpec.from_dict(d["device"]).to_dict()
+        p.space_ = SearchSpace.from_dict(d["space"])
+        p.canary_reference_ms_ = float(d["canary_reference_ms"])
+        return p
+
+
+def _is_arch(key: str) -> bool:
+    try:
+        Arch.parse(key)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,177 @@
+"""Post-fusion kernels of any ONNX model, and the features a kernel-level predictor reads.
+
+ONNX Runtime does the fusion for us: the model is optimized with the device's settings and
+run **once** with the profiler on, which yields every kernel ORT really executes (``FusedConv``,
+NCHWc ``Conv`` with a fused activation and residual, ``ReorderInput`` ...) with its shapes.
+Durations from that run are discarded: nothing here is a latency measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import onnx
+
+from ..devices import DeviceSpec
+from ..measure import KernelRecord, make_session, optimized_node_attributes, parse_kernel_trace, random_feed
+
+FAMILIES = ("conv", "dwconv", "pwconv", "gconv", "gemm", "pool", "globalpool", "activation", "elementwise",
+            "concat", "memory", "reorder", "batchnorm")
+
+_ACTIVATIONS = {"Relu", "HardSwish", "HardSigmoid", "Sigmoid", "QuickGelu", "Clip", "Tanh", "LeakyRelu", "Gelu",
+                "Softmax", "Erf", "Elu", "Selu", "Swish", "Silu", "PRelu", "Softplus"}
+_ELEMENTWISE = {"Add", "Mul", "Sub", "Div", "Sum", "Max", "Min", "Pow", "Sqrt", "Neg", "Abs", "Exp", "Log"}
+_MEMORY = {"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Split", "Slice", "Gather",
+           "Pad", "Expand", "Tile", "Cast", "Shape", "DepthToSpace", "SpaceToDepth", "Resize", "Upsample"}
+_POOL = {"MaxPool", "AveragePool", "LpPool"}
+_GLOBALPOOL = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax"}
+_GEMM = {"Gemm", "MatMul", "FusedMatMul", "FusedGemm"}
+_CONV = {"Conv", "FusedConv", "ConvTranspose"}
+
+FEATURE_NAMES = (
+    "log_out_elems", "log_in_elems", "log_macs", "log_weight_elems", "log_bytes", "log_intensity",
+    "in_ch", "out_ch", "log_in_hw", "log_out_hw", "kernel", "stride", "log_groups", "has_activation",
+    "has_residual", "n_inputs",
+)
+
+
+@dataclass(frozen=True)
+class KernelRow:
+    """One kernel, featurized.  ``work`` normalizes the regression target (MACs or bytes)."""
+
+    family: str
+    op_type: str
+    name: str
+    features: tuple[float, ...]
+    work: float
+
+
+def _prod(shape: Sequence[int]) -> int:
+    return int(np.prod(shape)) if len(shape) else 1
+
+
+def kernel_family(op_type: str, input_shapes: Sequence[Sequence[int]]) -> str | None:
+    """The family a post-fusion kernel belongs to, or ``None`` when no family covers it."""
+    if op_type in _CONV:
+        if len(input_shapes) < 2 or len(input_shapes[0]) != 4 or len(input_shapes[1]) != 4:
+            return "conv"
+        cin = input_shapes[0][1]
+        w = input_shapes[1]
+        groups = max(1, cin // max(1, w[1]))
+        if groups > 1 and groups == cin:
+            return "dwconv"
+        if groups > 1:
+            return "gconv"
+        if w[2] == 1 and w[3] == 1:
+            return "pwconv"
+        return "conv"
+    if op_type in _GEMM:
+        return "gemm"
+    if op_type in _POOL:
+        return "pool"
+    if op_type in _GLOBALPOOL:
+        return "globalpool"
+    if op_type in _ACTIVATIONS:
+        return "activation"
+    if op_type in _ELEMENTWISE:
+        return "elementwise"
+    if op_type == "Concat":
+        return "concat"
+    if op_type in _MEMORY:
+        return "memory"
+    if op_type in ("ReorderInput", "ReorderOutput"):
+        return "reorder"
+    if op_type == "BatchNormalization":
+        return "batchnorm"
+    return None
+
+
+def kernel_macs(op_type: str, input_shapes: Sequence[Sequence[int]], output_shapes: Sequence[Sequence[int]]) -> int:
+    out = _prod(output_shapes[0]) if output_shapes else 0
+    if op_type in _CONV and len(input_shapes) >= 2 and len(input_shapes[1]) >= 3:
+        return out * _prod(input_shapes[1][1:])
+    if op_type in _GEMM and input_shapes and input_shapes[0]:
+        return out * int(input_shapes[0][-1])
+    return 0
+
+
+def featurize(op_type: str, input_shapes: Sequence[Sequence[int]], output_shapes: Sequence[Sequence[int]],
+              attributes: dict, name: str = "") -> KernelRow | None:
+    fam = kernel_family(op_type, input_shapes)
+    if fam is None:
+        return None
+    ins = [tuple(s) for s in input_shapes]
+    outs = [tuple(s) for s in output_shapes]
+    x = ins[0] if ins else ()
+    y = outs[0] if outs else ()
+    out_elems = _prod(y) if y else 0
+    in_elems = _prod(x) if x else 0
+    macs = kernel_macs(op_type, ins, outs)
+    is_weighted = fam in ("conv", "dwconv", "pwconv", "gconv", "gemm")
+    weight_elems = sum(_prod(s) for s in ins[1:]) if is_weighted else 0
+    act_elems = sum(_prod(s) for s in ins) - weight_elems + sum(_prod(s) for s in outs)
+    nbytes = 4.0 * (act_elems + weight_elems)
+    in_ch = x[1] if len(x) >= 2 else (x[-1] if x else 0)
+    out_ch = y[1] if len(y) >= 2 else 0
+    in_hw = x[2] * x[3] if len(x) == 4 else 1
+    out_hw = y[2] * y[3] if len(y) == 4 else 1
+    kernel, stride, groups = 0, 1, 1
+    if fam in ("conv", "dwconv", "pwconv", "gconv") and len(ins) >= 2 and len(ins[1]) == 4:
+        kernel = ins[1][2]
+        groups = max(1, in_ch // max(1, ins[1][1]))
+        stride = int(attributes.get("strides", [0])[0]) or (round(math.sqrt(in_hw / max(out_hw, 1))) or 1)
+    elif fam == "pool":
+        ks = attributes.get("kernel_shape") or [0]
+        kernel = int(ks[0])
+        stride = int((attributes.get("strides") or [1])[0])
+    has_act = float(bool(attributes.get("activation")) or fam == "activation")
+    has_res = float(fam in ("conv", "pwconv", "dwconv", "gconv") and len(ins) >= 4)
+    feats = (
+        math.log2(out_elems + 1), math.log2(in_elems + 1), math.log2(macs + 1), math.log2(weight_elems + 1),
+        math.log2(nbytes + 1), math.log2((macs + 1) / (nbytes + 1)),
+        float(in_ch), float(out_ch), math.log2(in_hw), math.log2(out_hw), float(kernel), float(stride),
+        math.log2(groups), has_act, has_res, float(len(ins)),
+    )
+    work = float(macs) if is_weighted else nbytes
+    return KernelRow(fam, op_type, name, feats, max(work, 1.0))
+
+
+def featurize_records(records: Iterable[KernelRecord]) -> tuple[list[KernelRow], list[KernelRecord]]:
+    """Featurized rows, and the records no family covers."""
+    rows, uncovered = [], []
+    for r in records:
+        row = featurize(r.op_type, r.input_shapes, r.output_shapes, r.attributes, r.node_name)
+        if row is None:
+            uncovered.append(r)
+        else:
+            rows.append(row)
+    return rows, uncovered
+
+
+def records_from_frame(df) -> list[KernelRecord]:
+    """Kernel records as stored in a profile (``Profile.kernel_records``)."""
+    out = []
+    for r in df.itertuples(index=False):
+        out.append(KernelRecord(r.node_name, r.op_type, r.domain, tuple(tuple(s) for s in r.input_shapes),
+                                tuple(tuple(s) for s in r.output_shapes), r.attributes, float(r.duration_ms),
+                                int(r.node_index)))
+    return out
+
+
+def optimized_kernels(model: onnx.ModelProto | bytes, device: DeviceSpec) -> list[KernelRecord]:
+    """The post-fusion kernels ORT runs for ``model`` under ``device``'s settings (one untimed run)."""
+    with tempfile.TemporaryDirectory(prefix="hwnas-opt-") as tmp:
+        opt = os.path.join(tmp, "optimized.onnx")
+        sess = make_session(model, device, profile_prefix=os.path.join(tmp, "trace"), optimized_path=opt)
+        sess.run(None, random_feed(sess, 0))
+        trace = sess.end_profiling()
+        events = json.loads(Path(trace).read_text())
+        attrs = optimized_node_attributes(opt)
+    return parse_kernel_trace(events, attrs, skip_runs=0)
