@@ -283,6 +283,9 @@ def train(profile: Path = typer.Option(..., "--profile", help="profile directory
     h = index["heldout"]
     err.print(f"held-out check ({h['n_train']} train / {h['n_test']} test architectures, canary units):")
     for name, m in h["predictors"].items():
+        if "error" in m:
+            err.print(f"  {name:8s} not evaluated: {m['error']}")
+            continue
         err.print(f"  {name:8s} within ±10%: {100 * m['within_10pct']:5.1f}%  within ±5%: {100 * m['within_5pct']:5.1f}%"
                   f"  MAPE {m['mape_pct']:.2f}%")
     err.print(f"defaults: architectures -> {index['default']['arch']}, ONNX models -> {index['default']['onnx']}")
@@ -309,7 +312,7 @@ def predict(targets: List[str] = typer.Argument(..., help="architecture strings 
         if _looks_like_onnx(t):
             from .onnx_io import load_onnx
 
-            specs.append(("onnx", TargetSpec(t, model=load_onnx(t, shapes or None).model)))
+            specs.append(("onnx", TargetSpec(t, model=load_onnx(t, shapes or None).model, path=None if shapes else t)))
         else:
             specs.append(("arch", TargetSpec(t, arch=parse_arch(t))))
     cache: dict = {}
@@ -327,10 +330,12 @@ def predict(targets: List[str] = typer.Argument(..., help="architecture strings 
         if breakdown:
             if not hasattr(pred, "breakdown"):
                 raise InputError(f"--breakdown needs the kernel predictor (use --predictor kernel)")
-            a, _ = pred.calibration_
+            kernels = pred.breakdown(spec)
+            # share the calibrated end-to-end figure out in proportion to each kernel's prediction
+            scale = rel / max(sum(k.relative for k in kernels), 1e-12)
             r["kernels"] = [{"node": k.node_name, "op_type": k.op_type, "family": k.family,
-                             "latency_ms": a * k.relative * pred.canary_reference_ms_, "fallback": k.fallback}
-                            for k in pred.breakdown(spec)]
+                             "latency_ms": scale * k.relative * pred.canary_reference_ms_, "fallback": k.fallback}
+                            for k in kernels]
         results.append(r)
     if json_out:
         _emit_json(results)
@@ -372,6 +377,9 @@ def evaluate(profile: Optional[Path] = typer.Option(None, "--profile", help="pro
     t = Table("predictor", "MAPE %", "RMSPE %", "±5%", "±10%", "Spearman", "Kendall",
               title=f"in-space, {ins['n_test']} held-out architectures ({ins['n_train']} for fitting)")
     for name, m in ins["predictors"].items():
+        if "error" in m:
+            t.add_row(name, m["error"], "", "", "", "", "")
+            continue
         t.add_row(name, f"{m['mape_pct']:.2f}", f"{m['rmspe_pct']:.2f}", f"{100 * m['within_5pct']:.1f}%",
                   f"{100 * m['within_10pct']:.1f}%", f"{m['spearman']:.4f}", f"{m['kendall']:.4f}")
     out.print(t)

@@ -207,14 +207,21 @@ def session_options(device: DeviceSpec):
     return so
 
 
-def _model_bytes(model: onnx.ModelProto | bytes) -> bytes:
-    return model if isinstance(model, bytes) else model.SerializeToString()
+def _model_source(model: onnx.ModelProto | bytes | str | os.PathLike) -> bytes | str:
+    if isinstance(model, (bytes, str)):
+        return model
+    if isinstance(model, os.PathLike):
+        return os.fspath(model)
+    return model.SerializeToString()
 
 
-def make_session(model: onnx.ModelProto | bytes, device: DeviceSpec, *, profile_prefix: str | None = None,
-                 optimized_path: str | None = None):
-    """An InferenceSession configured from ``device``.  Call inside :func:`pinned` so its
-    threads inherit the core affinity."""
+def make_session(model: onnx.ModelProto | bytes | str | os.PathLike, device: DeviceSpec, *,
+                 profile_prefix: str | None = None, optimized_path: str | None = None):
+    """An InferenceSession configured from ``device`` (model as proto, bytes or file path).
+
+    Call inside :func:`pinned` so its threads inherit the core affinity.  With
+    ``optimized_path`` the optimized graph is saved there, its weights in a side file, so
+    reading the graph back is cheap."""
     import onnxruntime as ort
 
     so = session_options(device)
@@ -223,8 +230,11 @@ def make_session(model: onnx.ModelProto | bytes, device: DeviceSpec, *, profile_
         so.profile_file_prefix = profile_prefix
     if optimized_path:
         so.optimized_model_filepath = optimized_path
+        so.add_session_config_entry("session.optimized_model_external_initializers_file_name",
+                                    os.path.basename(optimized_path) + ".weights")
+        so.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
     try:
-        return ort.InferenceSession(_model_bytes(model), sess_options=so, providers=[device.execution_provider])
+        return ort.InferenceSession(_model_source(model), sess_options=so, providers=[device.execution_provider])
     except Exception as e:  # ORT raises its own exception types
         msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
         raise HwnasError(f"ONNX Runtime could not load the model: {msg}") from None
@@ -367,7 +377,7 @@ class Measurer:
         if self._stack is None:
             raise RuntimeError("use Measurer as a context manager: `with Measurer(device) as m:`")
 
-    def _prepare(self, model: onnx.ModelProto | bytes, name: str) -> _Prepared:
+    def _prepare(self, model: onnx.ModelProto | bytes | str, name: str) -> _Prepared:
         t0 = time.perf_counter()
         sess = make_session(model, self.device)
         feed = random_feed(sess, self.config.seed)

@@ -13,14 +13,13 @@ import pytest
 from hwnas.devices import load_device
 from hwnas.errors import DeviceMismatchError, ProfileError
 from hwnas.measure import MeasureConfig
-from hwnas.profile import DeviceMismatchWarning, Profile, ProfilePlan, build_profile, lut_specs
+from hwnas.profile import DeviceMismatchWarning, Profile, build_profile, lut_specs
 from hwnas.profile.store import ProfileStore
-from hwnas.space import SearchSpace
 
-TINY_SPACE = SearchSpace(resolutions=(128,), width_mults=(1.0,))
-TINY_PLAN = ProfilePlan(n_archs=4, n_kernels=6, n_kernel_profiles=1, time_budget_min=10)
+from conftest import TINY_PLAN, TINY_SPACE
+
 CLI_TINY = ["--resolutions", "128", "--width-mults", "1.0", "--n-archs", "5", "--n-kernels", "8",
-            "--n-kernel-profiles", "1", "--quick"]
+            "--n-kernel-profiles", "1", "--zoo-per-family", "0", "--quick"]
 N_BLOCKS = len(lut_specs(TINY_SPACE))
 
 
@@ -36,26 +35,22 @@ def test_lut_covers_every_block_of_the_space():
     assert N_BLOCKS == 5 * 2 * 9 + 3
 
 
-@pytest.fixture(scope="module")
-def tiny_profile(tmp_path_factory):
-    d = tmp_path_factory.mktemp("prof") / "cpu-1t"
-    reports = build_profile(load_device("cpu-1t"), d, TINY_PLAN, space=TINY_SPACE, config=MeasureConfig.quick())
-    return d, reports
-
-
 def test_tiny_profile_complete(tiny_profile):
     d, reports = tiny_profile
-    assert [r.part for r in reports] == ["block", "kernel", "kernel_profile", "arch"]
+    assert [r.part for r in reports] == ["block", "kernel", "kernel_profile", "zoo", "arch"]
     p = Profile.load(d)
     assert p.status == "complete"
     counts = p.measurements.groupby("kind").size().to_dict()
-    assert counts == {"block": N_BLOCKS, "kernel": 6, "arch": 4}
-    assert len(p.kernel_profiles) == 1 + 6 and len(p.kernel_records) > 10
+    assert counts == {"block": N_BLOCKS, "kernel": 24, "zoo": 7, "arch": 36}
+    # kernel profiles: 3 full architectures, every campaign kernel, every zoo model
+    assert len(p.kernel_profiles) == 3 + 24 + 7 and len(p.kernel_records) > 100
+    assert set(p.table("zoo")["target"].map(lambda t: t["family"])) == {
+        "resnet", "vgg", "mobilenetv2", "shufflenet", "squeezenet", "efficientnet", "densenet"}
     assert p.device.name == "cpu-1t" and p.space == TINY_SPACE
     assert p.meta["fingerprint"]["cpu_model"]
     arch = p.table("arch")
     assert (arch["corrected_ms"] > 0).all() and (arch["macs"] > 0).all()
-    assert set(p.noise_summary()) == {"block", "kernel", "arch"}
+    assert set(p.noise_summary()) == {"block", "kernel", "zoo", "arch"}
     # the profile file is self-contained after a run (WAL folded back)
     assert not (d / "profile.sqlite-wal").exists() or (d / "profile.sqlite-wal").stat().st_size == 0
 

@@ -32,6 +32,7 @@ class TargetSpec:
     name: str
     arch: Arch | None = None
     model: onnx.ModelProto | None = None
+    path: str | None = None  # the ONNX file, when the model came from one (ORT reads it directly)
 
 
 def resolve(target: Target, space: SearchSpace | None = None) -> TargetSpec:
@@ -45,7 +46,7 @@ def resolve(target: Target, space: SearchSpace | None = None) -> TargetSpec:
         if target.endswith(".onnx"):
             from ..onnx_io import load_onnx
 
-            return TargetSpec(target, model=load_onnx(target).model)
+            return TargetSpec(target, model=load_onnx(target).model, path=target)
         try:
             a = (space.parse(target) if space else Arch.parse(target))
         except ValueError as e:

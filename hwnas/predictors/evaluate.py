@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import stats
 
+from ..errors import HwnasError
 from ..profile import Profile
 from .data import arch_data, holdout_split
 
@@ -53,7 +54,11 @@ def evaluate_in_space(profile: Profile, names: Sequence[str], test_fraction: flo
     test_data = arch_data(profile, test)
     out = {"n_train": len(train), "n_test": len(test), "noise_floor": noise_floor(profile, test), "predictors": {}}
     for name in names:
-        pred = make_predictor(name).fit(profile, train)
+        try:
+            pred = make_predictor(name).fit(profile, train)
+        except HwnasError as e:  # e.g. too few architectures in the train half for this one
+            out["predictors"][name] = {"error": str(e)}
+            continue
         out["predictors"][name] = metrics(pred.predict_relative(test_data.archs), test_data.relative)
         if progress:
             progress(f"evaluated {name}")
@@ -107,7 +112,7 @@ def choose_defaults(heldout: dict, names: Sequence[str]) -> dict:
     """Default per target type: for architectures the most accurate vectorized predictor
     (search needs >= 100k predictions/s), ranked by share within ±10%, then ±5%, then MAPE;
     for ONNX models the kernel predictor (the only one that reads any graph's kernels)."""
-    cands = [n for n in names if n in FAST_ARCH_PREDICTORS and n in heldout.get("predictors", {})]
+    cands = [n for n in names if n in FAST_ARCH_PREDICTORS and "error" not in heldout.get("predictors", {}).get(n, {"error": 1})]
     if not cands:
         arch_default = "lut"
     else:

@@ -6,8 +6,8 @@
    pwconv, gconv, gemm, pool, globalpool, activation, elementwise, concat, memory, reorder,
    batchnorm): gradient-boosted trees on log features, predicting log(duration / work) where
    work is the kernel's MACs (weighted kernels) or bytes moved (the rest).
-3. The kernel sum is calibrated to unprofiled end-to-end latency: ``a * sum + b``, fitted on
-   profiled full models (the profiler inflates small kernels; ``b`` is per-run overhead).
+3. The kernel sum is calibrated to measured end-to-end latency with a power law
+   ``exp(c) * sum**k`` fitted on profiled full models (the profiler inflates small kernels).
 
 Training data: the kernel campaign (standalone ops over real-CNN shape ranges) and the
 kernel records of profiled full models, all in canary units.
@@ -50,8 +50,9 @@ class KernelPredictor(LatencyPredictor):
     min_archs = 3
 
     def __init__(self, n_estimators: int = 200, max_depth: int = 4, learning_rate: float = 0.1,
-                 min_family_rows: int = 30, seed: int = 0) -> None:
+                 min_family_rows: int = 30, campaign_weight: float = 0.2, seed: int = 0) -> None:
         self.n_estimators = n_estimators
+        self.campaign_weight = campaign_weight
         self.max_depth = max_depth
         self.learning_rate = learning_rate
         self.min_family_rows = min_family_rows
@@ -77,6 +78,10 @@ class KernelPredictor(LatencyPredictor):
 
             raise HwnasError("profile holds no kernel records; re-run `hwnas profile` with kernel parts")
         fams = np.array([r.family for r in kd.rows])
+        # kernels seen inside real models are the better teachers; single-op campaign graphs
+        # (colder caches, no neighbours) fill in the shapes models do not cover
+        campaign = set(profile.table("kernel")["key"])
+        weight = np.where(np.isin(kd.model, list(campaign)), self.campaign_weight, 1.0)
         X = np.array([r.features for r in kd.rows])
         y = np.log(kd.relative / np.array([r.work for r in kd.rows]))
         self.families_: dict[str, dict] = {}
@@ -89,15 +94,14 @@ class KernelPredictor(LatencyPredictor):
                 est = GradientBoostingRegressor(n_estimators=self.n_estimators, max_depth=self.max_depth,
                                                 learning_rate=self.learning_rate, subsample=0.8,
                                                 random_state=self.seed)
-                est.fit(X[m], y[m])
+                est.fit(X[m], y[m], sample_weight=weight[m])
                 self.families_[fam] = {"rows": n, "model": export_model(est)}
             else:
-                self.families_[fam] = {"rows": n, "constant": float(np.median(y[m]))}
+                self.families_[fam] = {"rows": n, "constant": float(np.average(y[m], weights=weight[m]))}
         mem = np.isin(fams, ["elementwise", "memory", "activation"])
         self.fallback_log_rate_ = float(np.median(y[mem] if mem.any() else y))
         self._compiled = {}
         # calibration on profiled full models (not the campaign's single-op graphs)
-        campaign = set(profile.table("kernel")["key"])
         e2e = model_end_to_end(profile)
         e2e = e2e[~e2e["arch"].isin(campaign | exclude)]
         kr = profile.kernel_records
@@ -108,11 +112,12 @@ class KernelPredictor(LatencyPredictor):
         sums = np.array([sum(p.relative for p in self._predict_records(by_model.get(k, []))) for k in e2e["arch"]])
         ys = e2e["relative"].to_numpy(float)
         if len(ys) >= 3:
-            w = 1.0 / ys
-            coef, *_ = np.linalg.lstsq(np.stack([sums * w, w], axis=1), ys * w, rcond=None)
-            self.calibration_ = (float(coef[0]), float(coef[1]))
+            # a power law, latency = exp(c) * sum**k: always positive, and it absorbs the
+            # profiler's inflation of small kernels (k < 1) as well as a constant factor
+            k, c = np.polyfit(np.log(sums), np.log(ys), 1)
+            self.calibration_ = (float(c), float(k))
         else:
-            self.calibration_ = (1.0, 0.0)
+            self.calibration_ = (0.0, 1.0)
         self.n_calibration_models_ = int(len(ys))
         self.device_ = profile.device.to_dict()
         self.space_ = profile.space
@@ -160,7 +165,9 @@ class KernelPredictor(LatencyPredictor):
 
             spec = resolve(target, self.space_)
         device = DeviceSpec.from_dict(self.device_)
-        if spec.model is not None:
+        if spec.path is not None:
+            model = spec.path
+        elif spec.model is not None:
             model = spec.model
         else:
             from ..builders.onnx_graph import build_onnx
@@ -189,17 +196,17 @@ class KernelPredictor(LatencyPredictor):
             )
 
     def _predict_relative(self, specs: Sequence[TargetSpec]) -> np.ndarray:
-        a, b = self.calibration_
         out = []
         for s in specs:
             preds = self._predict_records(self.kernels(s))
             self._warn_uncovered(preds, s.name)
-            out.append(a * sum(p.relative for p in preds) + b)
+            out.append(self.calibrate_sum(sum(p.relative for p in preds)))
         return np.asarray(out)
 
     def calibrate_sum(self, kernel_sum_relative: float) -> float:
-        a, b = self.calibration_
-        return a * kernel_sum_relative + b
+        """End-to-end canary units from a sum of kernel predictions: exp(c) * sum**k."""
+        c, k = self.calibration_
+        return float(np.exp(c) * max(kernel_sum_relative, 1e-9) ** k)
 
     # -- persistence ------------------------------------------------------------------------
     def to_dict(self) -> dict:

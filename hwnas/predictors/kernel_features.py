@@ -35,8 +35,14 @@ _GLOBALPOOL = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax"}
 _GEMM = {"Gemm", "MatMul", "FusedMatMul", "FusedGemm"}
 _CONV = {"Conv", "FusedConv", "ConvTranspose"}
 
+#: a stable code per op type, so one family's regressor can tell Reshape (often free) from
+#: Transpose (a copy), Add from Mul, MaxPool from AveragePool...
+OP_CODES = {op: i for i, op in enumerate(sorted(
+    _CONV | _GEMM | _POOL | _GLOBALPOOL | _ACTIVATIONS | _ELEMENTWISE | _MEMORY
+    | {"Concat", "ReorderInput", "ReorderOutput", "BatchNormalization"}))}
+
 FEATURE_NAMES = (
-    "log_out_elems", "log_in_elems", "log_macs", "log_weight_elems", "log_bytes", "log_intensity",
+    "op_code", "log_out_elems", "log_in_elems", "log_macs", "log_weight_elems", "log_bytes", "log_intensity",
     "in_ch", "out_ch", "log_in_hw", "log_out_hw", "kernel", "stride", "log_groups", "has_activation",
     "has_residual", "n_inputs",
 )
@@ -134,7 +140,7 @@ def featurize(op_type: str, input_shapes: Sequence[Sequence[int]], output_shapes
     has_act = float(bool(attributes.get("activation")) or fam == "activation")
     has_res = float(fam in ("conv", "pwconv", "dwconv", "gconv") and len(ins) >= 4)
     feats = (
-        math.log2(out_elems + 1), math.log2(in_elems + 1), math.log2(macs + 1), math.log2(weight_elems + 1),
+        float(OP_CODES.get(op_type, -1)), math.log2(out_elems + 1), math.log2(in_elems + 1), math.log2(macs + 1), math.log2(weight_elems + 1),
         math.log2(nbytes + 1), math.log2((macs + 1) / (nbytes + 1)),
         float(in_ch), float(out_ch), math.log2(in_hw), math.log2(out_hw), float(kernel), float(stride),
         math.log2(groups), has_act, has_res, float(len(ins)),
@@ -165,7 +171,7 @@ def records_from_frame(df) -> list[KernelRecord]:
     return out
 
 
-def optimized_kernels(model: onnx.ModelProto | bytes, device: DeviceSpec) -> list[KernelRecord]:
+def optimized_kernels(model: onnx.ModelProto | bytes | str, device: DeviceSpec) -> list[KernelRecord]:
     """The post-fusion kernels ORT runs for ``model`` under ``device``'s settings (one untimed run)."""
     with tempfile.TemporaryDirectory(prefix="hwnas-opt-") as tmp:
         opt = os.path.join(tmp, "optimized.onnx")

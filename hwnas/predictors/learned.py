@@ -22,7 +22,7 @@ class LearnedPredictor(LatencyPredictor):
     name = "learned"
     min_archs = 30
 
-    def __init__(self, n_estimators: int = 300, max_depth: int = 3, learning_rate: float = 0.05,
+    def __init__(self, n_estimators: int = 100, max_depth: int = 3, learning_rate: float = 0.1,
                  subsample: float = 0.8, seed: int = 0) -> None:
         self.n_estimators = n_estimators
         self.max_depth = max_depth

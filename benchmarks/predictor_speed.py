@@ -1,0 +1,79 @@
+"""Prediction speed: the vectorized in-space path and any-ONNX prediction.
+
+* in-space: predictions per second for a batch of 100,000 architectures, with the encoding
+  done beforehand (what the search does) and including encoding from Arch objects;
+* any-ONNX: wall time per zoo model read from an .onnx file, including ORT's offline graph
+  optimization (median and max over the models).
+
+    python benchmarks/predictor_speed.py [--profile profiles/cpu-1t] [--n 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    import onnx
+
+    from hwnas.paths import default_profile_dir
+    from hwnas.predictors import load_predictor
+    from hwnas.zoo import zoo_models
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default=str(default_profile_dir()))
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--out", default=str(HERE / "results" / "predictor_speed.json"))
+    args = ap.parse_args()
+    res: dict = {"profile": args.profile, "n": args.n, "in_space": {}}
+    for name in ("lut", "learned"):
+        p = load_predictor(args.profile, name)
+        archs = p.space_.sample_many(args.n, seed=0, unique=False)
+        t0 = time.perf_counter()
+        X = p.space_.encode(archs)
+        t_enc = time.perf_counter() - t0
+        p.predict_encoded(X[:1000])
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            p.predict_encoded(X)
+            times.append(time.perf_counter() - t0)
+        t = float(np.median(times))
+        res["in_space"][name] = {"predict_s": t, "encode_s": t_enc, "per_s_encoded": args.n / t,
+                                 "per_s_with_encoding": args.n / (t + t_enc)}
+        print(f"{name:8s} {args.n / t:12,.0f} predictions/s (pre-encoded), "
+              f"{args.n / (t + t_enc):10,.0f}/s including encoding")
+    kp = load_predictor(args.profile, "kernel")
+    per_model = []
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for m in zoo_models():
+            path = Path(tmp) / f"{m.name}.onnx"
+            onnx.save(m.build(), str(path))
+            paths.append((m.name, str(path)))
+        kp.predict_relative([paths[0][1]])  # warm imports
+        for name, path in paths:
+            t0 = time.perf_counter()
+            kp.predict_relative([path])
+            per_model.append({"model": name, "ms": 1e3 * (time.perf_counter() - t0)})
+    ms = np.array([r["ms"] for r in per_model])
+    res["any_onnx"] = {"models": per_model, "median_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)),
+                       "max_ms": float(ms.max()), "share_under_100ms": float(np.mean(ms <= 100))}
+    print(f"any-ONNX (kernel predictor, from file, incl. ORT graph optimization): median {np.median(ms):.0f} ms, "
+          f"p90 {np.percentile(ms, 90):.0f} ms, max {ms.max():.0f} ms over {len(ms)} zoo models; "
+          f"{100 * np.mean(ms <= 100):.0f}% under 100 ms")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=2))
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""Latency predictors on a real (tiny) profile: fitting, persistence, fast path, errors."""
+
+import json
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from scipy import stats
+
+from conftest import TINY_SPACE
+from hwnas.errors import HwnasError, InputError
+from hwnas.predictors import (PREDICTORS, KernelPredictor, LearnedPredictor, LutPredictor, load_predictor,
+                              make_predictor, save_predictor, train_all)
+from hwnas.predictors.base import NotTrainedError
+from hwnas.predictors.data import arch_data, holdout_split
+from hwnas.predictors.evaluate import metrics
+from hwnas.predictors.kernel import UncoveredOpsWarning
+from hwnas.profile import Profile
+from hwnas.zoo import zoo_models
+
+
+@pytest.fixture(scope="module")
+def prof(tiny_profile):
+    return Profile.load(tiny_profile[0])
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_profile):
+    d = tiny_profile[0]
+    index = train_all(d)
+    return d, index
+
+
+def test_metrics_known_values():
+    m = metrics(np.array([1.0, 2.18, 2.73, 4.0]), np.array([1.0, 2.0, 3.0, 4.0]))
+    assert m["within_5pct"] == 0.5 and m["within_10pct"] == 1.0
+    assert m["mape_pct"] == pytest.approx(100 * (0 + 0.09 + 0.09 + 0) / 4)
+    assert m["spearman"] == pytest.approx(1.0)
+
+
+def test_holdout_split_is_stable_and_disjoint():
+    keys = [str(a) for a in TINY_SPACE.sample_many(200, seed=0)]
+    tr, te = holdout_split(keys)
+    assert holdout_split(keys) == (tr, te)
+    assert not set(tr) & set(te) and len(tr) + len(te) == 200
+    assert 60 < len(te) < 140
+    # a key's side does not depend on the other keys
+    assert holdout_split(keys[:50])[1] == [k for k in te if k in set(keys[:50])]
+
+
+@pytest.mark.parametrize("name", ["macs", "macs+", "lut", "learned"])
+def test_in_space_predictors_track_measurements(prof, name):
+    data = arch_data(prof)
+    p = make_predictor(name).fit(prof)
+    rel = p.predict_relative(data.archs)
+    assert np.all(np.isfinite(rel)) and np.all(rel > 0)
+    assert stats.spearmanr(rel, data.relative).statistic > 0.7
+    ms = p.predict(data.archs[:3])
+    assert np.allclose(ms, rel[:3] * prof.canary_reference_ms)
+    assert p.label == name
+
+
+def test_lut_fast_path_matches_per_arch(prof):
+    p = LutPredictor().fit(prof)
+    archs = TINY_SPACE.sample_many(300, seed=7)
+    X = TINY_SPACE.encode(archs)
+    fast = p.predict_encoded(X)
+    from hwnas.layers import plan
+
+    table = dict(zip(prof.table("block")["key"], prof.table("block")["relative_to_canary"]))
+    a, b = p.coef_
+    for arch, f in zip(archs[:20], fast[:20]):
+        pl = plan(arch)
+        s = sum(table[x.key] for x in (pl.stem, *pl.all_blocks(), pl.head))
+        assert f == pytest.approx(a * s + b, rel=1e-9)
+    learned = LearnedPredictor(n_estimators=50).fit(prof)
+    assert np.allclose(learned.predict_encoded(X[:10]), learned.predict_relative(archs[:10]))
+
+
+def test_lut_interpolates_missing_entries(prof, monkeypatch):
+    from hwnas.predictors import lut as lut_mod
+
+    full = lut_mod.block_relative(prof)
+    dropped = sorted(k for k in full if k.startswith("mb_"))[:5]
+    monkeypatch.setattr(lut_mod, "block_relative", lambda p: {k: v for k, v in full.items() if k not in dropped})
+    p = LutPredictor().fit(prof)
+    assert sorted(p.interpolated_keys_) == dropped
+    assert np.all(p.stage_ > 0)
+
+
+def test_kernel_predictor_on_onnx_and_archs(prof):
+    kp = KernelPredictor(n_estimators=40).fit(prof)
+    models = [m for m in zoo_models(1)][:2]
+    rel = kp.predict_relative([m.build() for m in models])
+    assert np.all(rel > 0)
+    arch = arch_data(prof).archs[0]
+    br = kp.breakdown(arch)
+    assert len(br) > 20 and {"pwconv", "dwconv"} <= {k.family for k in br}
+    c, k = kp.calibration_
+    assert kp.predict_relative([arch])[0] == pytest.approx(np.exp(c) * sum(x.relative for x in br) ** k, rel=1e-9)
+
+
+def _lrn_model(path):
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 8, 16, 16])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 8, 16, 16])
+    w = onnx.numpy_helper.from_array(np.ones((8, 8, 3, 3), np.float32) * 0.01, "w")
+    nodes = [helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("LRN", ["c"], ["output"], size=3, name="lrn")]
+    m = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w]), opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, path)
+    return path
+
+
+def test_uncovered_ops_warn_and_fall_back(prof, tmp_path):
+    kp = KernelPredictor(n_estimators=20).fit(prof)
+    with pytest.warns(UncoveredOpsWarning, match="LRN"):
+        rel = kp.predict_relative([_lrn_model(str(tmp_path / "lrn.onnx"))])
+    assert rel[0] > 0
+
+
+def test_space_only_predictor_rejects_onnx(prof, tmp_path):
+    p = LutPredictor().fit(prof)
+    with pytest.raises(InputError, match="--predictor kernel"):
+        p.predict_relative([_lrn_model(str(tmp_path / "m.onnx"))])
+
+
+def test_unfitted_and_unknown():
+    with pytest.raises(NotTrainedError, match="hwnas train"):
+        LutPredictor().predict_relative(["r128_w1.0_k3e3-k3e3_k3e3-k3e3_k3e3-k3e3_k3e3-k3e3_k3e3-k3e3"])
+    with pytest.raises(InputError, match="unknown predictor 'gnn'"):
+        make_predictor("gnn")
+
+
+def test_profile_too_small(prof, tmp_path):
+    keys = list(prof.table("arch")["key"])[:5]
+    with pytest.raises(HwnasError, match="has 5 measured architectures, needs at least 30"):
+        LearnedPredictor().fit(prof, keys)
+
+
+def test_train_saves_loadable_predictors(trained, prof):
+    d, index = trained
+    assert set(index["predictors"]) == set(PREDICTORS)
+    assert index["default"]["onnx"] == "kernel" and index["default"]["arch"] in ("lut", "learned", "macs", "macs+")
+    archs = [str(a) for a in arch_data(prof).archs[:5]]
+    for name in PREDICTORS:
+        text = (d / "predictors" / f"{name}.json").read_text()
+        assert "pickle" not in text
+    here = {n: load_predictor(d, n).predict_relative(archs).tolist() for n in ("lut", "learned", "macs+")}
+    code = ("import json,sys; from hwnas.predictors import load_predictor; d,a=sys.argv[1],json.loads(sys.argv[2]);"
+            "print(json.dumps({n: load_predictor(d, n).predict_relative(a).tolist() for n in ('lut','learned','macs+')}))")
+    r = subprocess.run([sys.executable, "-c", code, str(d), json.dumps(archs)], capture_output=True, text=True, check=True)
+    assert json.loads(r.stdout) == here  # identical in a fresh process
+
+
+def test_corrupt_saved_predictor(trained, tmp_path):
+    import shutil
+
+    d, _ = trained
+    bad = tmp_path / "p"
+    shutil.copytree(d, bad)
+    f = bad / "predictors" / "lut.json"
+    f.write_text(f.read_text()[:1000])
+    with pytest.raises(HwnasError, match="corrupt or truncated"):
+        load_predictor(bad, "lut")
+    g = bad / "predictors" / "learned.json"
+    d2 = json.loads(g.read_text())
+    del d2["residual"]["trees"]
+    g.write_text(json.dumps(d2))
+    with pytest.raises(HwnasError, match="corrupt"):
+        load_predictor(bad, "learned")
+
+
+def test_untrained_profile(tiny_profile, tmp_path):
+    import shutil
+
+    d = tmp_path / "untrained"
+    shutil.copytree(tiny_profile[0], d, ignore=shutil.ignore_patterns("predictors"))
+    with pytest.raises(NotTrainedError, match="hwnas train --profile"):
+        load_predictor(d)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "hwnas.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_predict_json_in_order(trained, prof, tmp_path):
+    d, _ = trained
+    archs = [str(a) for a in arch_data(prof).archs[:3]]
+    onnx_path = tmp_path / "z.onnx"
+    onnx.save(zoo_models(1)[0].build(), str(onnx_path))
+    r = _cli("predict", archs[0], str(onnx_path), archs[1], "--profile", str(d), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert [o["target"] for o in out] == [archs[0], str(onnx_path), archs[1]]
+    assert out[1]["predictor"] == "kernel"
+    for o in out:
+        assert o["latency_ms"] == pytest.approx(o["relative_to_canary"] * o["canary_reference_ms"])
+    r = _cli("predict", archs[0], "--profile", str(d), "--predictor", "kernel", "--breakdown", "--json")
+    assert r.returncode == 0, r.stderr
+    k = json.loads(r.stdout)[0]["kernels"]
+    assert len(k) > 20 and all(x["latency_ms"] > 0 for x in k)
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["predict", "r999_w1.0_k3e3-k3e3_k3e3-k3e3_k3e3-k3e3_k3e3-k3e3_k3e3-k3e3"], "resolution 999"),
+    (["predict", "k3e3"], "expected 7"),
+    (["predict", "missing.onnx"], "missing.onnx"),
+    (["predict", "r128_w1.0_k3e3-k3e3_k3e3-k3e3_k3e3-k3e3_k3e3-k3e3_k3e3-k3e3", "--predictor", "gnn"], "unknown predictor"),
+])
+def test_cli_predict_bad_input(trained, args, msg):
+    d, _ = trained
+    r = _cli(*args, "--profile", str(d))
+    assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_dynamic_onnx_asks_for_input_shape(trained, tmp_path):
+    d, _ = trained
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 8, 16, 16])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 8, 16, 16])
+    m = helper.make_model(helper.make_graph([helper.make_node("Relu", ["input"], ["output"])], "g", [x], [y]),
+                          opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    p = tmp_path / "dyn.onnx"
+    onnx.save(m, str(p))
+    r = _cli("predict", str(p), "--profile", str(d))
+    assert r.returncode == 2 and "--input-shape" in r.stderr
+    r = _cli("predict", str(p), "--profile", str(d), "--input-shape", "input=1,8,16,16", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)[0]["latency_ms"] > 0
+
+
+def test_cli_evaluate_json(trained):
+    d, _ = trained
+    r = _cli("evaluate", "--profile", str(d), "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    ins = res["in_space"]
+    assert set(ins["predictors"]) == set(PREDICTORS)
+    assert ins["n_test"] + ins["n_train"] == 36
+    assert "needs at least" in ins["predictors"]["learned"]["error"]  # 36 archs: the train half is too small
+    for name, m in ins["predictors"].items():
+        if name != "learned":
+            assert 0 <= m["within_5pct"] <= m["within_10pct"] <= 1
+    assert set(res["out_of_space"]["families"]) == {
+        "resnet", "vgg", "mobilenetv2", "shufflenet", "squeezenet", "efficientnet", "densenet"}
