@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .layers import BlockSpec, HeadSpec, StemSpec, plan
 from .space import Arch
 
@@ -60,3 +62,89 @@ def arch_cost(arch: Arch, n_classes: int = 1000) -> Cost:
     for b in p.all_blocks():
         total = total + block_cost(b)
     return total
+
+
+def peak_activation_bytes(arch: Arch, batch: int = 1) -> int:
+    """Peak fp32 activation memory of a sequential run: at each layer its input, its output and,
+    inside a residual block, the block input kept for the skip connection (bytes)."""
+    p = plan(arch)
+    s = p.stem
+    peak = 3 * s.in_res**2 + s.out_ch * s.out_res**2
+    for b in p.all_blocks():
+        keep = b.in_ch * b.in_res**2 if b.residual else 0
+        mid_in = b.mid_ch * b.in_res**2
+        mid_out = b.mid_ch * b.out_res**2
+        layers = [mid_in + mid_out + keep, mid_out + b.out_ch * b.out_res**2 + keep]
+        if b.expand != 1:  # the block input is this layer's own input: not counted twice
+            layers.append(b.in_ch * b.in_res**2 + mid_in)
+        peak = max(peak, *layers)
+    h = p.head
+    peak = max(peak, h.in_ch * h.in_res**2 + h.final_expand * h.in_res**2)
+    return 4 * batch * peak
+
+
+def _block_peak(b) -> int:
+    keep = b.in_ch * b.in_res**2 if b.residual else 0
+    mid_in, mid_out = b.mid_ch * b.in_res**2, b.mid_ch * b.out_res**2
+    layers = [mid_in + mid_out + keep, mid_out + b.out_ch * b.out_res**2 + keep]
+    if b.expand != 1:
+        layers.append(b.in_ch * b.in_res**2 + mid_in)
+    return max(layers)
+
+
+class CostTable:
+    """MACs, params and peak activation memory of many architectures at once (search's fast path).
+
+    Every block's cost depends only on (resolution, width, stage, first-or-later, kernel,
+    expand), so costs are table sums (a max for memory) over index genomes
+    (:meth:`hwnas.space.SearchSpace.random_genomes`).
+    """
+
+    def __init__(self, space) -> None:
+        from .space import N_STAGES, Block
+
+        self.space = space
+        R, W, K, E = len(space.resolutions), len(space.width_mults), len(space.kernels), len(space.expands)
+        shape = (R, W, N_STAGES, 2, K, E)
+        self.stage = {k: np.zeros(shape) for k in ("macs", "params", "peak")}
+        self.fixed = {k: np.zeros((R, W)) for k in ("macs", "params", "peak")}
+        for ri, res in enumerate(space.resolutions):
+            for wi, w in enumerate(space.width_mults):
+                for ki, k in enumerate(space.kernels):
+                    for ei, e in enumerate(space.expands):
+                        b = Block(k, e)
+                        p = plan(Arch(res, w, tuple((b, b) for _ in range(N_STAGES))))
+                        for idx, spec in enumerate(p.blocks):
+                            c = block_cost(spec)
+                            at = (ri, wi, idx // 2, idx % 2, ki, ei)
+                            self.stage["macs"][at] = c.macs
+                            self.stage["params"][at] = c.params
+                            self.stage["peak"][at] = _block_peak(spec)
+                        if ki == 0 and ei == 0:
+                            c = stem_cost(p.stem) + head_cost(p.head) + block_cost(p.first_block)
+                            self.fixed["macs"][ri, wi] = c.macs
+                            self.fixed["params"][ri, wi] = c.params
+                            h = p.head
+                            self.fixed["peak"][ri, wi] = max(
+                                3 * res**2 + p.stem.out_ch * p.stem.out_res**2, _block_peak(p.first_block),
+                                h.in_ch * h.in_res**2 + h.final_expand * h.in_res**2)
+
+    def costs(self, G: np.ndarray) -> dict[str, np.ndarray]:
+        """{"macs", "params", "peak_bytes"} per genome row (batch 1, fp32)."""
+        from .space import N_STAGES
+
+        sp = self.space
+        G = np.asarray(G)
+        n, md = len(G), sp.max_depth
+        ri, wi = G[:, 0], G[:, 1]
+        blocks = G[:, 2 + N_STAGES:].reshape(n, N_STAGES, md, 2)
+        active = sp._active_slots(G)
+        pos = np.minimum(np.arange(md), 1)[None, None, :]
+        st = np.arange(N_STAGES)[None, :, None]
+        idx = (ri[:, None, None], wi[:, None, None], st, pos, blocks[..., 0], blocks[..., 1])
+        out = {}
+        for k in ("macs", "params"):
+            out[k] = (self.fixed[k][ri, wi] + (self.stage[k][idx] * active).sum(axis=(1, 2))).astype(np.int64)
+        peak = np.maximum(self.fixed["peak"][ri, wi], (self.stage["peak"][idx] * active).max(axis=(1, 2)))
+        out["peak_bytes"] = (4 * peak).astype(np.int64)
+        return out

@@ -65,6 +65,10 @@ class Arch:
         for i, s in enumerate(stages):
             if len(s) == 0:
                 raise ValueError(f"stage {i + 1} has no blocks")
+        object.__setattr__(self, "_hash", hash((self.resolution, self.width_mult, stages)))
+
+    def __hash__(self) -> int:  # cached: architectures are dict keys in every search
+        return self._hash  # type: ignore[attr-defined]
 
     @property
     def depths(self) -> tuple[int, ...]:
@@ -140,6 +144,8 @@ class SearchSpace:
             raise ValueError("depths must be >= 1")
         if any(k % 2 == 0 for k in self.kernels):
             raise ValueError(f"kernels must be odd, got {self.kernels}")
+        # every block choice, built once (blocks are immutable and shared between archs)
+        object.__setattr__(self, "_blocks", tuple(tuple(Block(k, e) for e in self.expands) for k in self.kernels))
 
     # -- validation -------------------------------------------------------------------------
     def validate(self, arch: Arch) -> Arch:
@@ -170,16 +176,19 @@ class SearchSpace:
 
     # -- sampling ---------------------------------------------------------------------------
     def _block(self, rng: np.random.Generator) -> Block:
-        return Block(int(rng.choice(self.kernels)), int(rng.choice(self.expands)))
+        ki, ei = rng.integers((len(self.kernels), len(self.expands)))
+        return self._blocks[ki][ei]  # type: ignore[attr-defined]
 
     def sample(self, rng: np.random.Generator) -> Arch:
         """One architecture drawn uniformly per choice (resolution, width, depths, blocks)."""
-        res = int(rng.choice(self.resolutions))
-        width = float(rng.choice(self.width_mults))
-        stages = tuple(
-            tuple(self._block(rng) for _ in range(int(rng.choice(self.depths)))) for _ in range(N_STAGES)
-        )
-        return Arch(res, width, stages)
+        md = max(self.depths)
+        r = rng.integers((len(self.resolutions), len(self.width_mults)))
+        d = rng.integers(len(self.depths), size=N_STAGES)
+        ks = rng.integers(len(self.kernels), size=(N_STAGES, md))
+        es = rng.integers(len(self.expands), size=(N_STAGES, md))
+        blocks = self._blocks  # type: ignore[attr-defined]
+        stages = tuple(tuple(blocks[ks[s, j]][es[s, j]] for j in range(self.depths[d[s]])) for s in range(N_STAGES))
+        return Arch(self.resolutions[r[0]], self.width_mults[r[1]], stages)
 
     def sample_many(self, n: int, seed: int = 0, unique: bool = True) -> list[Arch]:
         """``n`` seeded samples; with ``unique`` no architecture repeats."""
@@ -204,29 +213,39 @@ class SearchSpace:
         Depth mutation keeps the existing blocks (elastic depth keeps the first d) and draws
         new ones for added positions.
         """
-        res = int(rng.choice(self.resolutions)) if rng.random() < prob else arch.resolution
-        width = float(rng.choice(self.width_mults)) if rng.random() < prob else arch.width_mult
+        md = max(self.depths)
+        hit = rng.random(2 + N_STAGES * (1 + md)) < prob
+        res = self.resolutions[rng.integers(len(self.resolutions))] if hit[0] else arch.resolution
+        width = self.width_mults[rng.integers(len(self.width_mults))] if hit[1] else arch.width_mult
         stages = []
-        for stage in arch.stages:
-            depth = int(rng.choice(self.depths)) if rng.random() < prob else len(stage)
+        for si, stage in enumerate(arch.stages):
+            base = 2 + si * (1 + md)
+            depth = self.depths[rng.integers(len(self.depths))] if hit[base] else len(stage)
             blocks = list(stage[:depth])
             while len(blocks) < depth:
                 blocks.append(self._block(rng))
-            blocks = [self._block(rng) if rng.random() < prob else b for b in blocks]
+            for j in range(depth):
+                if hit[base + 1 + j]:
+                    blocks[j] = self._block(rng)
             stages.append(tuple(blocks))
         return Arch(res, width, tuple(stages))
 
     def crossover(self, a: Arch, b: Arch, rng: np.random.Generator) -> Arch:
         """Uniform crossover: resolution, width, each stage's depth and each block from either parent."""
-        res = a.resolution if rng.random() < 0.5 else b.resolution
-        width = a.width_mult if rng.random() < 0.5 else b.width_mult
+        md = max(len(s) for s in a.stages + b.stages)
+        coin = rng.random(2 + N_STAGES * (1 + md)) < 0.5
+        res = a.resolution if coin[0] else b.resolution
+        width = a.width_mult if coin[1] else b.width_mult
         stages = []
-        for sa, sb in zip(a.stages, b.stages):
-            depth = len(sa) if rng.random() < 0.5 else len(sb)
+        for si, (sa, sb) in enumerate(zip(a.stages, b.stages)):
+            base = 2 + si * (1 + md)
+            depth = len(sa) if coin[base] else len(sb)
             blocks = []
             for i in range(depth):
-                cands = [s[i] for s in (sa, sb) if i < len(s)]
-                blocks.append(cands[int(rng.integers(len(cands)))])
+                if i < len(sa) and i < len(sb):
+                    blocks.append(sa[i] if coin[base + 1 + i] else sb[i])
+                else:
+                    blocks.append(sa[i] if i < len(sa) else sb[i])
             stages.append(tuple(blocks))
         return Arch(res, width, tuple(stages))
 
@@ -323,6 +342,78 @@ class SearchSpace:
                         out[r, o + nk + ei[b.expand]] = 1
             return out
         raise ValueError(f"unknown encoding {kind!r}; use 'ordinal' or 'onehot'")
+
+    # -- index genomes (vectorized search) ----------------------------------------------------
+    # A genome is a row of choice indices: [resolution, width, depth x5, (kernel, expand) per
+    # block slot].  Slots beyond a stage's depth are inactive (kept, as elastic depth keeps the
+    # weights of unused blocks) and zeroed by ``canonical``.
+    @property
+    def genome_cardinalities(self) -> np.ndarray:
+        md = self.max_depth
+        return np.array([len(self.resolutions), len(self.width_mults)] + [len(self.depths)] * N_STAGES
+                        + [len(self.kernels), len(self.expands)] * (N_STAGES * md), dtype=np.int64)
+
+    def random_genomes(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.integers(self.genome_cardinalities, size=(n, len(self.genome_cardinalities)))
+
+    def _active_slots(self, G: np.ndarray) -> np.ndarray:
+        md = self.max_depth
+        depth = np.asarray(self.depths)[G[:, 2:2 + N_STAGES]]  # (n, 5)
+        return np.arange(md)[None, None, :] < depth[:, :, None]  # (n, 5, md)
+
+    def canonical(self, G: np.ndarray) -> np.ndarray:
+        """Genomes with inactive slots zeroed: equal rows <=> equal architectures."""
+        G = np.array(G, dtype=np.int64, copy=True)
+        n, md = len(G), self.max_depth
+        blocks = G[:, 2 + N_STAGES:].reshape(n, N_STAGES, md, 2)
+        blocks *= self._active_slots(G)[..., None]
+        G[:, 2 + N_STAGES:] = blocks.reshape(n, -1)
+        return G
+
+    def genomes_to_ordinal(self, G: np.ndarray) -> np.ndarray:
+        """Genomes -> the ``ordinal`` encoding of :meth:`encode` (vectorized)."""
+        n, md = len(G), self.max_depth
+        X = np.zeros((n, 2 + N_STAGES + N_STAGES * md * 2), dtype=np.float32)
+        X[:, 0] = np.asarray(self.resolutions)[G[:, 0]]
+        X[:, 1] = np.asarray(self.width_mults)[G[:, 1]]
+        X[:, 2:2 + N_STAGES] = np.asarray(self.depths)[G[:, 2:2 + N_STAGES]]
+        blocks = G[:, 2 + N_STAGES:].reshape(n, N_STAGES, md, 2)
+        active = self._active_slots(G)
+        vals = np.stack([np.asarray(self.kernels)[blocks[..., 0]], np.asarray(self.expands)[blocks[..., 1]]], axis=-1)
+        X[:, 2 + N_STAGES:] = (vals * active[..., None]).reshape(n, -1)
+        return X
+
+    def genomes_to_archs(self, G: np.ndarray) -> list[Arch]:
+        blocks = self._blocks  # type: ignore[attr-defined]
+        md = self.max_depth
+        out = []
+        for g in np.asarray(G):
+            stages = []
+            for s in range(N_STAGES):
+                d = self.depths[g[2 + s]]
+                base = 2 + N_STAGES + 2 * md * s
+                stages.append(tuple(blocks[g[base + 2 * j]][g[base + 2 * j + 1]] for j in range(d)))
+            out.append(Arch(self.resolutions[g[0]], self.width_mults[g[1]], tuple(stages)))
+        return out
+
+    def archs_to_genomes(self, archs: Sequence[Arch]) -> np.ndarray:
+        ri = {v: i for i, v in enumerate(self.resolutions)}
+        di = {v: i for i, v in enumerate(self.depths)}
+        ki = {v: i for i, v in enumerate(self.kernels)}
+        ei = {v: i for i, v in enumerate(self.expands)}
+        md = self.max_depth
+        G = np.zeros((len(archs), len(self.genome_cardinalities)), dtype=np.int64)
+        for r, a in enumerate(archs):
+            self.validate(a)
+            G[r, 0] = ri[a.resolution]
+            G[r, 1] = int(np.argmin([abs(w - a.width_mult) for w in self.width_mults]))
+            for s, stage in enumerate(a.stages):
+                G[r, 2 + s] = di[len(stage)]
+                base = 2 + N_STAGES + 2 * md * s
+                for j, b in enumerate(stage):
+                    G[r, base + 2 * j] = ki[b.kernel]
+                    G[r, base + 2 * j + 1] = ei[b.expand]
+        return G
 
     def to_dict(self) -> dict:
         return {

@@ -13,5 +13,8 @@ TINY_PLAN = ProfilePlan(n_archs=36, n_kernels=24, n_kernel_profiles=3, zoo_per_f
 def tiny_profile(tmp_path_factory):
     """A real (small, quickly timed) cpu-1t profile: one resolution, one width."""
     d = tmp_path_factory.mktemp("prof") / "cpu-1t"
-    reports = build_profile(load_device("cpu-1t"), d, TINY_PLAN, space=TINY_SPACE, config=MeasureConfig.quick())
+    # short timings, but enough rounds that a busy machine cannot scramble the ranking
+    config = MeasureConfig(warmup_runs=1, warmup_s=0.0, rounds=3, max_rounds=6, round_min_runs=5, round_min_s=0.01,
+                           canary_min_runs=3, canary_min_s=0.005)
+    reports = build_profile(load_device("cpu-1t"), d, TINY_PLAN, space=TINY_SPACE, config=config)
     return d, reports
