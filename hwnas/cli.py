@@ -400,6 +400,74 @@ def evaluate(profile: Optional[Path] = typer.Option(None, "--profile", help="pro
         out.print(t)
 
 
+@app.command()
+def search(budget_ms: List[str] = typer.Option(..., "--budget-ms", help="latency budget in ms (one per --profile)"),
+           profile: Optional[List[Path]] = typer.Option(None, "--profile", help="profile directory (repeatable; default: bundled)"),
+           strategy: str = typer.Option("evolution", "--strategy", help="evolution | random | grid | nsga2"),
+           accuracy: str = typer.Option("predictor", "--accuracy", help="accuracy estimator (see `hwnas accuracy --help`)"),
+           predictor: Optional[str] = typer.Option(None, "--predictor", help="latency predictor (default: the profile's)"),
+           max_params: Optional[float] = typer.Option(None, "--max-params", help="maximum parameters"),
+           max_model_mb: Optional[float] = typer.Option(None, "--max-model-mb", help="maximum fp32 model size, MB"),
+           max_peak_mem_mb: Optional[float] = typer.Option(None, "--max-peak-mem-mb", help="maximum peak activation memory, MB"),
+           population: int = typer.Option(100, "--population"),
+           generations: int = typer.Option(500, "--generations"),
+           seed: int = typer.Option(0, "--seed"),
+           verify: int = typer.Option(0, "--verify", min=0, help="re-measure the best K on the device"),
+           json_out: bool = typer.Option(False, "--json"),
+           out_dir: Optional[Path] = typer.Option(None, "--out", help="save every candidate (CSV) and plots (PNG)")) -> None:
+    """Search the space for the most accurate architecture within a latency budget."""
+    import math
+
+    from .search import SearchConfig, run_search
+    from .search import verify as verify_results
+
+    budgets = []
+    for b in budget_ms:
+        try:
+            v = float(b)
+        except ValueError:
+            raise InputError(f"--budget-ms must be a number of ms, got {b!r}") from None
+        if not math.isfinite(v) or v <= 0:
+            raise InputError(f"--budget-ms must be a positive number of ms, got {b!r}")
+        budgets.append(v)
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"output path {out_dir} is a file, not a directory")
+    cfg = SearchConfig(budgets_ms=tuple(budgets), profiles=tuple(str(p) for p in profile or []), strategy=strategy,
+                       accuracy=accuracy, latency_predictor=predictor,
+                       max_params=int(max_params) if max_params is not None else None, max_model_mb=max_model_mb,
+                       max_peak_mem_mb=max_peak_mem_mb, population=population, generations=generations, seed=seed,
+                       verify=verify)
+    with _progress() as prog:
+        task = prog.add_task(f"search ({strategy})", total=None)
+        result = run_search(cfg, progress=lambda done, total: prog.update(task, completed=done, total=total))
+        if verify:
+            vt = prog.add_task("verify on device", total=None)
+            verify_results(result, verify, progress=lambda done, total: prog.update(vt, completed=done, total=total))
+    for n in result.notes:
+        err.print(f"note: {n}", soft_wrap=True)
+    err.print(f"{result.n_queries} candidates evaluated in {result.seconds:.2f} s; accuracy = {result.accuracy_meaning}",
+              soft_wrap=True)
+    rows = []
+    for cands in result.top:
+        for c in cands[: max(1, verify)]:
+            rows.append(c.to_dict())
+    if out_dir is not None:
+        from .search.output import save_outputs
+
+        for path in save_outputs(result, out_dir):
+            err.print(f"wrote {path}")
+    if json_out:
+        _emit_json(rows)
+        return
+    t = Table("profile", "arch", "pred. ms", "budget ms", "accuracy", "MMACs", "M params", "measured ms")
+    for r in rows:
+        meas = r.get("measured_latency_ms")
+        t.add_row(Path(r["profile"]).name, r["arch"], f"{r['predicted_latency_ms']:.3f}", f"{r['budget_ms']:g}",
+                  f"{r['accuracy_estimate']:.4g}", f"{r['macs'] / 1e6:.1f}", f"{r['params'] / 1e6:.2f}",
+                  "" if meas is None else f"{meas:.3f}" + ("" if r["within_budget_measured"] else " (over!)"))
+    out.print(t)
+
+
 def _showwarning(message, category, filename, lineno, file=None, line=None) -> None:
     err.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
 
