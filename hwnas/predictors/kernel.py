@@ -78,11 +78,15 @@ class KernelPredictor(LatencyPredictor):
 
             raise HwnasError("profile holds no kernel records; re-run `hwnas profile` with kernel parts")
         fams = np.array([r.family for r in kd.rows])
+        X = np.array([r.features for r in kd.rows])
+        campaign_keys = set(profile.table("kernel")["key"])
+        standalone = np.isin(kd.model, list(campaign_keys)).astype(float)
+        # a context flag: single-op campaign graph (1) or kernel inside a model (0); predictions
+        # are made in the in-model context, trees learn the offset where both exist
+        X = np.hstack([X, standalone[:, None]])
         # kernels seen inside real models are the better teachers; single-op campaign graphs
         # (colder caches, no neighbours) fill in the shapes models do not cover
-        campaign = set(profile.table("kernel")["key"])
-        weight = np.where(np.isin(kd.model, list(campaign)), self.campaign_weight, 1.0)
-        X = np.array([r.features for r in kd.rows])
+        weight = np.where(standalone > 0, self.campaign_weight, 1.0)
         y = np.log(kd.relative / np.array([r.work for r in kd.rows]))
         self.families_: dict[str, dict] = {}
         for fam in FAMILIES:
@@ -103,7 +107,7 @@ class KernelPredictor(LatencyPredictor):
         self._compiled = {}
         # calibration on profiled full models (not the campaign's single-op graphs)
         e2e = model_end_to_end(profile)
-        e2e = e2e[~e2e["arch"].isin(campaign | exclude)]
+        e2e = e2e[~e2e["arch"].isin(campaign_keys | exclude)]
         kr = profile.kernel_records
         sel = kr[kr["arch"].isin(set(e2e["arch"]))]
         by_model: dict[str, list[KernelRecord]] = {}
@@ -148,7 +152,8 @@ class KernelPredictor(LatencyPredictor):
             elif "constant" in info:
                 logs[idx] = info["constant"]
             else:
-                logs[idx] = self._model(fam).predict(np.array([rows[i].features for i in idx]))
+                feats = np.array([rows[i].features for i in idx])
+                logs[idx] = self._model(fam).predict(np.hstack([feats, np.zeros((len(idx), 1))]))
         for i, r in enumerate(rows):
             out.append(KernelPrediction(r.name, r.op_type, r.family, float(np.exp(logs[i]) * r.work), bool(fallback[i])))
         for rec in uncovered:
