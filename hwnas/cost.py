@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .layers import BlockSpec, HeadSpec, StemSpec, plan
+from .layers import BlockSpec, HeadSpec, StemSpec, plan, table_slots
 from .space import Arch
 
 
@@ -92,6 +92,14 @@ def _block_peak(b) -> int:
     return max(layers)
 
 
+def _part_peak(spec) -> int:
+    if isinstance(spec, StemSpec):
+        return 3 * spec.in_res**2 + spec.out_ch * spec.out_res**2
+    if isinstance(spec, HeadSpec):
+        return spec.in_ch * spec.in_res**2 + spec.final_expand * spec.in_res**2
+    return _block_peak(spec)
+
+
 class CostTable:
     """MACs, params and peak activation memory of many architectures at once (search's fast path).
 
@@ -101,33 +109,25 @@ class CostTable:
     """
 
     def __init__(self, space) -> None:
-        from .space import N_STAGES, Block
+        from .space import N_STAGES
 
         self.space = space
         R, W, K, E = len(space.resolutions), len(space.width_mults), len(space.kernels), len(space.expands)
         shape = (R, W, N_STAGES, 2, K, E)
         self.stage = {k: np.zeros(shape) for k in ("macs", "params", "peak")}
         self.fixed = {k: np.zeros((R, W)) for k in ("macs", "params", "peak")}
-        for ri, res in enumerate(space.resolutions):
-            for wi, w in enumerate(space.width_mults):
-                for ki, k in enumerate(space.kernels):
-                    for ei, e in enumerate(space.expands):
-                        b = Block(k, e)
-                        p = plan(Arch(res, w, tuple((b, b) for _ in range(N_STAGES))))
-                        for idx, spec in enumerate(p.blocks):
-                            c = block_cost(spec)
-                            at = (ri, wi, idx // 2, idx % 2, ki, ei)
-                            self.stage["macs"][at] = c.macs
-                            self.stage["params"][at] = c.params
-                            self.stage["peak"][at] = _block_peak(spec)
-                        if ki == 0 and ei == 0:
-                            c = stem_cost(p.stem) + head_cost(p.head) + block_cost(p.first_block)
-                            self.fixed["macs"][ri, wi] = c.macs
-                            self.fixed["params"][ri, wi] = c.params
-                            h = p.head
-                            self.fixed["peak"][ri, wi] = max(
-                                3 * res**2 + p.stem.out_ch * p.stem.out_res**2, _block_peak(p.first_block),
-                                h.in_ch * h.in_res**2 + h.final_expand * h.in_res**2)
+        for at, spec in table_slots(space):
+            if len(at) == 2:  # stem, first block, head: summed; their peak is the largest
+                c = stem_cost(spec) if isinstance(spec, StemSpec) else head_cost(spec) if isinstance(spec, HeadSpec) \
+                    else block_cost(spec)
+                self.fixed["macs"][at] += c.macs
+                self.fixed["params"][at] += c.params
+                self.fixed["peak"][at] = max(self.fixed["peak"][at], _part_peak(spec))
+            else:
+                c = block_cost(spec)
+                self.stage["macs"][at] = c.macs
+                self.stage["params"][at] = c.params
+                self.stage["peak"][at] = _block_peak(spec)
 
     def costs(self, G: np.ndarray) -> dict[str, np.ndarray]:
         """{"macs", "params", "peak_bytes"} per genome row (batch 1, fp32)."""

@@ -141,3 +141,26 @@ def plan(arch: Arch, n_classes: int = DEFAULT_CLASSES) -> NetworkPlan:
             res, ch = spec.out_res, spec.out_ch
     head = HeadSpec(res, ch, final_expand, last_ch, n_classes)
     return NetworkPlan(arch.resolution, stem, first, tuple(blocks), tuple(stage_of), head)
+
+
+def table_slots(space):
+    """Every table slot of a space, with the layer that fills it.
+
+    Yields ``(index, spec)``: ``index`` is ``(ri, wi, stage, 0 first | 1 later, ki, ei)`` for
+    elastic blocks, and ``(ri, wi)`` for the fixed parts (stem, first block, head, one each).
+    Lookup tables and cost tables are dense arrays over these indices, so a batch of
+    architectures is scored by array indexing alone.
+    """
+    from .space import N_STAGES, Arch, Block
+
+    for ri, res in enumerate(space.resolutions):
+        for wi, w in enumerate(space.width_mults):
+            for ki, k in enumerate(space.kernels):
+                for ei, e in enumerate(space.expands):
+                    b = Block(k, e)
+                    p = plan(Arch(res, w, tuple((b, b) for _ in range(N_STAGES))))
+                    for idx, spec in enumerate(p.blocks):
+                        yield (ri, wi, idx // 2, idx % 2, ki, ei), spec
+                    if ki == 0 and ei == 0:
+                        for spec in (p.stem, p.first_block, p.head):
+                            yield (ri, wi), spec

@@ -125,3 +125,17 @@ def require_archs(name: str, n: int, need: int) -> None:
     if n < need:
         raise _fit_error(name, n, need)
 
+
+
+class EncodedPredictor(LatencyPredictor):
+    """A predictor of the space's architectures with a vectorized ``predict_encoded`` (the
+    search's fast path); per-target prediction validates and encodes, then goes through it."""
+
+    def predict_encoded(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _predict_relative(self, specs: Sequence[TargetSpec]) -> np.ndarray:
+        archs = [s.arch for s in specs]
+        for a in archs:
+            self.space_.validate(a)
+        return self.predict_encoded(self.space_.encode(archs))

@@ -12,13 +12,13 @@ from typing import Sequence
 import numpy as np
 
 from ..profile import Profile
-from .base import LatencyPredictor, TargetSpec, require_archs
+from .base import EncodedPredictor, require_archs
 from .data import arch_data
 from .lut import LutPredictor
 from .serialize import export_model, import_model
 
 
-class LearnedPredictor(LatencyPredictor):
+class LearnedPredictor(EncodedPredictor):
     name = "learned"
     min_archs = 30
 
@@ -58,12 +58,6 @@ class LearnedPredictor(LatencyPredictor):
         self._check_fitted()
         base = self.lut_.predict_encoded(X)
         return base * np.exp(self._residual.predict(self._features(X, base)))
-
-    def _predict_relative(self, specs: Sequence[TargetSpec]) -> np.ndarray:
-        archs = [s.arch for s in specs]
-        for a in archs:
-            self.space_.validate(a)
-        return self.predict_encoded(self.space_.encode(archs))
 
     def to_dict(self) -> dict:
         self._check_fitted()

@@ -14,10 +14,10 @@ from typing import Sequence
 import numpy as np
 
 from ..cost import block_cost, head_cost, stem_cost
-from ..layers import BlockSpec, plan
+from ..layers import BlockSpec, table_slots
 from ..profile import Profile
-from ..space import N_STAGES, Arch, Block, SearchSpace
-from .base import LatencyPredictor, TargetSpec, require_archs
+from ..space import N_STAGES, SearchSpace
+from .base import EncodedPredictor, require_archs
 from .data import arch_data, block_relative
 
 
@@ -30,7 +30,7 @@ def _spec_features(spec) -> list[float]:
     return [math.log(c.macs), math.log(c.params), math.log(spec.in_res), 2.0, 0.0, 1.0, 0.0, 1.0]
 
 
-class LutPredictor(LatencyPredictor):
+class LutPredictor(EncodedPredictor):
     name = "lut"
 
     def __init__(self, overhead: bool = True) -> None:
@@ -62,19 +62,9 @@ class LutPredictor(LatencyPredictor):
         stage = np.zeros((R, W, N_STAGES, 2, K, E))
         missing: list[tuple[tuple, object]] = []
         measured_x, measured_y = [], []
-        for ri, res in enumerate(space.resolutions):
-            for wi, w in enumerate(space.width_mults):
-                for ki, k in enumerate(space.kernels):
-                    for ei, e in enumerate(space.expands):
-                        b = Block(k, e)
-                        p = plan(Arch(res, w, tuple((b, b) for _ in range(N_STAGES))))
-                        for idx, spec in enumerate(p.blocks):
-                            slot = ("stage", ri, wi, idx // 2, idx % 2, ki, ei)
-                            self._place(spec, slot, table, stage, fixed, missing, measured_x, measured_y)
-                        if ki == 0 and ei == 0:
-                            for spec in (p.stem, p.first_block, p.head):
-                                self._place(spec, ("fixed", ri, wi), table, stage, fixed, missing, measured_x,
-                                            measured_y)
+        for at, spec in table_slots(space):
+            slot = ("fixed", *at) if len(at) == 2 else ("stage", *at)
+            self._place(spec, slot, table, stage, fixed, missing, measured_x, measured_y)
         self.interpolated_keys_: list[str] = []
         if missing:
             X = np.asarray(measured_x)
@@ -128,12 +118,6 @@ class LutPredictor(LatencyPredictor):
         self._check_fitted()
         a, b = self.coef_
         return a * self.lut_sum(X) + b
-
-    def _predict_relative(self, specs: Sequence[TargetSpec]) -> np.ndarray:
-        archs = [s.arch for s in specs]
-        for a in archs:
-            self.space_.validate(a)
-        return self.predict_encoded(self.space_.encode(archs))
 
     # -- persistence ------------------------------------------------------------------------
     def to_dict(self) -> dict:
