@@ -400,6 +400,127 @@ def evaluate(profile: Optional[Path] = typer.Option(None, "--profile", help="pro
         out.print(t)
 
 
+# ---- MACs vs latency report and the one-command demo (issue #6) ----------------------------
+
+
+@app.command("compare")
+def compare_cmd(profile: Optional[List[Path]] = typer.Option(
+                    None, "--profile", help="profile directory (default: bundled); repeat to compare devices"),
+                models: Optional[List[Path]] = typer.Option(None, "--models", help="ONNX model to measure and add (repeat)"),
+                out_dir: Optional[Path] = typer.Option(None, "--out", help="write report.html, PNGs and data to DIR"),
+                budget_ms: Optional[List[float]] = typer.Option(
+                    None, "--budget-ms", help="budget for MACs- vs latency-optimal picks (repeat; default: quartiles)"),
+                input_shape: Optional[List[str]] = typer.Option(None, "--input-shape",
+                                                                help="NAME=1,3,224,224 for dynamic ONNX inputs"),
+                json_out: bool = typer.Option(False, "--json")) -> None:
+    """MACs vs measured latency: correlations, misranked pairs, counterexamples, the predictor's fix."""
+    from .compare import compare as run_compare
+    from .compare import headline, kernel_breakdown
+
+    dirs = [_profile_dir(p) for p in profile] if profile else [_profile_dir(None)]
+    if out_dir is not None:
+        from .report import prepare_out_dir
+
+        prepare_out_dir(out_dir)  # fail on a bad --out before anything is measured
+    shapes = _parse_shapes(input_shape)
+    from .compare import check_budgets, load_models, open_profiles
+
+    check_budgets(budget_ms)
+    # bad files and too-small profiles fail here, before any progress bar or measuring
+    loaded = load_models(list(models or []), shapes)
+    profiles, notes = open_profiles(dirs)
+    with _progress() as prog:
+        task = prog.add_task("compare", total=5 + len(loaded))
+        comp = run_compare(profiles, loaded, list(budget_ms) if budget_ms else None,
+                           input_shapes=shapes, progress=lambda msg: prog.advance(task), notes_in=notes)
+        report = None
+        if out_dir is not None:
+            from .report import write_report
+
+            rtask = prog.add_task("report", total=2)
+            bd = kernel_breakdown(comp.profile)
+            prog.advance(rtask)
+            cmd = "hwnas compare " + " ".join(f"--profile {d}" for d in dirs) + f" --out {out_dir}"
+            report = write_report(comp, out_dir, breakdown=bd, budgets_ms=comp.stats["devices"]["budgets_ms"],
+                                  command=cmd)
+            prog.advance(rtask)
+    for w in comp.stats.get("warnings", []):
+        err.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
+    if json_out:
+        _emit_json(comp.stats | ({"report": str(report)} if report else {}))
+        return
+    st = comp.stats
+    t = Table("proxy", "n", "Pearson", "Spearman", "Kendall", "misranked", "near-equal spread med/p90/max",
+              title=f"MACs vs measured latency on {st['device']} ({st['profile']})")
+
+    def row(label: str, s: dict) -> None:
+        ne = s["near_equal"]
+        spread = "" if ne["median"] is None else \
+            f"{100 * ne['median']:.1f}/{100 * ne['p90']:.1f}/{100 * ne['max']:.1f}%"
+        t.add_row(label, str(s["n"]), f"{s['pearson']:.3f}", f"{s['spearman']:.3f}", f"{s['kendall']:.3f}",
+                  f"{100 * s['misranked_share']:.1f}%", spread)
+
+    row("MACs (all)", st["archs"]["macs"])
+    row("params (all)", st["archs"]["params"])
+    pr = st.get("predictor", {})
+    if "heldout" in pr:
+        row("MACs (held-out half)", pr["macs_same_split"])
+        row(f"{pr['name']} (held-out half)", pr["heldout"])
+    if st.get("families", {}).get("macs"):
+        row("MACs (other families)", st["families"]["macs"])
+    out.print(t)
+    for line in headline(st):
+        out.print(f"- {line}", highlight=False, soft_wrap=True)
+    if "error" in pr:
+        err.print(f"[yellow]warning:[/yellow] predictor {pr['name']} not evaluated: {pr['error']}", highlight=False)
+    if report:
+        sys.stdout.write(f"report: {report}\n")
+
+
+@app.command("demo")
+def demo_cmd(out_dir: Path = typer.Option(Path("hwnas-demo"), "--out", help="report directory"),
+             profile: Optional[Path] = typer.Option(None, "--profile", help="profile directory (default: bundled)")) -> None:
+    """The main job in one command: check this machine, predict, search under 3 budgets, compare, report."""
+    from .compare import headline
+    from .demo import Steps, run_demo
+
+    d = _profile_dir(profile)
+    with _progress() as prog:
+
+        class _Steps(Steps):
+            def task(self, name: str, total: int):
+                tid = prog.add_task(name, total=total)
+                return lambda n=1: prog.advance(tid, n)
+
+            def log(self, msg: str) -> None:
+                prog.console.print(msg, highlight=False)
+
+            def warn(self, msg: str) -> None:
+                prog.console.print(f"[yellow]warning:[/yellow] {msg}", highlight=False, soft_wrap=True)
+
+        res = run_demo(out_dir, d, _Steps())
+    m = res.machine
+    out.print(f"this machine: canary {m['canary_now_ms']:.3f} ms now vs {m['canary_reference_ms']:.3f} ms in the "
+              f"profile ({100 * m['difference']:+.1f}%)", highlight=False)
+    t = Table("architecture", "MMACs", "predicted ms", "ms at today's canary", title="predictions")
+    for r in res.predictions.itertuples():
+        t.add_row(r.arch, f"{r.macs / 1e6:.0f}", f"{r.predicted_ms:.3f}", f"{r.predicted_ms_now:.3f}")
+    out.print(t)
+    if res.search["best"]:
+        t = Table("budget ms", "best architecture", "predicted ms", "measured ms", "accuracy est.", title="search")
+        for b in res.search["best"]:
+            meas = b["measured_latency_ms"]
+            t.add_row(f"{b['budget_ms']:g}", b["arch"], f"{b['predicted_latency_ms']:.3f}",
+                      "" if meas is None else f"{meas:.3f}", f"{b['accuracy_estimate']:.4g}")
+        out.print(t)
+    for note in res.search["notes"]:
+        err.print(f"note: {note}", highlight=False, soft_wrap=True)
+    for line in headline(res.stats):
+        out.print(f"- {line}", highlight=False, soft_wrap=True)
+    err.print(f"demo took {res.seconds:.0f} s")
+    sys.stdout.write(f"report: {res.report}\n")
+
+
 @app.command()
 def search(budget_ms: List[str] = typer.Option(..., "--budget-ms", help="latency budget in ms (one per --profile)"),
            profile: Optional[List[Path]] = typer.Option(None, "--profile", help="profile directory (repeatable; default: bundled)"),
@@ -466,6 +587,130 @@ def search(budget_ms: List[str] = typer.Option(..., "--budget-ms", help="latency
                   f"{r['accuracy_estimate']:.4g}", f"{r['macs'] / 1e6:.1f}", f"{r['params'] / 1e6:.2f}",
                   "" if meas is None else f"{meas:.3f}" + ("" if r["within_budget_measured"] else " (over!)"))
     out.print(t)
+
+
+# --------------------------------------------------------------------------------------------
+# accuracy estimation: supernet, accuracy predictor, estimators (hwnas.accuracy)
+
+supernet_app = typer.Typer(no_args_is_help=True, help="Weight-sharing supernet and accuracy predictor.")
+app.add_typer(supernet_app, name="supernet")
+
+
+def _torch_threads(threads: Optional[int]) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+@supernet_app.command("train")
+def supernet_train(data: str = typer.Option(..., "--data", help="ImageFolder-style directory, .npz file, or builtin:digits"),
+                   out_dir: Path = typer.Option(..., "--out", help="output directory (supernet.pt + supernet.json)"),
+                   epochs: int = typer.Option(10, "--epochs", min=1, help="training epochs (sandwich steps over the data)"),
+                   resume: bool = typer.Option(False, "--resume", help="continue the checkpoint in --out"),
+                   batch_size: int = typer.Option(64, "--batch-size", min=2),
+                   seed: int = typer.Option(0, "--seed"),
+                   threads: Optional[int] = typer.Option(None, "--threads", min=1,
+                                                         help="torch threads (default: torch's; 1 is faster on a busy machine)"),
+                   time_budget_min: Optional[float] = typer.Option(None, "--time-budget-min",
+                                                                   help="stop (with a checkpoint) after this many minutes")) -> None:
+    """Train a weight-sharing supernet (sandwich rule) on a dataset; resumable."""
+    from .accuracy.data import load_dataset
+    from .accuracy.supernet import CHECKPOINT, TrainConfig, train_supernet
+
+    _torch_threads(threads)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed)
+    dataset = load_dataset(data)
+    err.print(f"data: {dataset.description}")
+    with _progress() as prog:
+        task = prog.add_task("supernet", total=None)
+
+        def on_step(done: int, total: int, info: dict) -> None:
+            prog.update(task, completed=done, total=total,
+                        description=f"supernet epoch {info['epoch'] + 1} loss {info['loss']:.3f}")
+
+        try:
+            r = train_supernet(dataset, out_dir, cfg, resume=resume, progress=on_step,
+                               time_budget_s=60 * time_budget_min if time_budget_min else None)
+        except KeyboardInterrupt:
+            prog.stop()
+            err.print(f"interrupted: the last checkpoint in {out_dir} (saved every epoch and every minute) is kept; "
+                      f"run again with --resume to continue")
+            raise typer.Exit(130)
+    size = (out_dir / CHECKPOINT).stat().st_size / 1e6
+    msg = f"{r.epochs_done}/{r.epochs} epochs in {r.seconds:.0f} s; checkpoint {out_dir / CHECKPOINT} ({size:.0f} MB)"
+    if r.stopped_by_budget:
+        msg += " [time budget reached: --resume continues]"
+    err.print(msg)
+    if not r.stopped_by_budget:
+        err.print(f"next: hwnas supernet fit-predictor --dir {out_dir}")
+
+
+@supernet_app.command("fit-predictor")
+def supernet_fit_predictor(acc_dir: Path = typer.Option(..., "--dir", help="supernet directory (from `supernet train`)"),
+                           n: int = typer.Option(300, "--n", min=13, help="subnets to measure with inherited weights"),
+                           csv_path: Optional[Path] = typer.Option(None, "--csv", help="fit on your own arch,accuracy CSV instead"),
+                           model: str = typer.Option("gbm", "--model", help="gbm or mlp"),
+                           features: str = typer.Option("ordinal+cost", "--features",
+                                                        help="ordinal, onehot, ordinal+cost or onehot+cost"),
+                           seed: int = typer.Option(1, "--seed", help="seed of the sampled subnets"),
+                           threads: Optional[int] = typer.Option(None, "--threads", min=1)) -> None:
+    """Fit the accuracy predictor on (subnet, inherited-weight accuracy) pairs or a CSV; held-out figures."""
+    from .accuracy.predictor import PREDICTOR_FILE, fit_predictor, read_pairs_csv, supernet_pairs
+
+    _torch_threads(threads)
+    if acc_dir.exists() and not acc_dir.is_dir():
+        raise InputError(f"--dir {acc_dir} is a file, not a directory")
+    if csv_path is not None:
+        archs, acc = read_pairs_csv(csv_path)
+        source = f"pairs from {csv_path}"
+        target = "accuracy (as in the CSV)"
+    else:
+        from .accuracy.supernet import load_supernet
+
+        ls = load_supernet(acc_dir)
+        with _progress() as prog:
+            task = prog.add_task("inherited-weight accuracy", total=n)
+            archs, acc = supernet_pairs(acc_dir, n, seed=seed, loaded=ls,
+                                        progress=lambda done, total: prog.update(task, completed=done))
+        source = f"supernet subnets ({acc_dir})"
+        target = f"top-1 % with inherited weights on {ls.data.source}"
+    pred, m = fit_predictor(archs, acc, model=model, features=features)
+    pred.info.update({"source": source, "target": target, "n_pairs": len(archs)})
+    acc_dir.mkdir(parents=True, exist_ok=True)
+    path = pred.save(acc_dir / PREDICTOR_FILE)
+    err.print(f"held-out ({m['n']} pairs, fitted on {m['n_train']}): RMSE {m['rmse']:.3f}  MAE {m['mae']:.3f}  "
+              f"Spearman {m['spearman']:.3f}  Kendall {m['kendall']:.3f}")
+    err.print(f"saved {path}")
+
+
+@app.command("accuracy")
+def accuracy_cmd(arch: List[str] = typer.Argument(..., help="architecture strings"),
+                 estimator: str = typer.Option("predictor", "--estimator",
+                                               help="predictor, supernet, naswot, params or macs"),
+                 accuracy_dir: Optional[Path] = typer.Option(None, "--accuracy-dir",
+                                                             help="trained supernet/predictor (default: profiles/accuracy)"),
+                 json_out: bool = typer.Option(False, "--json")) -> None:
+    """Estimate the accuracy of architectures (higher is better; the meaning is printed)."""
+    from .accuracy import make_estimator
+
+    archs = [parse_arch(a) for a in arch]
+    est = make_estimator(estimator, accuracy_dir)
+    if estimator in ("supernet", "naswot") and len(archs) > 1:
+        with _progress() as prog:
+            task = prog.add_task(estimator, total=len(set(map(str, archs))))
+            values = est.estimate(archs, progress=lambda k: prog.advance(task, k))
+    else:
+        values = est.estimate(archs)
+    d = est.describe()
+    if json_out:
+        _emit_json([{"arch": str(a), "value": float(v), **d} for a, v in zip(archs, values)])
+        return
+    t = Table("architecture", f"{est.name} ({est.unit})")
+    for a, v in zip(archs, values):
+        t.add_row(str(a), f"{v:.6g}" if abs(v) >= 1e4 else f"{v:.2f}")
+    out.print(t)
+    err.print(f"{est.name}: {est.meaning}", highlight=False, soft_wrap=True)
 
 
 def _showwarning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -9,16 +9,18 @@ import numpy as np
 from ..errors import InputError
 
 
-def pareto_mask(latency: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
-    """True for candidates no other candidate beats on both lower latency and higher accuracy."""
-    order = np.lexsort((-accuracy, latency))
-    mask = np.zeros(len(latency), dtype=bool)
+def pareto_mask(latency, accuracy) -> np.ndarray:
+    """Candidates no other one beats: lower or equal latency and strictly higher accuracy."""
+    lat = np.asarray(latency, dtype=float)
+    acc = np.asarray(accuracy, dtype=float)
+    order = np.lexsort((-acc, lat))
+    keep = np.zeros(len(lat), dtype=bool)
     best = -np.inf
     for i in order:
-        if accuracy[i] > best:
-            mask[i] = True
-            best = accuracy[i]
-    return mask
+        if acc[i] > best:
+            keep[i] = True
+            best = acc[i]
+    return keep
 
 
 def save_outputs(result, out_dir: str | Path) -> list[Path]:

@@ -1,0 +1,95 @@
+"""Search benchmarks on the bundled profile.
+
+1. Evolution vs random search at equal numbers of evaluated candidates, at budgets spread over
+   the space's latency range, over several seeds (accuracy estimate of the winner).
+2. The Once-for-All-scale run: population 100 x 500 generations, wall time.
+3. Verification: for budgets spread over the range, the winner is re-measured on the device;
+   share whose canary-corrected measured latency is within budget (+5% tolerance).
+
+    python benchmarks/search.py [--accuracy predictor] [--seeds 5] [--verify-budgets 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    from hwnas.search import SearchConfig, run_search, verify
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--accuracy", default="predictor")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--generations", type=int, default=60, help="evolution generations for the comparison")
+    ap.add_argument("--verify-budgets", type=int, default=20)
+    ap.add_argument("--out", default=str(HERE / "results" / "search.json"))
+    args = ap.parse_args()
+    res: dict = {"accuracy": args.accuracy}
+
+    probe = run_search(SearchConfig(budgets_ms=(1e6,), accuracy=args.accuracy, population=10, generations=1))
+    lo, hi = probe.min_latency_ms[0], probe.max_latency_ms[0]
+    budgets = [round(lo + f * (hi - lo), 2) for f in (0.1, 0.25, 0.4, 0.55, 0.7)]
+    res["latency_range_ms"] = [lo, hi]
+    rows = []
+    for b in budgets:
+        for seed in range(args.seeds):
+            evo = run_search(SearchConfig(budgets_ms=(b,), accuracy=args.accuracy, generations=args.generations, seed=seed))
+            rnd = run_search(SearchConfig(budgets_ms=(b,), accuracy=args.accuracy, strategy="random",
+                                          n_samples=evo.n_queries, seed=seed))
+            rows.append({"budget_ms": b, "seed": seed, "evaluated": evo.n_queries,
+                         "evolution": evo.best[0].accuracy_estimate, "random": rnd.best[0].accuracy_estimate})
+        print(f"budget {b:6.2f} ms: evolution {np.mean([r['evolution'] for r in rows if r['budget_ms'] == b]):.4f} "
+              f"vs random {np.mean([r['random'] for r in rows if r['budget_ms'] == b]):.4f} "
+              f"(mean over {args.seeds} seeds, {rows[-1]['evaluated']} candidates each)", file=sys.stderr)
+    res["evolution_vs_random"] = rows
+    wins = [r["evolution"] > r["random"] for r in rows]
+    ties = [r["evolution"] == r["random"] for r in rows]
+    res["evolution_wins"] = int(sum(wins))
+    res["ties"] = int(sum(ties))
+    res["runs"] = len(rows)
+
+    t0 = time.perf_counter()
+    ofa = run_search(SearchConfig(budgets_ms=(round(lo + 0.4 * (hi - lo), 2),), accuracy=args.accuracy,
+                                  population=100, generations=500))
+    res["ofa_scale"] = {"population": 100, "generations": 500, "evaluated": ofa.n_queries,
+                        "search_s": ofa.seconds, "wall_s": time.perf_counter() - t0}
+
+    vb = np.linspace(lo * 1.15, lo + 0.8 * (hi - lo), args.verify_budgets)
+    ver = []
+    for b in vb:
+        r = run_search(SearchConfig(budgets_ms=(float(round(b, 2)),), accuracy=args.accuracy, generations=60, verify=1))
+        verify(r, 1)
+        c = r.best[0]
+        ver.append({"budget_ms": c.budget_ms, "arch": c.arch, "predicted_ms": c.predicted_latency_ms,
+                    "measured_ms": c.measured_latency_ms, "measured_abs_ms": c.measured_latency_abs_ms,
+                    "within_budget": c.within_budget_measured})
+        print(f"verify {c.budget_ms:6.2f} ms: predicted {c.predicted_latency_ms:6.2f}, measured "
+              f"{c.measured_latency_ms:6.2f} -> {'ok' if c.within_budget_measured else 'OVER'}", file=sys.stderr)
+    res["verification"] = {"budgets": ver, "share_within_budget": float(np.mean([v["within_budget"] for v in ver]))}
+
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=2))
+    print(f"evolution vs random, equal candidates, {len(budgets)} budgets x {args.seeds} seeds: evolution better in "
+          f"{res['evolution_wins']}/{res['runs']} runs, tied {res['ties']}")
+    print(f"{'budget ms':>10s} {'evolution':>10s} {'random':>10s}")
+    for b in budgets:
+        e = np.mean([r["evolution"] for r in rows if r["budget_ms"] == b])
+        q = np.mean([r["random"] for r in rows if r["budget_ms"] == b])
+        print(f"{b:10.2f} {e:10.4f} {q:10.4f}")
+    o = res["ofa_scale"]
+    print(f"OFA-scale run (100 x 500): {o['evaluated']} distinct candidates in {o['search_s']:.2f} s")
+    print(f"verification: {100 * res['verification']['share_within_budget']:.0f}% of {len(ver)} budgets hold on the "
+          f"measured (canary-corrected) latency, 5% tolerance")
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,377 @@
+"""Accuracy predictor (Once-for-All style): a regressor from the architecture encoding to accuracy.
+
+Fitted on (architecture, accuracy) pairs, either measured on a trained supernet with
+inherited weights (:func:`supernet_pairs`, cached in ``DIR/pairs.csv``) or read from a user CSV
+with columns ``arch,accuracy`` (:func:`read_pairs_csv`).  Two model kinds:
+
+* ``gbm``: scikit-learn gradient-boosted trees, saved through
+  :mod:`hwnas.predictors.serialize` (trees as arrays);
+* ``mlp``: scikit-learn ``MLPRegressor`` (OFA uses a 3x400 MLP) on standardized features;
+  its weight matrices are saved as JSON lists and evaluated with numpy.
+
+Features (``features``): the space's ``ordinal`` or ``onehot`` encoding, optionally with
+``+cost`` (log10 MACs and log10 params of the architecture) appended.
+
+Everything is saved as JSON (``DIR/predictor.json``); no pickle.  :func:`fit_predictor`
+reports RMSE, MAE, Spearman and Kendall on held-out pairs (a deterministic split by a hash of
+the architecture string); the saved model is the one fitted on the training part, so the
+reported figures describe exactly it.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import math
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..space import DEFAULT_SPACE, Arch, SearchSpace
+
+FORMAT = "hwnas-accuracy-predictor"
+VERSION = 1
+PREDICTOR_FILE = "predictor.json"
+PAIRS_FILE = "pairs.csv"
+MODELS = ("gbm", "mlp")
+FEATURES = ("ordinal", "onehot", "ordinal+cost", "onehot+cost")
+
+__all__ = [
+    "AccuracyPredictor",
+    "fit_predictor",
+    "heldout_split",
+    "rank_metrics",
+    "read_pairs_csv",
+    "supernet_pairs",
+]
+
+
+def rank_metrics(pred: np.ndarray, true: np.ndarray) -> dict:
+    from scipy import stats
+
+    pred, true = np.asarray(pred, float), np.asarray(true, float)
+    err = pred - true
+    ok = len(true) > 2 and np.ptp(true) > 0 and np.ptp(pred) > 0
+    return {"n": int(len(true)), "rmse": float(np.sqrt(np.mean(err**2))) if len(true) else float("nan"),
+            "mae": float(np.mean(np.abs(err))) if len(true) else float("nan"),
+            "spearman": float(stats.spearmanr(pred, true).statistic) if ok else float("nan"),
+            "kendall": float(stats.kendalltau(pred, true).statistic) if ok else float("nan")}
+
+
+def heldout_split(keys: Sequence[str], test_fraction: float = 0.25, salt: str = "hwnas-acc") -> tuple[list[int], list[int]]:
+    """Deterministic split of positions by a hash of each key: ``(train, test)``."""
+    train, test = [], []
+    for i, k in enumerate(keys):
+        h = int(hashlib.sha256(f"{salt}:{k}".encode()).hexdigest()[:8], 16) / 2**32
+        (test if h < test_fraction else train).append(i)
+    return train, test
+
+
+@functools.lru_cache(maxsize=8)
+def _cost_tables(space: SearchSpace):
+    """Per-choice cost tables so MACs / params of many architectures are sums of lookups.
+
+    ``base[w, r]``: stem + fixed first block + head; ``block[w, r, s, first, k, e]``: one stage
+    block (``first``: the stage's first block, which strides and changes width)."""
+    from ..cost import block_cost, head_cost, stem_cost
+    from ..layers import BlockSpec, plan
+    from ..space import N_STAGES, Block
+
+    W, R, K, E = space.width_mults, space.resolutions, space.kernels, space.expands
+    base = np.zeros((len(W), len(R), 2))
+    block = np.zeros((len(W), len(R), N_STAGES, 2, len(K), len(E), 2))
+    for wi, w in enumerate(W):
+        for ri, r in enumerate(R):
+            ref = Arch(r, w, tuple((Block(K[0], E[0]),) * 2 for _ in range(N_STAGES)))
+            p = plan(ref)
+            c = stem_cost(p.stem) + block_cost(p.first_block) + head_cost(p.head)
+            base[wi, ri] = (c.macs, c.params)
+            for s in range(N_STAGES):
+                for first in (0, 1):
+                    b = p.blocks[2 * s + (0 if first else 1)]
+                    for ki, k in enumerate(K):
+                        for ei, e in enumerate(E):
+                            spec = BlockSpec(b.in_res, b.in_ch, b.out_ch, k, e, b.stride, b.act, b.se)
+                            bc = block_cost(spec)
+                            block[wi, ri, s, first, ki, ei] = (bc.macs, bc.params)
+    return base, block
+
+
+def _index(values: np.ndarray, choices: Sequence[float]) -> np.ndarray:
+    ch = np.asarray(choices, dtype=np.float64)
+    idx = np.abs(values[:, None] - ch[None, :]).argmin(1)
+    return idx
+
+
+def cost_features(X_ordinal: np.ndarray, space: SearchSpace) -> np.ndarray:
+    """``[log10 MACs, log10 params]`` per row of the space's ordinal encoding (1000-class head,
+    equal to :func:`hwnas.cost.arch_cost`), vectorized: about a microsecond per architecture."""
+    from ..space import N_STAGES
+
+    base, block = _cost_tables(space)
+    X = np.asarray(X_ordinal, dtype=np.float64)
+    ri = _index(X[:, 0], space.resolutions)
+    wi = _index(X[:, 1], space.width_mults)
+    total = base[wi, ri].copy()
+    D = space.max_depth
+    for s in range(N_STAGES):
+        depth = X[:, 2 + s]
+        for j in range(D):
+            col = 2 + N_STAGES + (s * D + j) * 2
+            present = depth > j
+            if not present.any():
+                continue
+            ki = _index(np.where(present, X[:, col], space.kernels[0]), space.kernels)
+            ei = _index(np.where(present, X[:, col + 1], space.expands[0]), space.expands)
+            total += present[:, None] * block[wi, ri, s, 1 if j == 0 else 0, ki, ei]
+    return np.log10(total)
+
+
+class AccuracyPredictor:
+    """Predicts accuracy (the unit of the pairs it was fitted on) from the architecture."""
+
+    def __init__(self, space: SearchSpace = DEFAULT_SPACE, model: str = "gbm", features: str = "ordinal+cost",
+                 seed: int = 0) -> None:
+        if model not in MODELS:
+            raise InputError(f"unknown predictor model {model!r}; choose from {', '.join(MODELS)}")
+        if features not in FEATURES:
+            raise InputError(f"unknown predictor features {features!r}; choose from {', '.join(FEATURES)}")
+        self.space, self.model, self.features, self.seed = space, model, features, seed
+        self.compiled_ = None  # gbm: CompiledModel
+        self.mlp_: dict | None = None
+        self.info: dict = {}
+
+    # -- features ------------------------------------------------------------------------------
+    def transform(self, archs: Sequence[Arch]) -> np.ndarray:
+        kind, _, extra = self.features.partition("+")
+        archs = list(archs)
+        ordinal = self.space.encode(archs, "ordinal").astype(np.float64)
+        X = ordinal if kind == "ordinal" else self.space.encode(archs, kind).astype(np.float64)
+        if extra == "cost":
+            X = np.hstack([X, cost_features(ordinal, self.space)])
+        return X
+
+    # -- fitting -------------------------------------------------------------------------------
+    def fit(self, archs: Sequence[Arch], accuracy: Sequence[float]) -> "AccuracyPredictor":
+        y = np.asarray(accuracy, dtype=np.float64)
+        if len(archs) != len(y):
+            raise ValueError(f"{len(archs)} architectures but {len(y)} accuracies")
+        if len(y) < 10:
+            raise InputError(f"an accuracy predictor needs at least 10 (architecture, accuracy) pairs, got {len(y)}")
+        X = self.transform(archs)
+        if self.model == "gbm":
+            from sklearn.ensemble import GradientBoostingRegressor
+
+            from ..predictors.serialize import export_model, import_model
+
+            est = GradientBoostingRegressor(n_estimators=400, learning_rate=0.03, max_depth=3, subsample=0.8,
+                                            min_samples_leaf=3, random_state=self.seed)
+            est.fit(X, y)
+            self.compiled_ = import_model(export_model(est))
+        else:
+            from sklearn.neural_network import MLPRegressor
+            from sklearn.preprocessing import StandardScaler
+
+            sc = StandardScaler().fit(X)
+            mu, sd = float(y.mean()), float(y.std() or 1.0)
+            est = MLPRegressor(hidden_layer_sizes=(128, 128), alpha=1e-3, learning_rate_init=1e-3, max_iter=3000,
+                               early_stopping=False, random_state=self.seed)
+            est.fit(sc.transform(X), (y - mu) / sd)
+            self.mlp_ = {"mean": sc.mean_.tolist(), "scale": sc.scale_.tolist(), "y_mean": mu, "y_std": sd,
+                         "coefs": [c.tolist() for c in est.coefs_], "intercepts": [b.tolist() for b in est.intercepts_],
+                         "activation": est.activation}
+        return self
+
+    @property
+    def fitted(self) -> bool:
+        return self.compiled_ is not None or self.mlp_ is not None
+
+    def predict_features(self, X: np.ndarray) -> np.ndarray:
+        if not self.fitted:
+            raise InputError("the accuracy predictor is not fitted")
+        if self.model == "gbm":
+            return np.asarray(self.compiled_.predict(X), dtype=np.float64)
+        m = self.mlp_
+        h = (X - np.asarray(m["mean"])) / np.asarray(m["scale"])
+        n = len(m["coefs"])
+        for i, (W, b) in enumerate(zip(m["coefs"], m["intercepts"])):
+            h = h @ np.asarray(W) + np.asarray(b)
+            if i < n - 1:
+                h = np.maximum(h, 0.0) if m["activation"] == "relu" else np.tanh(h)
+        return h[:, 0] * m["y_std"] + m["y_mean"]
+
+    def predict(self, archs: Sequence[Arch]) -> np.ndarray:
+        return self.predict_features(self.transform(archs))
+
+    # -- persistence -----------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        if not self.fitted:
+            raise InputError("cannot save an unfitted accuracy predictor")
+        d = {"format": FORMAT, "version": VERSION, "space": self.space.to_dict(), "model": self.model,
+             "features": self.features, "seed": self.seed, "info": self.info}
+        if self.model == "gbm":
+            d["regressor"] = self.compiled_.to_dict()
+        else:
+            d["mlp"] = self.mlp_
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "predictor") -> "AccuracyPredictor":
+        from ..predictors.serialize import import_model
+
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise InputError(f"{where} is not an hwnas accuracy predictor")
+        if int(d.get("version", 0)) > VERSION:
+            raise InputError(f"{where} has format version {d.get('version')}; upgrade hwnas to read it")
+        try:
+            p = cls(SearchSpace.from_dict(d["space"]), d["model"], d["features"], int(d.get("seed", 0)))
+            p.info = dict(d.get("info", {}))
+            if p.model == "gbm":
+                p.compiled_ = import_model(d["regressor"])
+            else:
+                m = d["mlp"]
+                for k in ("mean", "scale", "y_mean", "y_std", "coefs", "intercepts", "activation"):
+                    m[k]
+                p.mlp_ = m
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"{where} is corrupt ({e.__class__.__name__}: {e})") from None
+        return p
+
+    def save(self, path: str | os.PathLike) -> Path:
+        from ..predictors.serialize import save_json
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_json(self.to_dict(), path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "AccuracyPredictor":
+        from ..predictors.serialize import load_json
+
+        path = Path(path)
+        try:
+            d = load_json(path)
+        except ValueError as e:
+            raise InputError(f"accuracy predictor {path} is unreadable: {e}") from None
+        return cls.from_dict(d, str(path))
+
+
+# --------------------------------------------------------------------------------------------
+# pairs
+
+
+def read_pairs_csv(path: str | os.PathLike, space: SearchSpace = DEFAULT_SPACE) -> tuple[list[Arch], np.ndarray]:
+    """(architectures, accuracies) from a CSV with a header ``arch,accuracy`` (other columns ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"pairs file not found: {path}")
+    archs, acc = [], []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            r = csv.DictReader(f)
+            if r.fieldnames is None or "arch" not in r.fieldnames or "accuracy" not in r.fieldnames:
+                raise InputError(f"{path}: expected a header with columns 'arch' and 'accuracy', got {r.fieldnames}")
+            for line, row in enumerate(r, start=2):
+                try:
+                    a = space.parse((row["arch"] or "").strip())
+                except ValueError as e:
+                    raise InputError(f"{path} line {line}: {e}") from None
+                try:
+                    v = float(row["accuracy"])
+                except (TypeError, ValueError):
+                    raise InputError(f"{path} line {line}: accuracy {row['accuracy']!r} is not a number") from None
+                if not math.isfinite(v):
+                    raise InputError(f"{path} line {line}: accuracy {row['accuracy']!r} is not finite")
+                archs.append(a)
+                acc.append(v)
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a UTF-8 text file") from None
+    except csv.Error as e:
+        raise InputError(f"{path}: malformed CSV: {e}") from None
+    if not archs:
+        raise InputError(f"{path}: no (arch, accuracy) rows")
+    return archs, np.asarray(acc, dtype=np.float64)
+
+
+def checkpoint_id(accuracy_dir: str | os.PathLike) -> str:
+    """sha256 (16 hex digits) of the supernet checkpoint file: which weights pairs came from."""
+    from .supernet import checkpoint_paths
+
+    ckpt, _ = checkpoint_paths(accuracy_dir)
+    h = hashlib.sha256()
+    with open(ckpt, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _read_cache(path: Path, ckpt: str) -> dict[str, float]:
+    cache: dict[str, float] = {}
+    if not path.is_file():
+        return cache
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                if row.get("checkpoint") == ckpt:
+                    try:
+                        cache[row["arch"]] = float(row["accuracy"])
+                    except (TypeError, ValueError, KeyError):
+                        continue
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return {}
+    return cache
+
+
+def supernet_pairs(accuracy_dir: str | os.PathLike, n: int, seed: int = 1, space: SearchSpace = DEFAULT_SPACE,
+                   progress: Callable[[int, int], None] | None = None, loaded=None) -> tuple[list[Arch], np.ndarray]:
+    """``n`` seeded distinct architectures and their inherited-weight accuracies, measured on the
+    supernet in ``accuracy_dir``; measured pairs are appended to ``DIR/pairs.csv`` as they come
+    (keyed by the checkpoint's hash), so an interrupted run loses nothing and a rerun reuses them."""
+    from .supernet import evaluate_archs, load_supernet
+
+    d = Path(accuracy_dir)
+    ls = loaded if loaded is not None else load_supernet(d, space)
+    ckpt = checkpoint_id(d)
+    path = d / PAIRS_FILE
+    cache = _read_cache(path, ckpt)
+    archs = space.sample_many(n, seed=seed)
+    todo = [a for a in archs if str(a) not in cache]
+    new_file = not path.is_file()
+    done = len(archs) - len(todo)
+    if progress is not None:
+        progress(done, len(archs))
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        if new_file:
+            w.writerow(["arch", "accuracy", "checkpoint"])
+        for a in todo:
+            acc = float(evaluate_archs(ls, [a])[0])
+            cache[str(a)] = acc
+            w.writerow([str(a), repr(acc), ckpt])
+            f.flush()
+            done += 1
+            if progress is not None:
+                progress(done, len(archs))
+    return archs, np.array([cache[str(a)] for a in archs])
+
+
+def fit_predictor(archs: Sequence[Arch], accuracy: Sequence[float], space: SearchSpace = DEFAULT_SPACE,
+                  model: str = "gbm", features: str = "ordinal+cost", seed: int = 0,
+                  test_fraction: float = 0.25) -> tuple[AccuracyPredictor, dict]:
+    """Fit on a hash-split training part of the pairs; returns the predictor and its held-out metrics."""
+    keys = [str(a) for a in archs]
+    y = np.asarray(accuracy, dtype=np.float64)
+    tr, te = heldout_split(keys, test_fraction)
+    if len(tr) < 10 or len(te) < 3:
+        raise InputError(f"need more pairs to fit and check an accuracy predictor: {len(archs)} given "
+                         f"({len(tr)} train / {len(te)} held out; at least 10 / 3)")
+    p = AccuracyPredictor(space, model, features, seed).fit([archs[i] for i in tr], y[tr])
+    m = rank_metrics(p.predict([archs[i] for i in te]), y[te])
+    m["n_train"] = len(tr)
+    p.info["heldout"] = m
+    return p, m
