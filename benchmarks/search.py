@@ -36,7 +36,7 @@ def main() -> None:
 
     probe = run_search(SearchConfig(budgets_ms=(1e6,), accuracy=args.accuracy, population=10, generations=1))
     lo, hi = probe.min_latency_ms[0], probe.max_latency_ms[0]
-    budgets = [round(lo + f * (hi - lo), 2) for f in (0.1, 0.25, 0.4, 0.55, 0.7)]
+    budgets = [round(lo + f * (hi - lo), 2) for f in (0.05, 0.1, 0.2, 0.3, 0.45)]
     res["latency_range_ms"] = [lo, hi]
     rows = []
     for b in budgets:
@@ -62,7 +62,7 @@ def main() -> None:
     res["ofa_scale"] = {"population": 100, "generations": 500, "evaluated": ofa.n_queries,
                         "search_s": ofa.seconds, "wall_s": time.perf_counter() - t0}
 
-    vb = np.linspace(lo * 1.15, lo + 0.8 * (hi - lo), args.verify_budgets)
+    vb = np.linspace(lo * 1.15, lo + 0.6 * (hi - lo), args.verify_budgets)
     ver = []
     for b in vb:
         r = run_search(SearchConfig(budgets_ms=(float(round(b, 2)),), accuracy=args.accuracy, generations=60, verify=1))

@@ -174,7 +174,7 @@ def run_search(cfg: SearchConfig, progress: Callable[[int, int], None] | None = 
         if b >= h:
             notes.append(f"budget {b:g} ms on {d} does not bind: every architecture fits (largest predicted "
                          f"{h:.3f} ms); returning the best by accuracy")
-    problem = SearchProblem(ev, constraints.budgets_ms)
+    problem = SearchProblem(ev, constraints.budgets_ms, seeds=space.archs_to_genomes(list(dict.fromkeys(argmin))))
     searcher.run(problem, progress)
     res = ev.history()
     feas = res.feasible(constraints.budgets_ms)

@@ -21,6 +21,9 @@ Progress = Callable[[int, int], None]  # (done, total)
 class SearchProblem:
     evaluator: Evaluator
     budgets_ms: tuple[float, ...]
+    #: genomes known to be fast (the fastest architectures found while probing the latency
+    #: range): a tight budget that random samples never meet still gets a population from them
+    seeds: np.ndarray | None = None
 
     @property
     def space(self):
@@ -102,6 +105,16 @@ class EvolutionSearcher(Searcher):
         card = space.genome_cardinalities
         seen: set[bytes] = set()
         pop = self._fill(problem, lambda m: space.random_genomes(rng, m), self.population, seen)
+        if len(pop) < self.population and problem.seeds is not None and len(problem.seeds):
+            seeds = problem.seeds
+
+            def near_seeds(m: int) -> np.ndarray:
+                base = seeds[rng.integers(len(seeds), size=m)]
+                hit = rng.random(base.shape) < 0.2
+                return np.where(hit, rng.integers(card, size=base.shape), base)
+
+            pop += self._fill(problem, lambda m: seeds, len(seeds), seen)
+            pop += self._fill(problem, near_seeds, self.population - len(pop), seen)
         if not pop:
             raise InfeasibleError("no architecture satisfies all constraints together "
                                   f"({self.max_tries * self.population} sampled)")
