@@ -606,7 +606,9 @@ def _torch_threads(threads: Optional[int]) -> None:
 @supernet_app.command("train")
 def supernet_train(data: str = typer.Option(..., "--data", help="ImageFolder-style directory, .npz file, or builtin:digits"),
                    out_dir: Path = typer.Option(..., "--out", help="output directory (supernet.pt + supernet.json)"),
-                   epochs: int = typer.Option(10, "--epochs", min=1, help="training epochs (sandwich steps over the data)"),
+                   epochs: Optional[int] = typer.Option(None, "--epochs", min=1,
+                                                        help="total epochs (default 20; with --resume: the checkpoint's; "
+                                                             "a new total stretches the cosine schedule)"),
                    resume: bool = typer.Option(False, "--resume", help="continue the checkpoint in --out"),
                    batch_size: int = typer.Option(64, "--batch-size", min=2),
                    seed: int = typer.Option(0, "--seed"),
@@ -619,6 +621,12 @@ def supernet_train(data: str = typer.Option(..., "--data", help="ImageFolder-sty
     from .accuracy.supernet import CHECKPOINT, TrainConfig, train_supernet
 
     _torch_threads(threads)
+    if epochs is None:
+        epochs = TrainConfig.epochs
+        if resume:
+            from .accuracy.supernet import read_meta
+
+            epochs = int(read_meta(out_dir)["config"]["epochs"])
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed)
     dataset = load_dataset(data)
     err.print(f"data: {dataset.description}")
@@ -650,9 +658,9 @@ def supernet_train(data: str = typer.Option(..., "--data", help="ImageFolder-sty
 def supernet_fit_predictor(acc_dir: Path = typer.Option(..., "--dir", help="supernet directory (from `supernet train`)"),
                            n: int = typer.Option(300, "--n", min=13, help="subnets to measure with inherited weights"),
                            csv_path: Optional[Path] = typer.Option(None, "--csv", help="fit on your own arch,accuracy CSV instead"),
-                           model: str = typer.Option("gbm", "--model", help="gbm or mlp"),
-                           features: str = typer.Option("ordinal+cost", "--features",
-                                                        help="ordinal, onehot, ordinal+cost or onehot+cost"),
+                           model: str = typer.Option("auto", "--model", help="auto (cross-validated), gbm or mlp"),
+                           features: str = typer.Option("auto", "--features",
+                                                        help="auto, ordinal, onehot, ordinal+cost or onehot+cost"),
                            seed: int = typer.Option(1, "--seed", help="seed of the sampled subnets"),
                            threads: Optional[int] = typer.Option(None, "--threads", min=1)) -> None:
     """Fit the accuracy predictor on (subnet, inherited-weight accuracy) pairs or a CSV; held-out figures."""
@@ -679,6 +687,9 @@ def supernet_fit_predictor(acc_dir: Path = typer.Option(..., "--dir", help="supe
     pred.info.update({"source": source, "target": target, "n_pairs": len(archs)})
     acc_dir.mkdir(parents=True, exist_ok=True)
     path = pred.save(acc_dir / PREDICTOR_FILE)
+    err.print(f"model: {pred.model} on '{pred.features}' features"
+              + (f" (cross-validated Spearman {pred.info['cv'][pred.model + '/' + pred.features]:.3f})"
+                 if "cv" in pred.info else ""))
     err.print(f"held-out ({m['n']} pairs, fitted on {m['n_train']}): RMSE {m['rmse']:.3f}  MAE {m['mae']:.3f}  "
               f"Spearman {m['spearman']:.3f}  Kendall {m['kendall']:.3f}")
     err.print(f"saved {path}")

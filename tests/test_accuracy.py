@@ -148,10 +148,10 @@ def test_small_feature_map_kernel_cropping_is_exact(side, stride):
     b.eval()
     from hwnas.layers import BlockSpec
 
+    from hwnas.builders.torch_model import MBConvBlock
+
     spec = BlockSpec(side, 8, 8, 7, 2, stride, "hswish", True)
     x = torch.randn(2, 8, side, side)
-    m = build_torch(DEFAULT_SPACE.smallest(), 10)  # any model: reuse its block class
-    from hwnas.builders.torch_model import MBConvBlock
 
     ref = MBConvBlock(spec)
     sd = {}
@@ -159,7 +159,6 @@ def test_small_feature_map_kernel_cropping_is_exact(side, stride):
     ref.load_state_dict(sd)
     with torch.no_grad():
         assert torch.allclose(b(x, spec, "transform", False), ref.eval()(x), atol=1e-5)
-    del m
 
 
 def test_sort_channels_keeps_largest_and_orders_by_importance():
@@ -413,9 +412,23 @@ def test_predictor_fit_save_load_roundtrip(tmp_path, model):
     assert q.info["heldout"]["n"] == m["n"]
     est = make_estimator("predictor", tmp_path)
     assert np.array_equal(est.estimate(new), p.predict(new))
+    assert np.allclose(q.predict_encoded(DEFAULT_SPACE.encode(new, "ordinal")), p.predict(new))
     path.write_text("{\"format\": \"hwnas-accuracy-predictor\", \"version\": 1}")
     with pytest.raises(InputError, match="corrupt"):
         AccuracyPredictor.load(path)
+
+
+def test_auto_predictor_is_chosen_by_cross_validation():
+    from hwnas.accuracy.predictor import AUTO_CANDIDATES, fit_auto
+
+    archs = DEFAULT_SPACE.sample_many(60, seed=4)
+    y = np.array([np.log10(arch_cost(a).macs) for a in archs])
+    p = fit_auto(archs, y)
+    assert set(p.info["cv"]) == {f"{m}/{f}" for m, f in AUTO_CANDIDATES}
+    assert p.info["cv"][f"{p.model}/{p.features}"] == max(p.info["cv"].values())
+    assert fit_auto(archs, y, model="gbm", features="ordinal").features == "ordinal"
+    with pytest.raises(InputError, match="unknown predictor features"):
+        fit_auto(archs, y, features="pixels")
 
 
 def test_vectorized_cost_features_equal_arch_cost():
@@ -543,6 +556,10 @@ def test_cli_train_fit_predictor_and_estimate(monkeypatch, capsys, tmp_path, tin
                              "--batch-size", "24", "--threads", "1")
     assert code in (0, None), err
     assert "1/1 epochs" in err and (out / CHECKPOINT).is_file()
+    # --resume without --epochs continues to the checkpoint's own total: nothing left to do
+    code, _, err = _run_main(monkeypatch, capsys, "supernet", "train", "--data", npz, "--out", out, "--resume",
+                             "--batch-size", "24", "--threads", "1")
+    assert code in (0, None) and "1/1 epochs" in err, err
     # pairs from a CSV (measuring hundreds of subnets is the benchmark's job)
     archs = DEFAULT_SPACE.sample_many(40, seed=0)
     csv_path = tmp_path / "pairs.csv"

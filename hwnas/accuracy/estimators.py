@@ -16,8 +16,8 @@ name           what                                                             
 Trained estimators read an *accuracy directory* (default :func:`default_accuracy_dir`,
 ``profiles/accuracy/``): ``supernet.pt`` / ``supernet.json`` from ``hwnas supernet train``,
 ``predictor.json`` / ``pairs.csv`` from ``hwnas supernet fit-predictor``.  The bundled
-directory ships the predictor fitted on the offline digits dataset (the 37 MB supernet
-checkpoint is not shipped).
+directory ships the predictor fitted on the offline digits dataset (the supernet checkpoint,
+74 MB with its optimizer state, 37 MB of weights, is not shipped).
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ class SupernetEstimator(AccuracyEstimator):
         if not (d / META).is_file() or not (d / CHECKPOINT).is_file():
             raise NotTrainedError(
                 f"estimator 'supernet' needs a trained supernet in {d} (no {CHECKPOINT}); train one with "
-                f"`hwnas supernet train --data builtin:digits --out {d}` (about 10 minutes on 2 cores)")
+                f"`hwnas supernet train --data builtin:digits --out {d}` (about 10 minutes on a 2-core CPU)")
         self.loaded = load_supernet(d, space, data)
         ds = self.loaded.data
         cfg = self.loaded.config

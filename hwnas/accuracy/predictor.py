@@ -10,7 +10,9 @@ with columns ``arch,accuracy`` (:func:`read_pairs_csv`).  Two model kinds:
   its weight matrices are saved as JSON lists and evaluated with numpy.
 
 Features (``features``): the space's ``ordinal`` or ``onehot`` encoding, optionally with
-``+cost`` (log10 MACs and log10 params of the architecture) appended.
+``+cost`` (log10 MACs and log10 params of the architecture) appended.  ``auto`` (the default of
+:func:`fit_auto` / :func:`fit_predictor`) picks among gradient-boosted trees on ``ordinal``,
+``ordinal+cost`` and ``onehot+cost`` by 5-fold cross-validated Spearman on the training pairs.
 
 Everything is saved as JSON (``DIR/predictor.json``); no pickle.  :func:`fit_predictor`
 reports RMSE, MAE, Spearman and Kendall on held-out pairs (a deterministic split by a hash of
@@ -42,6 +44,9 @@ FEATURES = ("ordinal", "onehot", "ordinal+cost", "onehot+cost")
 
 __all__ = [
     "AccuracyPredictor",
+    "cost_features",
+    "cross_validate",
+    "fit_auto",
     "fit_predictor",
     "heldout_split",
     "rank_metrics",
@@ -168,7 +173,7 @@ class AccuracyPredictor:
 
             from ..predictors.serialize import export_model, import_model
 
-            est = GradientBoostingRegressor(n_estimators=400, learning_rate=0.03, max_depth=3, subsample=0.8,
+            est = GradientBoostingRegressor(n_estimators=300, learning_rate=0.04, max_depth=3, subsample=0.8,
                                             min_samples_leaf=3, random_state=self.seed)
             est.fit(X, y)
             self.compiled_ = import_model(export_model(est))
@@ -206,6 +211,16 @@ class AccuracyPredictor:
 
     def predict(self, archs: Sequence[Arch]) -> np.ndarray:
         return self.predict_features(self.transform(archs))
+
+    def predict_encoded(self, X_ordinal: np.ndarray) -> np.ndarray:
+        """Predictions from the space's ordinal encoding (fast path for searches; ordinal features only)."""
+        kind, _, extra = self.features.partition("+")
+        if kind != "ordinal":
+            raise ValueError(f"predict_encoded needs ordinal features; this predictor uses {self.features!r}")
+        X = np.asarray(X_ordinal, dtype=np.float64)
+        if extra == "cost":
+            X = np.hstack([X, cost_features(X, self.space)])
+        return self.predict_features(X)
 
     # -- persistence -----------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -360,17 +375,68 @@ def supernet_pairs(accuracy_dir: str | os.PathLike, n: int, seed: int = 1, space
     return archs, np.array([cache[str(a)] for a in archs])
 
 
+AUTO_CANDIDATES = (("gbm", "ordinal"), ("gbm", "ordinal+cost"), ("gbm", "onehot+cost"))
+"""(model, features) pairs that ``auto`` chooses among by cross-validation."""
+
+
+def _folds(keys: Sequence[str], k: int, salt: str = "hwnas-acc-cv") -> np.ndarray:
+    return np.array([int(hashlib.sha256(f"{salt}:{x}".encode()).hexdigest()[:8], 16) % k for x in keys])
+
+
+def cross_validate(archs: Sequence[Arch], accuracy: Sequence[float], space: SearchSpace = DEFAULT_SPACE,
+                   candidates: Sequence[tuple[str, str]] = AUTO_CANDIDATES, folds: int = 5,
+                   seed: int = 0) -> dict[str, float]:
+    """Mean Spearman over ``folds`` hash folds for each ``model/features`` candidate."""
+    y = np.asarray(accuracy, dtype=np.float64)
+    fold = _folds([str(a) for a in archs], folds)
+    out = {}
+    for model, feats in candidates:
+        scores = []
+        for f in range(folds):
+            tr, te = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+            if len(te) < 3 or len(tr) < 10:
+                continue
+            p = AccuracyPredictor(space, model, feats, seed).fit([archs[i] for i in tr], y[tr])
+            scores.append(rank_metrics(p.predict([archs[i] for i in te]), y[te])["spearman"])
+        out[f"{model}/{feats}"] = float(np.nanmean(scores)) if scores else float("nan")
+    return out
+
+
+def fit_auto(archs: Sequence[Arch], accuracy: Sequence[float], space: SearchSpace = DEFAULT_SPACE,
+             model: str = "auto", features: str = "auto", seed: int = 0) -> AccuracyPredictor:
+    """Fit on all given pairs; ``auto`` model / features are chosen by 5-fold cross-validated
+    Spearman on these pairs (recorded in ``info["cv"]``)."""
+    if model != "auto" and model not in MODELS:
+        raise InputError(f"unknown predictor model {model!r}; choose from auto, {', '.join(MODELS)}")
+    if features != "auto" and features not in FEATURES:
+        raise InputError(f"unknown predictor features {features!r}; choose from auto, {', '.join(FEATURES)}")
+    cv = None
+    if model == "auto" or features == "auto":
+        cands = [(m, f) for m, f in (AUTO_CANDIDATES if model == "auto" else [(model, f) for f in FEATURES])
+                 if (model == "auto" or m == model) and (features == "auto" or f == features)]
+        if not cands:
+            cands = [("gbm" if model == "auto" else model, features)]
+        cv = cross_validate(archs, accuracy, space, cands, seed=seed)
+        best = max(cands, key=lambda mf: -np.inf if np.isnan(cv[f"{mf[0]}/{mf[1]}"]) else cv[f"{mf[0]}/{mf[1]}"])
+        model, features = best
+    p = AccuracyPredictor(space, model, features, seed).fit(archs, accuracy)
+    if cv is not None:
+        p.info["cv"] = cv
+    return p
+
+
 def fit_predictor(archs: Sequence[Arch], accuracy: Sequence[float], space: SearchSpace = DEFAULT_SPACE,
-                  model: str = "gbm", features: str = "ordinal+cost", seed: int = 0,
+                  model: str = "auto", features: str = "auto", seed: int = 0,
                   test_fraction: float = 0.25) -> tuple[AccuracyPredictor, dict]:
-    """Fit on a hash-split training part of the pairs; returns the predictor and its held-out metrics."""
+    """Fit (with :func:`fit_auto`) on a hash-split training part of the pairs; returns the
+    predictor and its metrics on the held-out part."""
     keys = [str(a) for a in archs]
     y = np.asarray(accuracy, dtype=np.float64)
     tr, te = heldout_split(keys, test_fraction)
     if len(tr) < 10 or len(te) < 3:
         raise InputError(f"need more pairs to fit and check an accuracy predictor: {len(archs)} given "
                          f"({len(tr)} train / {len(te)} held out; at least 10 / 3)")
-    p = AccuracyPredictor(space, model, features, seed).fit([archs[i] for i in tr], y[tr])
+    p = fit_auto([archs[i] for i in tr], y[tr], space, model, features, seed)
     m = rank_metrics(p.predict([archs[i] for i in te]), y[te])
     m["n_train"] = len(tr)
     p.info["heldout"] = m

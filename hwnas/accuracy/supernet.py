@@ -53,7 +53,7 @@ from torch import nn
 
 from ..builders.torch_model import BN_EPS, MobileNetV3, build_torch
 from ..errors import InputError
-from ..layers import STAGE_ACTS, STAGE_SE, STAGE_STRIDES, BlockSpec, plan
+from ..layers import STAGE_SE, STAGE_STRIDES, BlockSpec, plan
 from ..space import DEFAULT_SPACE, N_STAGES, Arch, Block, SearchSpace
 from .data import ImageDataset, input_size, load_dataset
 
@@ -434,7 +434,7 @@ def _accuracy(model: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor) -> flo
 class TrainConfig:
     """Supernet (and standalone) training settings; saved in the checkpoint metadata."""
 
-    epochs: int = 10
+    epochs: int = 20
     batch_size: int = 64
     lr: float = 0.05
     momentum: float = 0.9
