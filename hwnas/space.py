@@ -383,6 +383,30 @@ class SearchSpace:
         X[:, 2 + N_STAGES:] = (vals * active[..., None]).reshape(n, -1)
         return X
 
+    def genomes_to_onehot(self, G: np.ndarray) -> np.ndarray:
+        """Genomes -> the ``onehot`` encoding of :meth:`encode` (vectorized)."""
+        G = np.asarray(G)
+        n, md = len(G), self.max_depth
+        nr, nw, nd, nk, ne = (len(self.resolutions), len(self.width_mults), len(self.depths), len(self.kernels),
+                              len(self.expands))
+        slot = nk + ne
+        out = np.zeros((n, nr + nw + N_STAGES * nd + N_STAGES * md * slot), dtype=np.float32)
+        rows = np.arange(n)
+        out[rows, G[:, 0]] = 1
+        out[rows, nr + G[:, 1]] = 1
+        for s in range(N_STAGES):
+            out[rows, nr + nw + s * nd + G[:, 2 + s]] = 1
+        base = nr + nw + N_STAGES * nd
+        active = self._active_slots(G)
+        for s in range(N_STAGES):
+            for j in range(md):
+                o = base + (s * md + j) * slot
+                g = 2 + N_STAGES + 2 * (s * md + j)
+                on = active[:, s, j]
+                out[rows[on], o + G[on, g]] = 1
+                out[rows[on], o + nk + G[on, g + 1]] = 1
+        return out
+
     def genomes_to_archs(self, G: np.ndarray) -> list[Arch]:
         blocks = self._blocks  # type: ignore[attr-defined]
         md = self.max_depth

@@ -251,6 +251,21 @@ class PredictorEstimator(AccuracyEstimator):
     def _estimate(self, archs: list[Arch]) -> np.ndarray:
         return self.predictor.predict(archs)
 
+    def estimate_genomes(self, G: np.ndarray) -> np.ndarray:
+        """Vectorized path for the search: index genomes (``SearchSpace.random_genomes``) straight
+        to the predictor's features, no architecture objects built (same values as ``estimate``)."""
+        from ..cost import CostTable
+
+        kind, _, extra = self.predictor.features.partition("+")
+        X = self.space.genomes_to_ordinal(G) if kind == "ordinal" else self.space.genomes_to_onehot(G)
+        X = X.astype(np.float64)
+        if extra == "cost":
+            if getattr(self, "_cost_table", None) is None:
+                self._cost_table = CostTable(self.space)
+            c = self._cost_table.costs(G)
+            X = np.hstack([X, np.log10(np.stack([c["macs"], c["params"]], axis=1).astype(np.float64))])
+        return self.predictor.predict_features(X)
+
 
 ESTIMATORS: dict[str, type[AccuracyEstimator]] = {
     "predictor": PredictorEstimator,
