@@ -8,6 +8,7 @@ model (batch-norm scale and shift included, running statistics excluded).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,3 +149,9 @@ class CostTable:
         peak = np.maximum(self.fixed["peak"][ri, wi], (self.stage["peak"][idx] * active).max(axis=(1, 2)))
         out["peak_bytes"] = (4 * peak).astype(np.int64)
         return out
+
+
+@functools.lru_cache(maxsize=8)
+def cost_table(space) -> CostTable:
+    """The (cached) :class:`CostTable` of a search space: built once per space per process."""
+    return CostTable(space)

@@ -383,6 +383,23 @@ class SearchSpace:
         X[:, 2 + N_STAGES:] = (vals * active[..., None]).reshape(n, -1)
         return X
 
+    def ordinal_to_genomes(self, X: np.ndarray) -> np.ndarray:
+        """The ``ordinal`` encoding back to canonical genomes (vectorized)."""
+        X = np.asarray(X, dtype=np.float64)
+        n, md = len(X), self.max_depth
+
+        def idx(values: np.ndarray, choices) -> np.ndarray:
+            return np.abs(values[..., None] - np.asarray(choices, dtype=np.float64)).argmin(-1)
+
+        G = np.zeros((n, len(self.genome_cardinalities)), dtype=np.int64)
+        G[:, 0] = idx(X[:, 0], self.resolutions)
+        G[:, 1] = idx(X[:, 1], self.width_mults)
+        G[:, 2:2 + N_STAGES] = idx(X[:, 2:2 + N_STAGES], self.depths)
+        blocks = X[:, 2 + N_STAGES:].reshape(n, N_STAGES, md, 2)
+        gb = np.stack([idx(blocks[..., 0], self.kernels), idx(blocks[..., 1], self.expands)], axis=-1)
+        G[:, 2 + N_STAGES:] = gb.reshape(n, -1)
+        return self.canonical(G)
+
     def genomes_to_onehot(self, G: np.ndarray) -> np.ndarray:
         """Genomes -> the ``onehot`` encoding of :meth:`encode` (vectorized)."""
         G = np.asarray(G)

@@ -105,28 +105,31 @@ class AccuracyEstimator:
                 "higher_is_better": self.higher_is_better}
 
 
-class ParamsEstimator(AccuracyEstimator):
-    name = "params"
+class _CostEstimator(AccuracyEstimator):
+    """A trivial baseline that is one column of the space's cost table (``params`` or ``macs``)."""
+
+    column = ""
+    batch_size = 4096
+
+    def _estimate(self, archs: list[Arch]) -> np.ndarray:
+        return self.estimate_genomes(self.space.archs_to_genomes(archs))
+
+    def estimate_genomes(self, G: np.ndarray) -> np.ndarray:
+        from ..cost import cost_table
+
+        return cost_table(self.space).costs(G)[self.column].astype(np.float64)
+
+
+class ParamsEstimator(_CostEstimator):
+    name = column = "params"
     meaning = "parameter count of the architecture (1000-class head), a trivial baseline: bigger is assumed better"
     unit = "parameters"
-    batch_size = 4096
-
-    def _estimate(self, archs: list[Arch]) -> np.ndarray:
-        from ..cost import arch_cost
-
-        return np.array([arch_cost(a).params for a in archs], dtype=np.float64)
 
 
-class MacsEstimator(AccuracyEstimator):
-    name = "macs"
+class MacsEstimator(_CostEstimator):
+    name = column = "macs"
     meaning = "multiply-accumulates per image at the architecture's resolution, a trivial baseline"
     unit = "MACs"
-    batch_size = 4096
-
-    def _estimate(self, archs: list[Arch]) -> np.ndarray:
-        from ..cost import arch_cost
-
-        return np.array([arch_cost(a).macs for a in archs], dtype=np.float64)
 
 
 def _dataset_of(accuracy_dir: Path | None) -> str:
@@ -254,15 +257,13 @@ class PredictorEstimator(AccuracyEstimator):
     def estimate_genomes(self, G: np.ndarray) -> np.ndarray:
         """Vectorized path for the search: index genomes (``SearchSpace.random_genomes``) straight
         to the predictor's features, no architecture objects built (same values as ``estimate``)."""
-        from ..cost import CostTable
+        from ..cost import cost_table
 
         kind, _, extra = self.predictor.features.partition("+")
         X = self.space.genomes_to_ordinal(G) if kind == "ordinal" else self.space.genomes_to_onehot(G)
         X = X.astype(np.float64)
         if extra == "cost":
-            if getattr(self, "_cost_table", None) is None:
-                self._cost_table = CostTable(self.space)
-            c = self._cost_table.costs(G)
+            c = cost_table(self.space).costs(G)
             X = np.hstack([X, np.log10(np.stack([c["macs"], c["params"]], axis=1).astype(np.float64))])
         return self.predictor.predict_features(X)
 

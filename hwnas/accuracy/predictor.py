@@ -23,7 +23,6 @@ reported figures describe exactly it.
 from __future__ import annotations
 
 import csv
-import functools
 import hashlib
 import math
 import os
@@ -76,64 +75,13 @@ def heldout_split(keys: Sequence[str], test_fraction: float = 0.25, salt: str = 
     return train, test
 
 
-@functools.lru_cache(maxsize=8)
-def _cost_tables(space: SearchSpace):
-    """Per-choice cost tables so MACs / params of many architectures are sums of lookups.
-
-    ``base[w, r]``: stem + fixed first block + head; ``block[w, r, s, first, k, e]``: one stage
-    block (``first``: the stage's first block, which strides and changes width)."""
-    from ..cost import block_cost, head_cost, stem_cost
-    from ..layers import BlockSpec, plan
-    from ..space import N_STAGES, Block
-
-    W, R, K, E = space.width_mults, space.resolutions, space.kernels, space.expands
-    base = np.zeros((len(W), len(R), 2))
-    block = np.zeros((len(W), len(R), N_STAGES, 2, len(K), len(E), 2))
-    for wi, w in enumerate(W):
-        for ri, r in enumerate(R):
-            ref = Arch(r, w, tuple((Block(K[0], E[0]),) * 2 for _ in range(N_STAGES)))
-            p = plan(ref)
-            c = stem_cost(p.stem) + block_cost(p.first_block) + head_cost(p.head)
-            base[wi, ri] = (c.macs, c.params)
-            for s in range(N_STAGES):
-                for first in (0, 1):
-                    b = p.blocks[2 * s + (0 if first else 1)]
-                    for ki, k in enumerate(K):
-                        for ei, e in enumerate(E):
-                            spec = BlockSpec(b.in_res, b.in_ch, b.out_ch, k, e, b.stride, b.act, b.se)
-                            bc = block_cost(spec)
-                            block[wi, ri, s, first, ki, ei] = (bc.macs, bc.params)
-    return base, block
-
-
-def _index(values: np.ndarray, choices: Sequence[float]) -> np.ndarray:
-    ch = np.asarray(choices, dtype=np.float64)
-    idx = np.abs(values[:, None] - ch[None, :]).argmin(1)
-    return idx
-
-
 def cost_features(X_ordinal: np.ndarray, space: SearchSpace) -> np.ndarray:
     """``[log10 MACs, log10 params]`` per row of the space's ordinal encoding (1000-class head,
-    equal to :func:`hwnas.cost.arch_cost`), vectorized: about a microsecond per architecture."""
-    from ..space import N_STAGES
+    equal to :func:`hwnas.cost.arch_cost`), vectorized through the space's cost table."""
+    from ..cost import cost_table
 
-    base, block = _cost_tables(space)
-    X = np.asarray(X_ordinal, dtype=np.float64)
-    ri = _index(X[:, 0], space.resolutions)
-    wi = _index(X[:, 1], space.width_mults)
-    total = base[wi, ri].copy()
-    D = space.max_depth
-    for s in range(N_STAGES):
-        depth = X[:, 2 + s]
-        for j in range(D):
-            col = 2 + N_STAGES + (s * D + j) * 2
-            present = depth > j
-            if not present.any():
-                continue
-            ki = _index(np.where(present, X[:, col], space.kernels[0]), space.kernels)
-            ei = _index(np.where(present, X[:, col + 1], space.expands[0]), space.expands)
-            total += present[:, None] * block[wi, ri, s, 1 if j == 0 else 0, ki, ei]
-    return np.log10(total)
+    c = cost_table(space).costs(space.ordinal_to_genomes(X_ordinal))
+    return np.log10(np.stack([c["macs"], c["params"]], axis=1).astype(np.float64))
 
 
 class AccuracyPredictor:

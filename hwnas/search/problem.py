@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..cost import CostTable, arch_cost, peak_activation_bytes
+from ..cost import arch_cost, cost_table, peak_activation_bytes
 from ..errors import InputError
 from ..space import Arch, SearchSpace
 
@@ -79,7 +79,7 @@ class Evaluator:
         self.canary_ms = list(canary_ms)
         self.accuracy = accuracy
         self.constraints = constraints
-        self.cost = CostTable(space)
+        self.cost = cost_table(space)
         self.n_queries = 0
         self._index: dict[bytes, int] = {}
         n_p, L = len(self.latency_predictors), len(space.genome_cardinalities)
@@ -114,9 +114,6 @@ class Evaluator:
     def _accuracy(self, G: np.ndarray) -> np.ndarray:
         if hasattr(self.accuracy, "estimate_genomes"):
             return np.asarray(self.accuracy.estimate_genomes(G), dtype=float)
-        name = getattr(self.accuracy, "name", "")
-        if name in ("params", "macs"):  # those baselines are exactly the cost table's columns
-            return self.cost.costs(G)[name].astype(float)
         return np.asarray(self.accuracy.estimate(self.space.genomes_to_archs(G)), dtype=float)
 
     def _static_ok(self, G: np.ndarray) -> np.ndarray:
