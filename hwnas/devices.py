@@ -2,7 +2,8 @@
 
 A device is a machine *plus* the runtime settings that change latency: execution provider,
 thread counts, execution mode, graph optimization level, precision, batch size and core
-affinity.  Every key is required; unknown keys are rejected so a typo cannot pass silently.
+affinity.  Every key is required (except ``allow_spinning``, default true, which older specs lack);
+unknown keys are rejected so a typo cannot pass silently.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .paths import devices_dir
 EXECUTION_MODES = ("sequential", "parallel")
 OPT_LEVELS = ("disabled", "basic", "extended", "all")
 PRECISIONS = ("fp32", "int8")
-SUPPORTED_PRECISIONS = ("fp32",)
+SUPPORTED_PRECISIONS = ("fp32", "int8")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class DeviceSpec:
     precision: str
     batch_size: int
     core_affinity: tuple[int, ...]
+    # Optional keys (older spec files and profiles lack them): their defaults keep the old meaning.
+    allow_spinning: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "core_affinity", tuple(int(c) for c in self.core_affinity))
@@ -61,6 +64,8 @@ class DeviceSpec:
             raise bad("precision", f"must be one of {list(PRECISIONS)}, got {self.precision!r}")
         if not isinstance(self.execution_provider, str) or not self.execution_provider.endswith("ExecutionProvider"):
             raise bad("execution_provider", f"must name an ONNX Runtime provider, got {self.execution_provider!r}")
+        if not isinstance(self.allow_spinning, bool):
+            raise bad("allow_spinning", f"must be true or false, got {self.allow_spinning!r}")
         if any(c < 0 for c in self.core_affinity):
             raise bad("core_affinity", "must list core numbers >= 0")
 
@@ -92,7 +97,8 @@ class DeviceSpec:
     @classmethod
     def from_dict(cls, d: dict, source: str = "device") -> "DeviceSpec":
         fields = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(fields - set(d))
+        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
+        missing = sorted(required - set(d))
         if missing:
             raise InputError(f"{source}: missing key {missing[0]!r}" + (f" (and {missing[1:]})" if missing[1:] else ""))
         unknown = sorted(set(d) - fields)
@@ -102,7 +108,7 @@ class DeviceSpec:
         if not isinstance(ca, (list, tuple)) or not all(isinstance(c, int) and not isinstance(c, bool) for c in ca):
             raise InputError(f"{source}: key 'core_affinity' must be a list of core numbers, got {ca!r}")
         try:
-            return cls(**{k: d[k] for k in fields})
+            return cls(**{k: d[k] for k in fields if k in d})
         except InputError as e:
             raise InputError(f"{source}: {e}") from None
 

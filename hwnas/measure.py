@@ -204,6 +204,10 @@ def session_options(device: DeviceSpec):
     )
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVEL_NAMES[device.graph_optimization_level])
     so.log_severity_level = 3
+    if not device.allow_spinning:
+        # idle intra-op threads sleep instead of spinning: on a shared machine spinning threads
+        # fight other tenants for the cores, and timings flip between two regimes
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return so
 
 
@@ -363,7 +367,7 @@ class Measurer:
         self._stack = contextlib.ExitStack()
         self._stack.enter_context(machine_lock())
         self._stack.enter_context(pinned(self.device))
-        self._canary = self._prepare(canary_model(self.device.batch_size), "canary")
+        self._canary = self._prepare(canary_model(self.device.batch_size), "canary")  # in the device's precision
         self._warm(self._canary)
         return self
 
@@ -378,6 +382,9 @@ class Measurer:
             raise RuntimeError("use Measurer as a context manager: `with Measurer(device) as m:`")
 
     def _prepare(self, model: onnx.ModelProto | bytes | str, name: str) -> _Prepared:
+        from .quantize import for_device
+
+        model = for_device(model, self.device.precision)  # int8 devices time the quantized model
         t0 = time.perf_counter()
         sess = make_session(model, self.device)
         feed = random_feed(sess, self.config.seed)
@@ -441,6 +448,9 @@ class Measurer:
         timed right before and after, so durations convert to drift-free canary units.
         """
         self._require_open()
+        from .quantize import for_device
+
+        model = for_device(model, self.device.precision)
         canary_before = self._canary_round()
         with tempfile.TemporaryDirectory(prefix="hwnas-prof-") as tmp:
             opt_path = os.path.join(tmp, "optimized.onnx")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -118,6 +118,23 @@ class Arch:
         return cls(res, width, tuple(stages))
 
 
+def draw_unique(draw: Callable[[], "Arch"], n: int, unique: bool = True) -> list["Arch"]:
+    """``n`` results of ``draw()``, repeats skipped when ``unique`` (gives up after 100n + 1000 draws)."""
+    out: list[Arch] = []
+    seen: set[Arch] = set()
+    attempts = 0
+    while len(out) < n:
+        attempts += 1
+        if attempts > 100 * n + 1000:
+            raise ValueError(f"could not draw {n} unique architectures from the space")
+        a = draw()
+        if unique and a in seen:
+            continue
+        seen.add(a)
+        out.append(a)
+    return out
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     """Allowed choices of the MobileNetV3 / OFA space and operations over it.
@@ -193,19 +210,7 @@ class SearchSpace:
     def sample_many(self, n: int, seed: int = 0, unique: bool = True) -> list[Arch]:
         """``n`` seeded samples; with ``unique`` no architecture repeats."""
         rng = np.random.default_rng(seed)
-        out: list[Arch] = []
-        seen: set[Arch] = set()
-        attempts = 0
-        while len(out) < n:
-            attempts += 1
-            if attempts > 100 * n + 1000:
-                raise ValueError(f"could not draw {n} unique architectures from the space")
-            a = self.sample(rng)
-            if unique and a in seen:
-                continue
-            seen.add(a)
-            out.append(a)
-        return out
+        return draw_unique(lambda: self.sample(rng), n, unique)
 
     def mutate(self, arch: Arch, rng: np.random.Generator, prob: float = 0.1) -> Arch:
         """OFA-style mutation: each choice is re-drawn with probability ``prob``.
@@ -407,21 +412,19 @@ class SearchSpace:
         nr, nw, nd, nk, ne = (len(self.resolutions), len(self.width_mults), len(self.depths), len(self.kernels),
                               len(self.expands))
         slot = nk + ne
-        out = np.zeros((n, nr + nw + N_STAGES * nd + N_STAGES * md * slot), dtype=np.float32)
+        width = nr + nw + N_STAGES * nd + N_STAGES * md * slot
+        out = np.zeros((n, width + 1), dtype=np.float32)  # + a spare column for inactive slots, dropped below
         rows = np.arange(n)
         out[rows, G[:, 0]] = 1
         out[rows, nr + G[:, 1]] = 1
-        for s in range(N_STAGES):
-            out[rows, nr + nw + s * nd + G[:, 2 + s]] = 1
-        base = nr + nw + N_STAGES * nd
-        active = self._active_slots(G)
-        for s in range(N_STAGES):
-            for j in range(md):
-                o = base + (s * md + j) * slot
-                g = 2 + N_STAGES + 2 * (s * md + j)
-                on = active[:, s, j]
-                out[rows[on], o + G[on, g]] = 1
-                out[rows[on], o + nk + G[on, g + 1]] = 1
+        out[rows[:, None], nr + nw + np.arange(N_STAGES) * nd + G[:, 2:2 + N_STAGES]] = 1
+        # every block slot at once: its kernel and expand columns (inactive slots hit the spare)
+        active = self._active_slots(G).reshape(n, -1)  # (n, N_STAGES * md)
+        starts = nr + nw + N_STAGES * nd + np.arange(N_STAGES * md) * slot
+        blocks = G[:, 2 + N_STAGES:].reshape(n, -1, 2)
+        out[rows[:, None], np.where(active, starts[None, :] + blocks[..., 0], width)] = 1
+        out[rows[:, None], np.where(active, starts[None, :] + nk + blocks[..., 1], width)] = 1
+        out = out[:, :width]
         return out
 
     def genomes_to_archs(self, G: np.ndarray) -> list[Arch]:

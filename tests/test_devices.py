@@ -73,8 +73,20 @@ def test_unrunnable_device(tmp_path):
     with pytest.raises(InputError, match="not available"):
         load_device(str(p)).check_runnable()
     p.write_text(GOOD.replace('"fp32"', '"int8"'))
-    with pytest.raises(InputError, match="int8"):
-        load_device(str(p)).check_runnable()
+    load_device(str(p)).check_runnable()  # int8 is supported
+
+
+def test_optional_allow_spinning(tmp_path):
+    p = tmp_path / "t.toml"
+    p.write_text(GOOD)
+    assert load_device(str(p)).allow_spinning is True  # older specs lack the key
+    p.write_text(GOOD + "allow_spinning = false\n")
+    d = load_device(str(p))
+    assert d.allow_spinning is False
+    assert DeviceSpec.from_dict(d.to_dict()) == d
+    p.write_text(GOOD + 'allow_spinning = "no"\n')
+    with pytest.raises(InputError, match="allow_spinning"):
+        load_device(str(p))
 
 
 def test_fingerprint():

@@ -19,7 +19,7 @@ from hwnas.profile.store import ProfileStore
 from conftest import TINY_PLAN, TINY_SPACE
 
 CLI_TINY = ["--resolutions", "128", "--width-mults", "1.0", "--n-archs", "5", "--n-kernels", "8",
-            "--n-kernel-profiles", "1", "--zoo-per-family", "0", "--quick"]
+            "--n-kernel-profiles", "1", "--zoo-per-family", "0", "--short-timing"]
 N_BLOCKS = len(lut_specs(TINY_SPACE))
 
 
@@ -166,3 +166,17 @@ def test_ctrl_c_and_kill_9_then_resume(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert Profile.load(out).status == "complete"
+
+
+def test_profile_archs_are_frozen_across_versions():
+    """Profiles of different devices, made by different hwnas versions with the same seed, share
+    architectures: the bundled cpu-1t profile's 400 are reproduced exactly, and cpu-2t's are its first 300."""
+    from hwnas.paths import profiles_dir
+    from hwnas.profile import Profile
+    from hwnas.profile.campaign import profile_archs
+
+    ref = Profile.load(profiles_dir() / "cpu-1t", check_machine=False)
+    keys = list(ref.table("arch")["key"])
+    assert [str(a) for a in profile_archs(ref.space, len(keys), ref.meta["plan"]["seed"])] == keys
+    two = Profile.load(profiles_dir() / "cpu-2t", check_machine=False)
+    assert set(two.table("arch")["key"]) <= set(keys)

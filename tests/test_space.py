@@ -130,3 +130,13 @@ def test_space_round_trips_through_dict():
     assert SearchSpace.from_dict(s.to_dict()) == s
     with pytest.raises(ValueError):
         SearchSpace(resolutions=(161,))
+
+
+def test_genome_encodings_match_arch_encodings():
+    """The search's vectorized genome -> encoding paths equal encode() on the architectures."""
+    rng = np.random.default_rng(3)
+    G = SPACE.canonical(SPACE.random_genomes(rng, 300))
+    archs = SPACE.genomes_to_archs(G)
+    assert np.array_equal(SPACE.genomes_to_onehot(G), SPACE.encode(archs, "onehot"))
+    assert np.array_equal(SPACE.genomes_to_ordinal(G), SPACE.encode(archs, "ordinal"))
+    assert np.array_equal(SPACE.archs_to_genomes(archs), G)

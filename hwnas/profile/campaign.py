@@ -37,7 +37,7 @@ from ..devices import DeviceSpec
 from ..errors import DeviceMismatchError, ProfileError
 from ..layers import BlockSpec, HeadSpec, StemSpec, plan
 from ..measure import CANARY_ARCH, CANARY_SEED, MeasureConfig, Measurer
-from ..space import Arch, Block, SearchSpace
+from ..space import Arch, Block, SearchSpace, draw_unique
 from .store import ProfileStore
 
 PARTS = ("block", "kernel", "kernel_profile", "zoo", "arch")
@@ -144,10 +144,34 @@ def zoo_tasks(per_family: int) -> list[Task]:
     return tasks
 
 
+def frozen_samples(space: SearchSpace, n: int, seed: int) -> list[Arch]:
+    """``n`` unique seeded samples from a sampler frozen for profiles.
+
+    :meth:`SearchSpace.sample_many` may change between hwnas versions (search tunes it for
+    speed); profiles need the same architectures for the same seed in every version, so
+    that profiles of different devices, made at different times, share architectures.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+
+    def draw() -> Arch:
+        res = int(rng.choice(space.resolutions))
+        width = float(rng.choice(space.width_mults))
+        stages = tuple(
+            tuple(Block(int(rng.choice(space.kernels)), int(rng.choice(space.expands)))
+                  for _ in range(int(rng.choice(space.depths))))
+            for _ in range(5)
+        )
+        return Arch(res, width, stages)
+
+    return draw_unique(draw, n)
+
+
 def profile_archs(space: SearchSpace, n: int, seed: int) -> list[Arch]:
     """The end-to-end architectures: the space's extremes, then seeded uniform samples."""
     archs = [space.smallest(), space.largest()]
-    for a in space.sample_many(n + 2, seed=seed + 1):
+    for a in frozen_samples(space, n + 2, seed=seed + 1):
         if a not in archs:
             archs.append(a)
     return archs[:n]
@@ -206,6 +230,30 @@ def check_resume(store: ProfileStore, device: DeviceSpec, space: SearchSpace, pp
         raise ProfileError(f"profile {store.dir} was made with seed {meta['plan'].get('seed')}; resume with the same seed")
 
 
+def check_new_or_resume(device: DeviceSpec, out_dir: Path, resume: bool) -> None:
+    """The device runs here, and ``out_dir`` holds a profile exactly when resuming."""
+    device.check_runnable()
+    existing = (out_dir / "profile.sqlite").exists()
+    if existing and not resume:
+        raise ProfileError(f"{out_dir} already holds a profile; pass --resume to continue it or choose another --out")
+    if resume and not existing:
+        raise ProfileError(f"nothing to resume: no profile at {out_dir}")
+
+
+def write_new_meta(store: ProfileStore, device: DeviceSpec, space: SearchSpace, pplan: ProfilePlan,
+                   **extra) -> None:
+    """The meta of a new profile: device, machine fingerprint, space, plan, canary, status."""
+    store.set_meta("device", device.to_dict())
+    store.set_meta("fingerprint", fingerprint.capture())
+    store.set_meta("space", space.to_dict())
+    store.set_meta("plan", {k: v for k, v in asdict(pplan).items()})
+    store.set_meta("canary", {"arch": CANARY_ARCH, "seed": CANARY_SEED, "batch": device.batch_size})
+    store.set_meta("created_at", time.time())
+    for k, v in extra.items():
+        store.set_meta(k, v)
+    store.set_meta("status", "in-progress")
+
+
 def build_profile(
     device: DeviceSpec,
     out_dir: str | Path,
@@ -225,24 +273,13 @@ def build_profile(
     pplan = pplan or ProfilePlan()
     space = space or SearchSpace()
     out_dir = Path(out_dir)
-    device.check_runnable()
-    existing = (out_dir / "profile.sqlite").exists()
-    if existing and not resume:
-        raise ProfileError(f"{out_dir} already holds a profile; pass --resume to continue it or choose another --out")
-    if resume and not existing:
-        raise ProfileError(f"nothing to resume: no profile at {out_dir}")
+    check_new_or_resume(device, out_dir, resume)
     store = ProfileStore(out_dir, create=True)
     try:
         if resume:
             check_resume(store, device, space, pplan)
         else:
-            store.set_meta("device", device.to_dict())
-            store.set_meta("fingerprint", fingerprint.capture())
-            store.set_meta("space", space.to_dict())
-            store.set_meta("plan", {k: v for k, v in asdict(pplan).items()})
-            store.set_meta("canary", {"arch": CANARY_ARCH, "seed": CANARY_SEED, "batch": device.batch_size})
-            store.set_meta("created_at", time.time())
-            store.set_meta("status", "in-progress")
+            write_new_meta(store, device, space, pplan)
         import hwnas
 
         store.set_meta("hwnas_version", hwnas.__version__)
