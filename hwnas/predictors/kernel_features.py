@@ -23,7 +23,7 @@ from ..devices import DeviceSpec
 from ..measure import KernelRecord, make_session, optimized_node_attributes, parse_kernel_trace, random_feed
 
 FAMILIES = ("conv", "dwconv", "pwconv", "gconv", "gemm", "pool", "globalpool", "activation", "elementwise",
-            "concat", "memory", "reorder", "batchnorm")
+            "concat", "memory", "reorder", "batchnorm", "quantize")
 
 _ACTIVATIONS = {"Relu", "HardSwish", "HardSigmoid", "Sigmoid", "QuickGelu", "Clip", "Tanh", "LeakyRelu", "Gelu",
                 "Softmax", "Erf", "Elu", "Selu", "Swish", "Silu", "PRelu", "Softplus"}
@@ -40,6 +40,64 @@ _CONV = {"Conv", "FusedConv", "ConvTranspose"}
 OP_CODES = {op: i for i, op in enumerate(sorted(
     _CONV | _GEMM | _POOL | _GLOBALPOOL | _ACTIVATIONS | _ELEMENTWISE | _MEMORY
     | {"Concat", "ReorderInput", "ReorderOutput", "BatchNormalization"}))}
+
+#: int8 kernels (QDQ models after ORT's fusion): the float op each computes and where its
+#: float-layout inputs sit among the quantized op's inputs (scales and zero points skipped).
+#: ``None``: inputs come in (tensor, scale, zero point) triples after (y_scale, y_zero_point).
+_QUANTIZED = {
+    "QLinearConv": ("Conv", (0, 3, 8)),
+    "ConvInteger": ("Conv", (0, 1)),
+    "QLinearMatMul": ("MatMul", (0, 3)),
+    "MatMulInteger": ("MatMul", (0, 1)),
+    "MatMulIntegerToFloat": ("MatMul", (0, 1)),
+    "DynamicQuantizeMatMul": ("MatMul", (0, 1)),
+    "QGemm": ("Gemm", (0, 3, 6)),
+    "QLinearAdd": ("Add", (0, 3)),
+    "QLinearMul": ("Mul", (0, 3)),
+    "QLinearGlobalAveragePool": ("GlobalAveragePool", (0,)),
+    "QLinearAveragePool": ("AveragePool", (0,)),
+    "QLinearReduceMean": ("ReduceMean", (0,)),
+    "QLinearSigmoid": ("Sigmoid", (0,)),
+    "QLinearLeakyRelu": ("LeakyRelu", (0,)),
+    "QLinearSoftmax": ("Softmax", (0,)),
+    "QLinearConcat": ("Concat", None),
+}
+_QUANTIZE = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
+# new op codes go after the existing ones: saved predictors keep their meaning
+for _op in (*_QUANTIZED, *sorted(_QUANTIZE)):
+    OP_CODES.setdefault(_op, len(OP_CODES))
+
+
+def _nchw(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (shape[0], shape[3], shape[1], shape[2]) if len(shape) == 4 else shape
+
+
+def float_layout(op_type: str, input_shapes: Sequence[Sequence[int]], output_shapes: Sequence[Sequence[int]] = (),
+                 attributes: dict | None = None) -> tuple[str, list[tuple[int, ...]], list[tuple[int, ...]], int]:
+    """(float op type, input shapes, output shapes, bytes per activation element) of a kernel.
+
+    int8 kernels are mapped onto the float op they compute: scale and zero-point inputs are
+    dropped, channels-last shapes turned to NCHW, and weights ORT pre-packed (the profiler then
+    shows no weight shape) rebuilt from the attributes."""
+    ins = [tuple(s) for s in input_shapes]
+    outs = [tuple(s) for s in output_shapes]
+    if op_type not in _QUANTIZED:
+        return op_type, ins, outs, 4
+    attributes = attributes or {}
+    base, idx = _QUANTIZED[op_type]
+    picked = ins[2::3] if idx is None else [ins[i] for i in idx if i < len(ins)]
+    if attributes.get("channels_last"):
+        picked = [_nchw(s) for s in picked]
+        outs = [_nchw(s) for s in outs]
+    if base == "Conv" and picked and outs and len(picked[0]) == 4 and len(outs[0]) == 4:
+        ks = list(attributes.get("kernel_shape") or [1, 1])
+        group = int(attributes.get("group", 1) or 1)
+        w = (outs[0][1], picked[0][1] // max(group, 1), *ks)
+        picked = [picked[0], w, *([(outs[0][1],)] if len(picked) > 2 else [])]
+    elif base in ("Gemm", "MatMul") and picked and outs and picked[0] and outs[0]:
+        picked = [picked[0], (outs[0][-1], picked[0][-1])]
+    return base, picked, outs, 1
+
 
 FEATURE_NAMES = (
     "op_code", "log_out_elems", "log_in_elems", "log_macs", "log_weight_elems", "log_bytes", "log_intensity",
@@ -63,8 +121,12 @@ def _prod(shape: Sequence[int]) -> int:
     return int(np.prod(shape)) if len(shape) else 1
 
 
-def kernel_family(op_type: str, input_shapes: Sequence[Sequence[int]]) -> str | None:
+def kernel_family(op_type: str, input_shapes: Sequence[Sequence[int]], output_shapes: Sequence[Sequence[int]] = (),
+                  attributes: dict | None = None) -> str | None:
     """The family a post-fusion kernel belongs to, or ``None`` when no family covers it."""
+    if op_type in _QUANTIZE:
+        return "quantize"
+    op_type, input_shapes, _, _ = float_layout(op_type, input_shapes, output_shapes, attributes)
     if op_type in _CONV:
         if len(input_shapes) < 2 or len(input_shapes[0]) != 4 or len(input_shapes[1]) != 4:
             return "conv"
@@ -110,11 +172,11 @@ def kernel_macs(op_type: str, input_shapes: Sequence[Sequence[int]], output_shap
 
 def featurize(op_type: str, input_shapes: Sequence[Sequence[int]], output_shapes: Sequence[Sequence[int]],
               attributes: dict, name: str = "") -> KernelRow | None:
-    fam = kernel_family(op_type, input_shapes)
+    fam = kernel_family(op_type, input_shapes, output_shapes, attributes)
     if fam is None:
         return None
-    ins = [tuple(s) for s in input_shapes]
-    outs = [tuple(s) for s in output_shapes]
+    code = float(OP_CODES.get(op_type, -1))
+    op_type, ins, outs, elem_bytes = float_layout(op_type, input_shapes, output_shapes, attributes)
     x = ins[0] if ins else ()
     y = outs[0] if outs else ()
     out_elems = _prod(y) if y else 0
@@ -123,7 +185,7 @@ def featurize(op_type: str, input_shapes: Sequence[Sequence[int]], output_shapes
     is_weighted = fam in ("conv", "dwconv", "pwconv", "gconv", "gemm")
     weight_elems = sum(_prod(s) for s in ins[1:]) if is_weighted else 0
     act_elems = sum(_prod(s) for s in ins) - weight_elems + sum(_prod(s) for s in outs)
-    nbytes = 4.0 * (act_elems + weight_elems)
+    nbytes = float(elem_bytes) * (act_elems + weight_elems)
     in_ch = x[1] if len(x) >= 2 else (x[-1] if x else 0)
     out_ch = y[1] if len(y) >= 2 else 0
     in_hw = x[2] * x[3] if len(x) == 4 else 1
@@ -140,7 +202,7 @@ def featurize(op_type: str, input_shapes: Sequence[Sequence[int]], output_shapes
     has_act = float(bool(attributes.get("activation")) or fam == "activation")
     has_res = float(fam in ("conv", "pwconv", "dwconv", "gconv") and len(ins) >= 4)
     feats = (
-        float(OP_CODES.get(op_type, -1)), math.log2(out_elems + 1), math.log2(in_elems + 1), math.log2(macs + 1), math.log2(weight_elems + 1),
+        code, math.log2(out_elems + 1), math.log2(in_elems + 1), math.log2(macs + 1), math.log2(weight_elems + 1),
         math.log2(nbytes + 1), math.log2((macs + 1) / (nbytes + 1)),
         float(in_ch), float(out_ch), math.log2(in_hw), math.log2(out_hw), float(kernel), float(stride),
         math.log2(groups), has_act, has_res, float(len(ins)),
@@ -173,6 +235,9 @@ def records_from_frame(df) -> list[KernelRecord]:
 
 def optimized_kernels(model: onnx.ModelProto | bytes | str, device: DeviceSpec) -> list[KernelRecord]:
     """The post-fusion kernels ORT runs for ``model`` under ``device``'s settings (one untimed run)."""
+    from ..quantize import for_device
+
+    model = for_device(model, device.precision)
     with tempfile.TemporaryDirectory(prefix="hwnas-opt-") as tmp:
         opt = os.path.join(tmp, "optimized.onnx")
         sess = make_session(model, device, profile_prefix=os.path.join(tmp, "trace"), optimized_path=opt)
