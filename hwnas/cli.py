@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -216,14 +217,30 @@ def profile(device: str = typer.Option(..., "--device", help="device name or .to
             resolutions: Optional[str] = typer.Option(None, "--resolutions",
                                                       help="comma-separated resolutions (default 128,160,192,224)"),
             width_mults: Optional[str] = typer.Option(None, "--width-mults", help="comma-separated (default 1.0,1.2)"),
-            quick: bool = typer.Option(False, "--quick", help="shorter timing per measurement (noisier)")) -> None:
-    """Measure a device profile: block lookup table, kernel campaign, kernel records, end-to-end archs."""
+            short_timing: bool = typer.Option(False, "--short-timing", help="shorter timing per measurement (noisier)"),
+            from_profile: Optional[Path] = typer.Option(None, "--from-profile",
+                                                        help="few-shot: adapt this trained reference profile"),
+            quick: Optional[int] = typer.Option(None, "--quick", help="few-shot: architectures to measure "
+                                                "(default 30; needs --from-profile)")) -> None:
+    """Measure a device profile: block lookup table, kernel campaign, kernel records, end-to-end archs.
+
+    With --from-profile REF [--quick N]: a few-shot profile, N architectures measured here and
+    REF's predictors adapted to this device (minutes instead of a full profile)."""
     from .devices import load_device
     from .measure import MeasureConfig
     from .profile import ProfilePlan, build_profile
     from .profile.store import ProfileStore
 
     dev = load_device(device)
+    if quick is not None and from_profile is None:
+        raise InputError("--quick N makes a few-shot profile and needs --from-profile REF (a trained profile)")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"output path {out_dir} is a file, not a directory")
+    if from_profile is not None:
+        _fewshot_profile(dev, out_dir, from_profile, 30 if quick is None else quick, seed, resume,
+                         _space_from_options(resolutions, width_mults) if (resolutions or width_mults) else None,
+                         MeasureConfig.quick() if short_timing else None)
+        return
     space = _space_from_options(resolutions, width_mults)
     pplan = ProfilePlan(n_archs=n_archs, n_kernels=n_kernels, n_kernel_profiles=n_kernel_profiles,
                         zoo_per_family=zoo_per_family,
@@ -232,19 +249,11 @@ def profile(device: str = typer.Option(..., "--device", help="device name or .to
         raise InputError(f"output path {out_dir} is a file, not a directory")
     with _progress() as prog:
 
-        class _Bar:
-            def __init__(self, part: str, total: int, done: int) -> None:
-                self.id = prog.add_task(part, total=total, completed=done)
-
-            def advance(self, n: int = 1) -> None:
-                prog.advance(self.id, n)
-
-            def close(self) -> None:
-                pass
+        _Bar = _bar_factory(prog)
 
         try:
             reports = build_profile(dev, out_dir, pplan, space=space, resume=resume,
-                                    config=MeasureConfig.quick() if quick else None, progress=_Bar)
+                                    config=MeasureConfig.quick() if short_timing else None, progress=_Bar)
         except KeyboardInterrupt:
             prog.stop()
             n = ProfileStore(out_dir).row_counts() if (out_dir / "profile.sqlite").exists() else {}
@@ -255,6 +264,44 @@ def profile(device: str = typer.Option(..., "--device", help="device name or .to
         if r.stopped_by_budget:
             msg += "  [time budget reached]"
         err.print(msg)
+    err.print(f"profile written to {out_dir}")
+
+
+def _bar_factory(prog):
+    """A ``ProgressFactory`` (see ``hwnas.profile.campaign``) drawing bars on ``prog``."""
+
+    class _Bar:
+        def __init__(self, part: str, total: int, done: int) -> None:
+            self.id = prog.add_task(part, total=total, completed=done)
+
+        def advance(self, n: int = 1) -> None:
+            prog.advance(self.id, n)
+
+        def close(self) -> None:
+            pass
+
+    return _Bar
+
+
+def _fewshot_profile(dev, out_dir: Path, ref: Path, n: int, seed: int, resume: bool, space, config) -> None:
+    from .profile.fewshot import build_fewshot_profile
+    from .profile.store import ProfileStore
+
+    t0 = time.perf_counter()
+    with _progress() as prog:
+
+        _Bar = _bar_factory(prog)
+
+        try:
+            rep = build_fewshot_profile(dev, out_dir, ref, n, seed=seed, resume=resume, space=space, config=config,
+                                        progress=_Bar, log=lambda m: err.print(m))
+        except KeyboardInterrupt:
+            prog.stop()
+            k = ProfileStore(out_dir).row_counts() if (out_dir / "profile.sqlite").exists() else {}
+            err.print(f"interrupted: saved so far {k}; run again with --resume to continue")
+            raise typer.Exit(130)
+    err.print(f"few-shot profile: {rep.done_before + rep.done_now} architectures measured ({rep.done_now} now, "
+              f"{rep.seconds:.1f} s), {time.perf_counter() - t0:.1f} s in all")
     err.print(f"profile written to {out_dir}")
 
 
@@ -273,13 +320,16 @@ def _profile_dir(profile: Optional[Path]) -> Path:
 def train(profile: Path = typer.Option(..., "--profile", help="profile directory"),
           predictor: Optional[List[str]] = typer.Option(None, "--predictor", help="train only these (repeatable)")) -> None:
     """Fit every latency predictor on a profile and store them with it (JSON, no pickle)."""
-    from .predictors import PREDICTORS, train_all
+    from .predictors import KNOWN_PREDICTORS, train_all
 
     d = _profile_dir(profile)
     for name in predictor or []:
-        if name not in PREDICTORS:
-            raise InputError(f"unknown predictor {name!r}; choose from {', '.join(PREDICTORS)}")
+        if name not in KNOWN_PREDICTORS:
+            raise InputError(f"unknown predictor {name!r}; choose from {', '.join(KNOWN_PREDICTORS)}")
     index = train_all(d, list(predictor) if predictor else None, progress=lambda msg: err.print(msg))
+    if index.get("few_shot"):
+        err.print(f"saved to {d / 'predictors'}")
+        return
     h = index["heldout"]
     err.print(f"held-out check ({h['n_train']} train / {h['n_test']} test architectures, canary units):")
     for name, m in h["predictors"].items():
@@ -300,12 +350,12 @@ def predict(targets: List[str] = typer.Argument(..., help="architecture strings 
             breakdown: bool = typer.Option(False, "--breakdown", help="per-kernel predictions (kernel predictor)"),
             json_out: bool = typer.Option(False, "--json")) -> None:
     """Predict latency (ms on the profile's device, and canary-relative) for architectures or ONNX models."""
-    from .predictors import PREDICTORS, load_predictor
+    from .predictors import KNOWN_PREDICTORS, load_predictor
     from .predictors.base import TargetSpec
 
     d = _profile_dir(profile)
-    if predictor is not None and predictor not in PREDICTORS:
-        raise InputError(f"unknown predictor {predictor!r}; choose from {', '.join(PREDICTORS)}")
+    if predictor is not None and predictor not in KNOWN_PREDICTORS:
+        raise InputError(f"unknown predictor {predictor!r}; choose from {', '.join(KNOWN_PREDICTORS)}")
     shapes = _parse_shapes(input_shape)
     specs = []
     for t in targets:
@@ -356,14 +406,24 @@ def predict(targets: List[str] = typer.Argument(..., help="architecture strings 
 @app.command()
 def evaluate(profile: Optional[Path] = typer.Option(None, "--profile", help="profile directory (default: bundled)"),
              families: bool = typer.Option(True, "--families/--no-families", help="also hold out zoo families"),
+             full_profile: Optional[Path] = typer.Option(
+                 None, "--full-profile", help="few-shot profiles: judge on this full profile of the same device "
+                 "(default: a sibling profile of the same device, if any)"),
              json_out: bool = typer.Option(False, "--json")) -> None:
-    """Held-out accuracy of every predictor, next to the measurement noise floor."""
+    """Held-out accuracy of every predictor, next to the measurement noise floor.
+
+    On a few-shot profile: its transfer predictor judged on a full profile of the same device."""
     from .predictors import PREDICTORS
     from .predictors.evaluate import evaluate_families, evaluate_in_space
     from .profile import Profile
 
     d = _profile_dir(profile)
     prof = Profile.load(d)
+    if prof.meta.get("few_shot"):
+        _evaluate_fewshot(prof, full_profile, json_out)
+        return
+    if full_profile is not None:
+        raise InputError(f"--full-profile is for few-shot profiles; {d} is a full profile")
     from .predictors.base import require_archs
 
     require_archs("evaluate", len(prof.table("arch")), 20)
@@ -398,6 +458,52 @@ def evaluate(profile: Optional[Path] = typer.Option(None, "--profile", help="pro
         t.add_row("all", str(o["kernel"]["n"]), f"{100 * o['kernel']['within_10pct']:.0f}%",
                   f"{o['kernel']['mape_pct']:.1f}", f"{100 * o['macs']['within_10pct']:.0f}%", f"{o['macs']['mape_pct']:.1f}")
         out.print(t)
+
+
+def _evaluate_fewshot(prof, full_profile: Optional[Path], json_out: bool) -> None:
+    from .paths import profiles_dir
+    from .predictors.evaluate import evaluate_fewshot, find_full_profile
+    from .profile import Profile
+
+    if full_profile is not None:
+        full = Profile.load(_profile_dir(full_profile), check_machine=False)
+        if full.meta.get("few_shot"):
+            raise InputError(f"--full-profile {full_profile} is itself a few-shot profile")
+        if full.device.to_dict() != prof.device.to_dict():
+            raise InputError(f"--full-profile {full_profile} is of device {full.device.name!r}, "
+                             f"not {prof.device.name!r}")
+    else:
+        full = find_full_profile(prof, [prof.dir.parent, profiles_dir()])
+    few = prof.meta["few_shot"]
+    if full is None:
+        msg = (f"few-shot profile of {prof.device.name!r}: {few['n']} architectures, adapted from "
+               f"{few['reference']}; no full profile of this device found to judge it on "
+               f"(pass --full-profile DIR)")
+        if json_out:
+            _emit_json({"profile": str(prof.dir), "few_shot": few, "full_profile": None})
+        else:
+            err.print(msg)
+        return
+    res = evaluate_fewshot(prof, full)
+    res["profile"] = str(prof.dir)
+    if json_out:
+        _emit_json(res)
+        return
+    t = Table("predictor", "MAPE %", "RMSPE %", "±5%", "±10%", "Spearman", "Kendall",
+              title=f"few-shot ({few['n']} measured on {prof.device.name}, from {few['reference_device']}), "
+                    f"judged on {res['n_test']} architectures of {full.dir}")
+    rows = [("transfer (few-shot)", res["transfer"]), (f"{few['reference_device']} as is", res["reference_as_is"])]
+    if res["full_profile_default"]:
+        f = res["full_profile_default"]
+        rows.append((f"full profile: {f['predictor']} ({f['n_train']} archs, own held-out half)", f))
+    for name, m in rows:
+        t.add_row(name, f"{m['mape_pct']:.2f}", f"{m['rmspe_pct']:.2f}", f"{100 * m['within_5pct']:.1f}%",
+                  f"{100 * m['within_10pct']:.1f}%", f"{m.get('spearman', float('nan')):.4f}",
+                  f"{m.get('kendall', float('nan')):.4f}")
+    out.print(t)
+    nf = res["noise_floor"]
+    out.print(f"noise floor of the judging measurements: median per-measurement spread "
+              f"{100 * nf['median_noise_rel']:.1f}%")
 
 
 # ---- MACs vs latency report and the one-command demo (issue #6) ----------------------------

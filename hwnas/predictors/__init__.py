@@ -22,6 +22,7 @@ from .kernel import KernelPredictor
 from .learned import LearnedPredictor
 from .lut import LutPredictor
 from .macs import MacsPredictor
+from .transfer import TransferPredictor
 
 FORMAT_VERSION = 1
 
@@ -32,7 +33,18 @@ PREDICTORS: dict[str, Callable[[], LatencyPredictor]] = {
     "learned": LearnedPredictor,
     "kernel": KernelPredictor,
 }
-_CLASSES = {"macs": MacsPredictor, "lut": LutPredictor, "learned": LearnedPredictor, "kernel": KernelPredictor}
+_CLASSES = {"macs": MacsPredictor, "lut": LutPredictor, "learned": LearnedPredictor, "kernel": KernelPredictor,
+            "transfer": TransferPredictor}
+#: every name ``--predictor`` accepts: the fitted-from-scratch ones, and ``transfer`` (few-shot profiles)
+KNOWN_PREDICTORS = (*PREDICTORS, "transfer")
+
+
+def predictor_from_dict(d: dict) -> LatencyPredictor:
+    """A predictor from its saved dict (``to_dict``); ValueError when it names no known class."""
+    cls = _CLASSES.get(d.get("name"))
+    if cls is None:
+        raise ValueError(f"unknown predictor {d.get('name')!r}")
+    return cls.from_dict(d)
 
 
 def make_predictor(name: str) -> LatencyPredictor:
@@ -93,13 +105,15 @@ def load_predictor(profile_dir: str | Path | None = None, name: str | None = Non
     ``name=None`` picks the profile's default for ``target_kind`` (``arch`` or ``onnx``).
     """
     profile_dir = Path(profile_dir) if profile_dir else default_profile_dir()
-    if name is not None and name not in PREDICTORS:
-        raise InputError(f"unknown predictor {name!r}; choose from {', '.join(PREDICTORS)}")
+    if name is not None and name not in KNOWN_PREDICTORS:
+        raise InputError(f"unknown predictor {name!r}; choose from {', '.join(KNOWN_PREDICTORS)}")
     if not (profile_dir / "profile.sqlite").is_file():
         raise InputError(f"no device profile at {profile_dir}")
     index = read_index(profile_dir)
     name = name or index["default"][target_kind]
     path = predictors_dir(profile_dir) / f"{name}.json"
+    if not path.is_file() and index.get("few_shot"):
+        raise InputError(f"{profile_dir} is a few-shot profile: it has only the 'transfer' predictor, not {name!r}")
     if not path.is_file():
         raise NotTrainedError(f"predictor {name!r} was not trained for {profile_dir}; run `hwnas train --profile {profile_dir}`")
     return _read_predictor(path)
@@ -116,6 +130,12 @@ def train_all(profile_dir: str | Path, names: list[str] | None = None, progress=
     from .serialize import save_json
 
     profile = Profile.load(profile_dir)
+    if profile.meta.get("few_shot"):
+        from ..profile.fewshot import adapt
+
+        if names and set(names) != {"transfer"}:
+            raise InputError(f"{profile_dir} is a few-shot profile: only the 'transfer' predictor can be trained on it")
+        return adapt(profile_dir, log=progress)
     names = names or list(PREDICTORS)
     heldout = evaluate_in_space(profile, names=[n for n in names if n != "kernel"], progress=progress)
     trained = {}
@@ -139,4 +159,4 @@ def train_all(profile_dir: str | Path, names: list[str] | None = None, progress=
 
 
 __all__ = ["LatencyPredictor", "MacsPredictor", "LutPredictor", "LearnedPredictor", "KernelPredictor",
-           "PREDICTORS", "make_predictor", "load_predictor", "save_predictor", "train_all", "NotTrainedError"]
+           "PREDICTORS", "KNOWN_PREDICTORS", "TransferPredictor", "predictor_from_dict", "make_predictor", "load_predictor", "save_predictor", "train_all", "NotTrainedError"]

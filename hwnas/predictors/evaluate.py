@@ -122,3 +122,55 @@ def choose_defaults(heldout: dict, names: Sequence[str]) -> dict:
 
         arch_default = max(cands, key=rank)
     return {"arch": arch_default, "onnx": "kernel" if "kernel" in names else "macs"}
+
+
+def find_full_profile(few: Profile, search_dirs: Sequence) -> Profile | None:
+    """A full (not few-shot) profile of the same device among ``search_dirs``' subfolders."""
+    from pathlib import Path
+
+    want = few.device.to_dict()
+    for root in search_dirs:
+        root = Path(root)
+        if not root.is_dir():
+            continue
+        for d in sorted(root.iterdir()):
+            if d.resolve() == few.dir.resolve() or not (d / "profile.sqlite").is_file():
+                continue
+            try:
+                p = Profile.load(d, check_machine=False)
+            except Exception:  # a broken neighbour is not our concern here
+                continue
+            if not p.meta.get("few_shot") and p.device.to_dict() == want and len(p.table("arch")) >= 20:
+                return p
+    return None
+
+
+def evaluate_fewshot(few: Profile, full: Profile) -> dict:
+    """A few-shot profile judged on a full profile of the same device.
+
+    Held-out set: the full profile's measured architectures the few-shot profile did not
+    measure.  Side by side: the transfer predictor, the reference predictor as is (its
+    canary-relative figures taken unchanged to the new device), and the full profile's own
+    default predictor on its own held-out half (from its training index)."""
+    from . import load_predictor, read_index
+
+    pred = load_predictor(few.dir, "transfer")
+    seen = set(few.table("arch")["key"])
+    t = full.table("arch")
+    t = t[~t["key"].isin(seen)]
+    if len(t) < 5:
+        raise HwnasError(f"full profile {full.dir} has only {len(t)} architectures the few-shot profile did not measure")
+    archs = list(t["key"])
+    meas = t["relative_to_canary"].to_numpy(float)
+    out = {"few_shot": dict(few.meta["few_shot"]), "full_profile": str(full.dir), "n_test": len(archs),
+           "noise_floor": noise_floor(full, archs),
+           "transfer": metrics(pred.predict_relative(archs), meas),
+           "reference_as_is": metrics(pred.reference_.predict_relative(archs), meas)}
+    try:
+        idx = read_index(full.dir)
+        name = idx["default"]["arch"]
+        out["full_profile_default"] = dict(idx["heldout"]["predictors"][name], predictor=name,
+                                           n_train=idx["heldout"]["n_train"])
+    except Exception:  # untrained full profile: no figure to show
+        out["full_profile_default"] = None
+    return out

@@ -1,0 +1,168 @@
+"""Few-shot transfer: a reference profile's predictors adapted to a new device from N measurements.
+
+For architectures of the space the reference's default predictor gives ``base`` (reference
+canary units) and a ridge regression learns the log-ratio to the new device's measurement::
+
+    latency_new = base * exp(w . features + b)
+
+The features say *where* an architecture spends its time on the reference device (the share
+of stem/head and of each stage in its lookup-table sum), its resolution, width and size:
+a second thread speeds up big convolutions more than small ones, int8 helps pointwise more
+than depthwise.  The ridge penalty is chosen by leave-one-out error (closed form), so with few
+measurements the fit shrinks towards a single scale factor.
+
+For ONNX models the reference's ONNX predictor (kernel-level) is mapped with a two-parameter
+power law ``latency_new = exp(a) * base^b`` fitted on the same N architectures; no
+architecture features exist for an arbitrary graph.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..profile import Profile
+from ..space import N_STAGES
+from .base import EncodedPredictor, LatencyPredictor, TargetSpec, require_archs
+from .data import arch_data
+
+ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 1e4)
+
+
+def _lut_of(pred: LatencyPredictor):
+    """The lookup table inside a reference predictor (learned or lut), if any."""
+    return getattr(pred, "lut_", None) or (pred if hasattr(pred, "lut_parts") else None)
+
+
+def ridge_loo(F: np.ndarray, y: np.ndarray, alphas: Sequence[float] = ALPHAS) -> tuple[np.ndarray, float, float, float]:
+    """Ridge on standardized ``F`` with an unpenalized intercept; alpha by leave-one-out MSE.
+
+    Returns (coef on the raw features, intercept, alpha, LOO RMSE)."""
+    mu, sd = F.mean(axis=0), F.std(axis=0)
+    sd[sd < 1e-12] = 1.0
+    Z = (F - mu) / sd
+    ym = y.mean()
+    yc = y - ym
+    n, p = Z.shape
+    best = None
+    for a in alphas:
+        G = Z.T @ Z + a * np.eye(p)
+        w = np.linalg.solve(G, Z.T @ yc)
+        # hat matrix of the centred problem, plus the intercept's 1/n
+        h = np.einsum("ij,ji->i", Z, np.linalg.solve(G, Z.T)) + 1.0 / n
+        r = (yc - Z @ w) / np.maximum(1.0 - h, 1e-6)
+        loo = float(np.sqrt(np.mean(r**2)))
+        if best is None or loo < best[2] - 1e-12:
+            best = (w, a, loo)
+    w, a, loo = best
+    coef = w / sd
+    return coef, float(ym - mu @ coef), float(a), loo
+
+
+class TransferPredictor(EncodedPredictor):
+    """A reference profile's predictors adapted to this profile's device (few-shot)."""
+
+    name = "transfer"
+    handles_onnx = True
+    min_archs = 5
+
+    def __init__(self, alphas: tuple[float, ...] = ALPHAS) -> None:
+        self.alphas = tuple(alphas)
+
+    # -- fitting ----------------------------------------------------------------------------
+    def fit(self, profile: Profile, reference: EncodedPredictor, reference_onnx: LatencyPredictor | None = None,
+            archs: Sequence[str] | None = None) -> "TransferPredictor":
+        data = arch_data(profile, archs)
+        require_archs(self.name, len(data.archs), self.min_archs)
+        if reference.space_.to_dict() != profile.space.to_dict():
+            raise ValueError("the reference predictor was fitted for another search space")
+        self.reference_ = reference
+        self.reference_onnx_ = reference_onnx
+        self.space_ = profile.space
+        self.canary_reference_ms_ = profile.canary_reference_ms
+        X = profile.space.encode(data.archs)
+        base = reference.predict_encoded(X)
+        y = np.log(data.relative) - np.log(base)
+        F = self._features(X, base)
+        self.coef_, self.intercept_, self.alpha_, self.loo_rmse_ = ridge_loo(F, y, self.alphas)
+        # ONNX path: a power law on the reference prediction alone
+        A = np.stack([np.ones(len(base)), np.log(base)], axis=1)
+        # shrink the exponent towards 1 (a pure scale) so that N = 5 cannot tilt it wildly
+        lam = 1.0
+        target = np.log(data.relative) - np.log(base)
+        G = A.T @ A + np.diag([0.0, lam])
+        ab = np.linalg.solve(G, A.T @ target)
+        self.onnx_coef_ = (float(ab[0]), float(1.0 + ab[1]))
+        self.n_archs_ = len(data.archs)
+        return self
+
+    def _features(self, X: np.ndarray, base: np.ndarray) -> np.ndarray:
+        sp = self.space_
+        cols = [np.log(base), (X[:, 0] - min(sp.resolutions)) / max(1, max(sp.resolutions) - min(sp.resolutions)),
+                X[:, 1]]
+        lut = _lut_of(self.reference_)
+        if lut is not None:
+            parts = lut.lut_parts(X)
+            share = parts / parts.sum(axis=1, keepdims=True)
+            cols.extend(share[:, i] for i in range(N_STAGES + 1))
+        md = sp.max_depth
+        blocks = X[:, 2 + N_STAGES:].reshape(len(X), N_STAGES, md, 2)
+        present = blocks[..., 0] > 0
+        n = np.maximum(present.sum(axis=(1, 2)), 1)
+        cols.append(present.sum(axis=(1, 2)) / (N_STAGES * md))
+        cols.append((blocks[..., 0] * present).sum(axis=(1, 2)) / n / max(sp.kernels))
+        cols.append((blocks[..., 1] * present).sum(axis=(1, 2)) / n / max(sp.expands))
+        return np.stack(cols, axis=1)
+
+    # -- prediction -------------------------------------------------------------------------
+    def predict_encoded(self, X: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        base = self.reference_.predict_encoded(X)
+        return base * np.exp(self._features(X, base) @ self.coef_ + self.intercept_)
+
+    def _predict_relative(self, specs: Sequence[TargetSpec]) -> np.ndarray:
+        out = np.empty(len(specs))
+        arch_idx = [i for i, s in enumerate(specs) if s.arch is not None]
+        if arch_idx:
+            out[arch_idx] = super()._predict_relative([specs[i] for i in arch_idx])
+        onnx_idx = [i for i, s in enumerate(specs) if s.arch is None]
+        if onnx_idx:
+            if self.reference_onnx_ is None:
+                from ..errors import InputError
+
+                raise InputError("this few-shot profile's reference had no ONNX predictor; it predicts architectures only")
+            base = self.reference_onnx_.predict_relative([specs[i] for i in onnx_idx])
+            a, b = self.onnx_coef_
+            out[onnx_idx] = np.exp(a) * base**b
+        return out
+
+    # -- persistence ------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        self._check_fitted()
+        return {"name": self.name, "params": {"alphas": list(self.alphas)}, "space": self.space_.to_dict(),
+                "canary_reference_ms": self.canary_reference_ms_, "coef": self.coef_.tolist(),
+                "intercept": self.intercept_, "alpha": self.alpha_, "loo_rmse": self.loo_rmse_,
+                "onnx_coef": list(self.onnx_coef_), "n_archs": self.n_archs_,
+                "reference": self.reference_.to_dict(),
+                "reference_onnx": self.reference_onnx_.to_dict() if self.reference_onnx_ is not None else None}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TransferPredictor":
+        from ..space import SearchSpace
+        from . import predictor_from_dict
+
+        p = cls(alphas=tuple(d["params"]["alphas"]))
+        p.space_ = SearchSpace.from_dict(d["space"])
+        p.canary_reference_ms_ = float(d["canary_reference_ms"])
+        p.coef_ = np.asarray(d["coef"], dtype=np.float64)
+        p.intercept_ = float(d["intercept"])
+        p.alpha_ = float(d["alpha"])
+        p.loo_rmse_ = float(d["loo_rmse"])
+        p.onnx_coef_ = tuple(float(x) for x in d["onnx_coef"])
+        p.n_archs_ = int(d["n_archs"])
+        p.reference_ = predictor_from_dict(d["reference"])
+        p.reference_onnx_ = predictor_from_dict(d["reference_onnx"]) if d.get("reference_onnx") else None
+        if len(p.coef_) != p._features(p.space_.encode([p.space_.smallest()]), np.ones(1)).shape[1]:
+            raise ValueError("coefficients do not match the features")
+        return p

@@ -1,0 +1,198 @@
+"""Few-shot profiles: a new device from N measurements and a reference profile.
+
+``hwnas profile --device D --out DIR --from-profile REF --quick N`` measures N architectures
+(plus the canary that brackets every measurement) on the new device and adapts REF's trained
+predictors to it (:class:`hwnas.predictors.transfer.TransferPredictor`).  The result is a
+normal profile directory: ``predict``, ``search`` and ``compare`` accept it, and its meta
+marks it as few-shot with its N and its reference.
+
+The N architectures are chosen to span the reference's predicted latency range: seeded
+candidates from the space (frozen sampler), sorted by predicted latency, one picked at each of
+N evenly spaced quantiles, the space's smallest and largest architectures included.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..devices import DeviceSpec
+from ..errors import InputError, ProfileError
+from ..measure import MeasureConfig, Measurer
+from ..space import Arch, SearchSpace
+from .campaign import (PartReport, ProgressFactory, _null_progress, arch_tasks, check_new_or_resume, check_resume,
+                       frozen_samples, write_new_meta)
+from .store import ProfileStore
+
+MIN_SHOTS = 5
+DEFAULT_SHOTS = 30
+
+
+def load_reference(ref_dir: str | Path):
+    """(arch predictor, ONNX predictor or None, Profile) of a trained reference profile, or a clear error."""
+    from ..predictors import NotTrainedError, load_predictor, read_index
+    from . import Profile
+
+    ref = Path(ref_dir)
+    if not (ref / "profile.sqlite").is_file():
+        raise InputError(f"--from-profile {ref}: no device profile there")
+    try:
+        index = read_index(ref)
+    except NotTrainedError:
+        raise InputError(f"--from-profile {ref}: the reference profile is not trained; run `hwnas train --profile {ref}`") from None
+    if index.get("few_shot"):
+        raise InputError(f"--from-profile {ref}: is itself a few-shot profile; use a full profile as the reference")
+    prof = Profile.load(ref, check_machine=False)
+    arch_pred = load_predictor(ref, None, target_kind="arch")
+    # the transfer needs a vectorized predictor of the space: the default, else the best saved one
+    for name in ("learned", "lut"):
+        if hasattr(arch_pred, "predict_encoded"):
+            break
+        try:
+            arch_pred = load_predictor(ref, name)
+        except NotTrainedError:
+            continue
+    if not hasattr(arch_pred, "predict_encoded"):
+        raise InputError(f"--from-profile {ref}: it has no trained lookup-table predictor to adapt "
+                         f"(run `hwnas train --profile {ref}`)")
+    try:
+        onnx_pred = load_predictor(ref, None, target_kind="onnx")
+    except (NotTrainedError, InputError, KeyError):
+        onnx_pred = None
+    if onnx_pred is not None and not onnx_pred.handles_onnx:
+        onnx_pred = None
+    return arch_pred, onnx_pred, prof
+
+
+def fewshot_archs(space: SearchSpace, reference, n: int, seed: int = 0, pool: int = 40) -> list[Arch]:
+    """N architectures spanning the reference's predicted latency range (deterministic)."""
+    if n < 2:
+        raise ValueError("need at least 2 architectures")
+    cands = [space.smallest(), space.largest()]
+    for a in frozen_samples(space, pool * n, seed=seed + 1_000_003):
+        if a not in cands[:2]:
+            cands.append(a)
+    lat = np.log(reference.predict_encoded(space.encode(cands)))
+    order = np.argsort(lat, kind="stable")
+    targets = np.linspace(lat[order[0]], lat[order[-1]], n)
+    chosen: list[int] = []
+    used: set[int] = set()
+    # walk the latency axis: each target takes the closest unused candidate
+    for t in targets:
+        j = int(np.searchsorted(lat[order], t))
+        best, dist = None, np.inf
+        for k in range(max(0, j - 3 * n), min(len(order), j + 3 * n)):
+            idx = int(order[k])
+            d = abs(lat[idx] - t)
+            if idx not in used and d < dist:
+                best, dist = idx, d
+        used.add(best)
+        chosen.append(best)
+    return [cands[i] for i in chosen]
+
+
+def build_fewshot_profile(
+    device: DeviceSpec,
+    out_dir: str | Path,
+    reference_dir: str | Path,
+    n: int = DEFAULT_SHOTS,
+    *,
+    seed: int = 0,
+    resume: bool = False,
+    space: SearchSpace | None = None,
+    config: MeasureConfig | None = None,
+    progress: ProgressFactory = _null_progress,
+    log: Callable[[str], None] | None = None,
+) -> PartReport:
+    """Measure N architectures on ``device`` and adapt the reference's predictors; returns the report."""
+    if n < MIN_SHOTS:
+        raise InputError(f"--quick {n}: a few-shot profile needs at least {MIN_SHOTS} measured architectures")
+    ref_arch, ref_onnx, ref_prof = load_reference(reference_dir)
+    if space is not None and space.to_dict() != ref_prof.space.to_dict():
+        r, o = ref_prof.space.to_dict(), space.to_dict()
+        diff = next((k for k in r if r[k] != o.get(k)), "space")
+        raise InputError(f"--from-profile {reference_dir} was made for another search space "
+                         f"({diff}: {r.get(diff)} there, {o.get(diff)} here)")
+    space = ref_prof.space
+    out_dir = Path(out_dir)
+    check_new_or_resume(device, out_dir, resume)
+    few = {"reference": str(reference_dir), "reference_device": ref_prof.device.name, "n": n, "seed": seed}
+    store = ProfileStore(out_dir, create=True)
+    try:
+        from .campaign import ProfilePlan
+
+        pplan = ProfilePlan(n_archs=n, n_kernels=0, n_kernel_profiles=0, zoo_per_family=0, seed=seed)
+        if resume:
+            check_resume(store, device, space, pplan)
+            if store.get_meta("few_shot", {}).get("n") != n:
+                raise ProfileError(f"profile {out_dir} was started with --quick {store.get_meta('few_shot', {}).get('n')}; "
+                                   f"resume with the same N")
+        else:
+            write_new_meta(store, device, space, pplan, few_shot=few)
+        import hwnas
+
+        store.set_meta("hwnas_version", hwnas.__version__)
+        archs = fewshot_archs(space, ref_arch, n, seed)
+        tasks = arch_tasks(space, archs, device.batch_size)
+        done = store.done_keys("arch")
+        todo = [t for t in tasks if t.key not in done]
+        rep = PartReport("arch", len(tasks), done_before=len(tasks) - len(todo))
+        t0 = time.perf_counter()
+        bar = progress("arch (few-shot)", len(tasks), rep.done_before)
+        try:
+            with Measurer(device, config) as m:
+                for t in todo:
+                    meas = m.measure(t.build(), t.key, config)
+                    store.add_measurement("arch", t.key, t.target, meas, t.macs, t.params)
+                    rep.done_now += 1
+                    bar.advance()
+        finally:
+            bar.close()
+            rep.seconds = time.perf_counter() - t0
+        store.set_meta("status", "complete")
+        timings = store.get_meta("part_seconds", {})
+        timings["arch"] = timings.get("arch", 0.0) + rep.seconds
+        store.set_meta("part_seconds", timings)
+    finally:
+        store.close(compact=True)
+    adapt(out_dir, log=log)
+    return rep
+
+
+def adapt(profile_dir: str | Path, log: Callable[[str], None] | None = None) -> dict:
+    """Fit the transfer predictor of a few-shot profile and save it with its index."""
+    from .. import __version__
+    from ..predictors import FORMAT_VERSION, predictors_dir, save_predictor
+    from ..predictors.serialize import save_json
+    from ..predictors.transfer import TransferPredictor
+    from . import Profile
+
+    prof = Profile.load(profile_dir)
+    few = prof.meta.get("few_shot")
+    if not few:
+        raise ProfileError(f"{profile_dir} is not a few-shot profile")
+    ref_arch, ref_onnx, ref_prof = load_reference(few["reference"])
+    if ref_prof.space.to_dict() != prof.space.to_dict():
+        raise InputError(f"reference {few['reference']} is now for another search space than {profile_dir}")
+    t0 = time.perf_counter()
+    pred = TransferPredictor().fit(prof, ref_arch, ref_onnx)
+    save_predictor(pred, profile_dir, "transfer")
+    index = {
+        "format_version": FORMAT_VERSION,
+        "hwnas_version": __version__,
+        "trained_at": time.time(),
+        "predictors": {"transfer": {"fit_s": round(time.perf_counter() - t0, 2)}},
+        "default": {"arch": "transfer", "onnx": "transfer"},
+        "few_shot": dict(few, loo_rmse_log=pred.loo_rmse_, ridge_alpha=pred.alpha_,
+                         reference_predictors={"arch": ref_arch.label,
+                                               "onnx": ref_onnx.label if ref_onnx is not None else None}),
+    }
+    save_json(index, predictors_dir(profile_dir) / "index.json")
+    if log:
+        log(f"adapted {ref_arch.label} (+ {ref_onnx.label if ref_onnx else 'no ONNX predictor'}) of "
+            f"{few['reference']} with {pred.n_archs_} measurements; leave-one-out error "
+            f"{100 * (np.exp(pred.loo_rmse_) - 1):.1f}% (log-RMSE)")
+    return index

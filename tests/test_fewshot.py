@@ -1,0 +1,165 @@
+"""Few-shot profiles: real measurements (quick timings) on a real device, adapted from a real
+reference profile (the session's tiny cpu-1t profile, trained here)."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hwnas.devices import load_device
+from hwnas.errors import InputError, ProfileError
+from hwnas.measure import MeasureConfig
+from hwnas.predictors import load_predictor, read_index, train_all
+from hwnas.predictors.transfer import TransferPredictor, ridge_loo
+from hwnas.profile import Profile
+from hwnas.profile.fewshot import build_fewshot_profile, fewshot_archs, load_reference
+from hwnas.space import SearchSpace
+
+QUICK = MeasureConfig(warmup_runs=1, warmup_s=0.0, rounds=2, max_rounds=3, round_min_runs=3, round_min_s=0.01,
+                      canary_min_runs=3, canary_min_s=0.005)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_profile, tmp_path_factory):
+    d = tmp_path_factory.mktemp("ref") / "cpu-1t"
+    shutil.copytree(tiny_profile[0], d)
+    shutil.rmtree(d / "predictors", ignore_errors=True)
+    train_all(d, ["macs", "lut", "learned", "kernel"])
+    return d
+
+
+@pytest.fixture(scope="module")
+def fewshot(reference, tmp_path_factory):
+    out = tmp_path_factory.mktemp("few") / "cpu-1t-int8"
+    rep = build_fewshot_profile(load_device("cpu-1t-int8"), out, reference, 6, config=QUICK)
+    return out, rep
+
+
+def test_ridge_loo_recovers_a_linear_law():
+    rng = np.random.default_rng(0)
+    F = rng.standard_normal((40, 3))
+    y = 0.5 + F @ np.array([1.0, -2.0, 0.0]) + 0.01 * rng.standard_normal(40)
+    coef, intercept, alpha, loo = ridge_loo(F, y)
+    assert np.allclose(coef, [1.0, -2.0, 0.0], atol=0.05)
+    assert abs(intercept - 0.5) < 0.05
+    assert loo < 0.05 and alpha <= 1.0
+    # pure noise: the penalty grows and the fit shrinks to the mean
+    coef0, _, alpha0, _ = ridge_loo(F, rng.standard_normal(40))
+    assert alpha0 >= 100 and np.abs(coef0).max() < 0.2
+
+
+def test_fewshot_archs_span_the_latency_range(reference):
+    arch_pred, _, prof = load_reference(reference)
+    a = fewshot_archs(prof.space, arch_pred, 8, seed=0)
+    assert a == fewshot_archs(prof.space, arch_pred, 8, seed=0)  # deterministic
+    assert len(set(a)) == 8 and prof.space.smallest() in a
+    lat = arch_pred.predict_encoded(prof.space.encode(a))
+    assert np.all(np.diff(lat) > 0)  # one per latency quantile, in order
+    every = arch_pred.predict_encoded(prof.space.encode(prof.space.sample_many(200, seed=1)))
+    assert lat[0] <= np.quantile(every, 0.05) and lat[-1] >= np.quantile(every, 0.9)
+
+
+def test_fewshot_profile_is_a_normal_profile(fewshot, reference):
+    out, rep = fewshot
+    assert rep.done_now == 6
+    prof = Profile.load(out)
+    assert prof.meta["few_shot"]["n"] == 6 and prof.meta["few_shot"]["reference_device"] == "cpu-1t"
+    assert prof.device.precision == "int8" and len(prof.table("arch")) == 6
+    index = read_index(out)
+    assert index["default"] == {"arch": "transfer", "onnx": "transfer"}
+    pred = load_predictor(out)
+    assert isinstance(pred, TransferPredictor) and pred.n_archs_ == 6
+    # the fitted law reproduces the measurements it was fitted on within the noise of quick timings
+    t = prof.table("arch")
+    rel = pred.predict_relative(list(t["key"]))
+    assert np.median(np.abs(rel / t["relative_to_canary"].to_numpy() - 1)) < 0.25
+    # ms on the new device = canary units x the new profile's canary reference
+    assert np.allclose(pred.predict(list(t["key"])), rel * prof.canary_reference_ms)
+    # save/load: identical predictions in a fresh process
+    keys = list(t["key"])[:3]
+    code = ("import json,sys; from hwnas.predictors import load_predictor; "
+            f"print(json.dumps(load_predictor(sys.argv[1]).predict_relative({keys!r}).tolist()))")
+    fresh = json.loads(subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True,
+                                      check=True).stdout)
+    assert np.array_equal(np.asarray(fresh), pred.predict_relative(keys))
+
+
+def test_fewshot_predicts_onnx_models(fewshot, tmp_path):
+    import onnx
+
+    from hwnas.zoo import zoo_models
+
+    out, _ = fewshot
+    m = zoo_models(1)[0]
+    path = tmp_path / "zoo.onnx"
+    onnx.save(m.build(), path)
+    r = subprocess.run([sys.executable, "-m", "hwnas", "predict", str(path), "--profile", str(out), "--json"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)[0]
+    assert res["predictor"] == "transfer" and res["latency_ms"] > 0
+
+
+def test_retrain_refits_transfer(fewshot):
+    out, _ = fewshot
+    before = load_predictor(out).predict_relative([Profile.load(out).table("arch")["key"][0]])
+    index = train_all(out)
+    assert index["default"]["arch"] == "transfer"
+    assert np.allclose(load_predictor(out).predict_relative([Profile.load(out).table("arch")["key"][0]]), before)
+    with pytest.raises(InputError, match="few-shot"):
+        train_all(out, ["learned"])
+    with pytest.raises(InputError, match="few-shot profile"):
+        load_predictor(out, "learned")
+
+
+def test_fewshot_bad_input(reference, tiny_profile, tmp_path):
+    dev = load_device("cpu-1t")
+    with pytest.raises(InputError, match="at least 5"):
+        build_fewshot_profile(dev, tmp_path / "a", reference, 4)
+    with pytest.raises(InputError, match="no device profile"):
+        build_fewshot_profile(dev, tmp_path / "b", tmp_path / "nowhere", 10)
+    untrained = tmp_path / "untrained"
+    shutil.copytree(tiny_profile[0], untrained)
+    shutil.rmtree(untrained / "predictors", ignore_errors=True)
+    with pytest.raises(InputError, match="not trained"):
+        build_fewshot_profile(dev, tmp_path / "c", untrained, 10)
+    with pytest.raises(InputError, match="another search space"):
+        build_fewshot_profile(dev, tmp_path / "d", reference, 10, space=SearchSpace())
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "profile.sqlite").write_text("")
+    with pytest.raises(ProfileError, match="already holds"):
+        build_fewshot_profile(dev, tmp_path / "e", reference, 10)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--quick", "10"], "needs --from-profile"),
+    (["--from-profile", "{ref}", "--quick", "3"], "at least 5"),
+    (["--from-profile", "{missing}"], "no device profile"),
+])
+def test_fewshot_cli_errors(reference, tmp_path, args, message):
+    args = [a.format(ref=reference, missing=tmp_path / "missing") for a in args]
+    r = subprocess.run([sys.executable, "-m", "hwnas", "profile", "--device", "cpu-1t", "--out", str(tmp_path / "o"),
+                        *args], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_compare_prices_a_fewshot_device_with_its_predictor(fewshot, tiny_profile, tmp_path):
+    from hwnas.compare import compare
+    from hwnas.report import write_report
+
+    out, _ = fewshot
+    comp = compare([tiny_profile[0], out], budgets_ms=[5.0])
+    dv = comp.stats["devices"]
+    assert dv["predicted_devices"] == ["cpu-1t-int8"]
+    assert dv["n_common_archs"] == len(Profile.load(tiny_profile[0]).table("arch"))
+    rows = [r for r in dv["rows"] if r["device"] == "cpu-1t-int8"]
+    assert rows and rows[0]["predicted"]
+    lp = rows[0]["latency_pick"]
+    if lp:
+        assert lp["latency_ms"] == pytest.approx(float(load_predictor(out).predict([lp["key"]])[0]))
+    html = write_report(comp, tmp_path / "rep").read_text()
+    assert "predicted by the profile's transfer predictor" in html
