@@ -206,6 +206,16 @@ def compare_devices(profiles: Sequence, budgets_ms: Sequence[float] | None = Non
     50th and 75th percentile of the first profile's latencies over those architectures.
     """
     tables = [p.table("arch").set_index("key") for p in profiles]
+    predicted = [False] * len(profiles)
+    for i, p in enumerate(profiles[1:], start=1):
+        if getattr(p, "meta", {}).get("few_shot"):
+            # a few-shot device measured only a handful: price the first profile's architectures
+            # with its (transfer) predictor instead
+            from .predictors import load_predictor
+
+            t = tables[0][["macs"]].copy()
+            t["corrected_ms"] = load_predictor(p.dir).predict(list(t.index))
+            tables[i], predicted[i] = t, True
     common = set(tables[0].index)
     for t in tables[1:]:
         common &= set(t.index)
@@ -227,6 +237,7 @@ def compare_devices(profiles: Sequence, budgets_ms: Sequence[float] | None = Non
             r = budget_picks(keys, sub["macs"].to_numpy(float), sub["corrected_ms"].to_numpy(float), budget, fit)
             r["device"] = label
             r["profile"] = str(p.dir)
+            r["predicted"] = predicted[profiles.index(p)]
             # what each pick costs on the other devices
             for side in ("macs_pick", "latency_pick"):
                 if r[side]:
@@ -234,8 +245,64 @@ def compare_devices(profiles: Sequence, budgets_ms: Sequence[float] | None = Non
                                              for lab, u in zip(labels, tables)}
             rows.append(r)
     return {"n_common_archs": len(keys), "devices": labels,
+            "predicted_devices": [lab for lab, f in zip(labels, predicted) if f],
             "budgets_ms": [float(b) for b in budgets_ms], "rows": rows,
             "objective": "most MACs (a capacity proxy); MACs budget from each device's linear MACs->latency fit"}
+
+
+# --------------------------------------------------------------------------------------------
+# int8 vs fp32 on the same machine settings
+
+
+def precision_pair(profiles: Sequence) -> tuple | None:
+    """(fp32 profile, int8 profile) among ``profiles`` whose devices differ only in precision."""
+    def settings(p) -> dict:
+        d = p.device.to_dict()
+        return {k: v for k, v in d.items() if k not in ("name", "description", "precision")}
+
+    for a in profiles:
+        for b in profiles:
+            if a.device.precision == "fp32" and b.device.precision == "int8" and settings(a) == settings(b):
+                return a, b
+    return None
+
+
+def compare_precisions(fp32, int8, k: int = 5) -> dict:
+    """Which architectures int8 quantization speeds up, by how much, and whether rankings change.
+
+    Uses the architectures measured on both profiles (drift-corrected ms)."""
+    from scipy import stats as sps
+
+    a = fp32.table("arch").set_index("key")
+    b = int8.table("arch").set_index("key")
+    keys = sorted(set(a.index) & set(b.index))
+    if len(keys) < 3:
+        raise InputError(f"the fp32 and int8 profiles share only {len(keys)} measured architectures; "
+                         f"need at least 3")
+    f = a.loc[keys, "corrected_ms"].to_numpy(float)
+    q = b.loc[keys, "corrected_ms"].to_numpy(float)
+    speedup = f / q
+    order = np.argsort(speedup)
+    bad, total = misranked_pairs(f, q)
+
+    def row(i: int) -> dict:
+        return {"key": keys[i], "fp32_ms": float(f[i]), "int8_ms": float(q[i]), "speedup": float(speedup[i])}
+
+    df = pd.DataFrame({"resolution": [_resolution(x) for x in keys], "width": [float(x.split("_")[1][1:]) for x in keys],
+                       "speedup": speedup})
+    return {
+        "fp32_profile": str(fp32.dir), "int8_profile": str(int8.dir), "n_common_archs": len(keys),
+        "speedup": {"median": float(np.median(speedup)), "min": float(speedup.min()), "max": float(speedup.max()),
+                    "p10": float(np.quantile(speedup, 0.1)), "p90": float(np.quantile(speedup, 0.9)),
+                    "share_slower_in_int8": float(np.mean(speedup < 1.0))},
+        "by_resolution": {int(r): float(g.median()) for r, g in df.groupby("resolution")["speedup"]},
+        "by_width": {float(w): float(g.median()) for w, g in df.groupby("width")["speedup"]},
+        "most_helped": [row(int(i)) for i in order[::-1][:k]],
+        "least_helped": [row(int(i)) for i in order[:k]],
+        "ranking": {"spearman": float(sps.spearmanr(f, q).statistic), "kendall": float(sps.kendalltau(f, q).statistic),
+                    "misranked_pairs": bad, "pairs": total, "misranked_share": bad / total if total else 0.0},
+        "points": [{"key": x, "fp32_ms": float(u), "int8_ms": float(v)} for x, u, v in zip(keys, f, q)],
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -392,7 +459,8 @@ def open_profiles(profile_dirs: Sequence) -> tuple[list, list[str]]:
         else:
             p, msgs = load_profile(d)
             notes += msgs
-        require_enough_archs(p)
+        if not (profiles and p.meta.get("few_shot")):  # a later few-shot device is priced by its predictor
+            require_enough_archs(p)
         profiles.append(p)
     return profiles, notes
 
@@ -439,8 +507,14 @@ def compare(profile_dirs: Sequence[str | Path], models: Sequence = (), budgets_m
 
     # the default predictor, held out
     name = predictor or default_arch_predictor(prof.dir)
-    make_predictor(name)  # unknown name -> InputError
+    from .predictors import KNOWN_PREDICTORS
+
+    if name not in KNOWN_PREDICTORS:
+        make_predictor(name)  # unknown name -> InputError
     try:
+        if prof.meta.get("few_shot") or name == "transfer":
+            raise HwnasError(f"{prof.dir} is a few-shot profile; judge its predictor on a full profile of the "
+                             f"device with `hwnas evaluate --profile {prof.dir}`")
         ho = heldout_predictions(prof, name)
     except HwnasError as e:
         ho = pd.DataFrame(columns=["key", "resolution", "macs", "measured_ms", "predicted_ms", "macs_linear_ms"])
@@ -481,6 +555,13 @@ def compare(profile_dirs: Sequence[str | Path], models: Sequence = (), budgets_m
 
     stats["devices"] = compare_devices(profiles, budgets_ms)
     say("MACs-optimal vs latency-optimal")
+    pair = precision_pair(profiles)
+    if pair is not None:
+        try:
+            stats["int8"] = compare_precisions(*pair)
+        except InputError as e:  # e.g. a few-shot int8 profile measured other architectures
+            stats["warnings"].append(f"no int8-vs-fp32 section: {e}")
+        say("int8 vs fp32")
     points = pd.concat([arch_points, fam], ignore_index=True) if len(fam) else arch_points
     return Comparison(stats=_jsonable(stats), points=points, heldout=ho, profile=prof, profiles=profiles)
 
@@ -613,4 +694,10 @@ def headline(stats: dict) -> list[str]:
                          f"{mp['latency_ms']:.2f} ms ({'fits' if mp['fits'] else 'misses the budget'}), latency pick "
                          f"{lp['macs'] / 1e6:.0f} MMACs at {lp['latency_ms']:.2f} ms"
                          + (" (same architecture)" if r["same"] else ""))
+    q = stats.get("int8")
+    if q:
+        sp, rk = q["speedup"], q["ranking"]
+        lines.append(f"int8 vs fp32 on {q['n_common_archs']} architectures: median speed-up {sp['median']:.2f}x "
+                     f"({sp['min']:.2f}x to {sp['max']:.2f}x); latency ranking Spearman {rk['spearman']:.3f}, "
+                     f"{100 * rk['misranked_share']:.1f}% of pairs change order")
     return lines

@@ -217,6 +217,24 @@ def plot_kernel_breakdown(bd: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
+def plot_int8_speedup(int8: dict, path: Path) -> Path:
+    """fp32 latency vs int8 speedup per architecture, colour = resolution."""
+    plt = _plt()
+    pts = pd.DataFrame(int8["points"])
+    pts["resolution"] = [int(k.split("_")[0][1:]) for k in pts["key"]]
+    pts["speedup"] = pts["fp32_ms"] / pts["int8_ms"]
+    colors = _res_colors(pts["resolution"])
+    fig, ax = plt.subplots(figsize=(7.2, 4.6))
+    for r, g in pts.groupby("resolution"):
+        ax.scatter(g["fp32_ms"], g["speedup"], s=16, color=colors[int(r)], label=f"r{r}", alpha=0.85)
+    ax.axhline(1.0, color="black", lw=1, ls="--", label="no speed-up")
+    ax.set_xlabel("fp32 latency (ms, drift-corrected)")
+    ax.set_ylabel("int8 speed-up (fp32 ms / int8 ms)")
+    ax.set_title(f"int8 vs fp32 on {int8['n_common_archs']} architectures measured both ways")
+    ax.legend(title="resolution", loc="best")
+    return _save(fig, path)
+
+
 def read_candidates(candidates) -> pd.DataFrame:
     """A search's candidates: a DataFrame or a CSV path, with predicted_latency_ms and accuracy_estimate."""
     if isinstance(candidates, (str, os.PathLike)):
@@ -467,6 +485,10 @@ def write_report(comparison, out_dir: str | Path, candidates=None, breakdown: di
     parts.append("<h2>MACs-optimal vs latency-optimal under a budget</h2>" + _table(
         ["device", "budget ms", "MACs budget (M)", "MACs pick", "MMACs", "ms", "latency pick", "MMACs", "ms",
          "MACs pick vs latency pick (latency)"], rows, left=(0, 3, 6), table_id="budget-picks"))
+    pdv = dv.get("predicted_devices") or []
+    if pdv:
+        parts.append(f"<p class='note'>Few-shot device(s) {', '.join(map(_esc, pdv))}: their latencies here are "
+                     "predicted by the profile's transfer predictor, not measured.</p>")
     parts.append(f"<p class='note'>{dv['n_common_archs']} architectures measured on {', '.join(map(_esc, dv['devices']))}. "
                  "MACs pick: the budget turned into MACs with the device's linear fit of latency on MACs, then the "
                  "architecture with the most MACs under it; latency pick: the architecture with the most MACs whose "
@@ -474,6 +496,25 @@ def write_report(comparison, out_dir: str | Path, candidates=None, breakdown: di
                  "on one device; to compare devices, make a second profile (e.g. <code>hwnas profile --device cpu-2t "
                  "--out profiles/cpu-2t</code>) and pass <code>--profile profiles/cpu-1t --profile profiles/cpu-2t"
                  "</code>.</p>")
+    q = st.get("int8")
+    if q:
+        figs.append((plot_int8_speedup(q, out / "int8_speedup.png"),
+                     "int8 (static QDQ) speed-up over fp32 per architecture, same machine settings; above the dashed "
+                     "line int8 is faster."))
+        sp, rk = q["speedup"], q["ranking"]
+        rows = [[f"<code>{_esc(r['key'])}</code>", _f(r["fp32_ms"], 2), _f(r["int8_ms"], 2), f"{r['speedup']:.2f}x"]
+                for r in q["most_helped"] + q["least_helped"]]
+        parts.append(
+            "<h2>int8 vs fp32</h2>"
+            f"<p>{q['n_common_archs']} architectures measured in both precisions (<code>{_esc(q['fp32_profile'])}</code>, "
+            f"<code>{_esc(q['int8_profile'])}</code>). int8 speed-up: median {sp['median']:.2f}x (p10 {sp['p10']:.2f}x, "
+            f"p90 {sp['p90']:.2f}x, range {sp['min']:.2f}x to {sp['max']:.2f}x); {_pct(sp['share_slower_in_int8'])} of "
+            f"the architectures are slower in int8. Ranking by latency: Spearman {rk['spearman']:.3f}, Kendall "
+            f"{rk['kendall']:.3f}, {_pct(rk['misranked_share'])} of pairs change order.</p>"
+            + _table(["resolution", "median speed-up"], [[f"r{r}", f"{v:.2f}x"] for r, v in q["by_resolution"].items()])
+            + _table(["width", "median speed-up"], [[f"{w}", f"{v:.2f}x"] for w, v in q["by_width"].items()])
+            + "<p>Most and least helped:</p>"
+            + _table(["architecture", "fp32 ms", "int8 ms", "speed-up"], rows, table_id="int8-picks"))
     if cand is not None:
         on_front = pareto_mask(cand["predicted_latency_ms"], cand["accuracy_estimate"])
         front = cand[on_front].sort_values("predicted_latency_ms")
