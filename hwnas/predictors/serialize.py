@@ -547,18 +547,15 @@ class _TreeModel(CompiledModel):
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         vals = self._forest.leaf_values(_to_float32(X, self._allow_nan))
+        # cumsum adds strictly left to right, so these sums round exactly as scikit-learn's
+        # stage-by-stage loops do (a plain sum() would add pairwise and differ in the last bits)
         if self._combine == "gbm":  # init, then += learning_rate * tree, stage by stage
-            y = np.full(X.shape[0], self._init, dtype=np.float64)
-            lr = self._lr
-            for t in range(vals.shape[1]):
-                y += lr * vals[:, t]
-            return y
+            terms = np.empty((X.shape[0], vals.shape[1] + 1), dtype=np.float64)
+            terms[:, 0] = self._init
+            np.multiply(self._lr, vals, out=terms[:, 1:])
+            return np.cumsum(terms, axis=1)[:, -1].copy()
         if self._combine == "mean":  # sum in tree order, then divide (as scikit-learn)
-            y = np.zeros(X.shape[0], dtype=np.float64)
-            for t in range(vals.shape[1]):
-                y += vals[:, t]
-            y /= vals.shape[1]
-            return y
+            return np.cumsum(vals, axis=1)[:, -1] / vals.shape[1]
         return vals[:, 0].copy()
 
 

@@ -85,20 +85,25 @@ class EvolutionSearcher(Searcher):
 
     def _fill(self, problem: SearchProblem, make, n: int, seen: set[bytes]) -> list[np.ndarray]:
         out: list[np.ndarray] = []
+        rate = 0.5  # share of drawn genomes kept (new and feasible), re-estimated after each draw
         for _ in range(self.max_tries):
             need = n - len(out)
             if need <= 0:
                 break
-            # over-draw a little: fewer, larger batches (each model call has a fixed cost)
-            ev = problem.evaluate(make(need + need // 2 + 4))
+            # over-draw by the expected rejection: fewer, larger batches (each model call has a fixed cost)
+            m = min(int(need / rate) + 4, 20 * n + 4)
+            ev = problem.evaluate(make(m))
             ok = problem.feasible_any(ev)
+            kept = 0
             for g, f in zip(ev.genomes, ok):
                 k = g.tobytes()
                 if f and k not in seen:
                     seen.add(k)
                     out.append(g)
+                    kept += 1
                     if len(out) == n:
                         break
+            rate = max(kept / m, 0.05)
         return out
 
     def run(self, problem: SearchProblem, progress: Progress | None = None) -> None:
