@@ -220,7 +220,7 @@ def _model_source(model: onnx.ModelProto | bytes | str | os.PathLike) -> bytes |
 
 
 def make_session(model: onnx.ModelProto | bytes | str | os.PathLike, device: DeviceSpec, *,
-                 profile_prefix: str | None = None, optimized_path: str | None = None):
+                 profile_prefix: str | None = None, optimized_path: str | None = None, prepack: bool = True):
     """An InferenceSession configured from ``device`` (model as proto, bytes or file path).
 
     Call inside :func:`pinned` so its threads inherit the core affinity.  With
@@ -229,6 +229,8 @@ def make_session(model: onnx.ModelProto | bytes | str | os.PathLike, device: Dev
     import onnxruntime as ort
 
     so = session_options(device)
+    if not prepack:
+        so.add_session_config_entry("session.disable_prepacking", "1")
     if profile_prefix:
         so.enable_profiling = True
         so.profile_file_prefix = profile_prefix
@@ -543,7 +545,7 @@ def parse_kernel_trace(events: list[dict], node_attrs: dict[str, dict], skip_run
                 input_shapes=_shapes(args.get("input_type_shape")),
                 output_shapes=_shapes(args.get("output_type_shape")),
                 attributes=meta.get("attributes", {}),
-                duration_ms=float(np.median(durs)),
+                duration_ms=float(durs[0] if len(durs) == 1 else np.median(durs)),
                 node_index=int(args.get("node_index", -1)),
             )
         )

@@ -60,8 +60,13 @@ def quantize_int8(model: onnx.ModelProto, *, seed: int = 0, samples: int = CALIB
         out = os.path.join(tmp, "int8.onnx")
         src = os.path.join(tmp, "fp32.onnx")
         onnx.save(model, src)  # the tool may rewrite a ModelProto given to it in place
+        import onnxruntime as ort
+
+        # the tool logs advice ("consider pre-processing") on every call, and its calibration
+        # sessions warn about the initializers QDQ leaves unused: errors only
         quiet = logging.root.manager.disable
-        logging.disable(logging.WARNING)  # the tool logs advice ("consider pre-processing") on every call
+        logging.disable(logging.WARNING)
+        ort.set_default_logger_severity(3)
         try:
             quantize_static(
                 src,

@@ -249,3 +249,51 @@ def test_cli_evaluate_json(trained):
             assert 0 <= m["within_5pct"] <= m["within_10pct"] <= 1
     assert set(res["out_of_space"]["families"]) == {
         "resnet", "vgg", "mobilenetv2", "shufflenet", "squeezenet", "efficientnet", "densenet"}
+
+
+def test_profiler_overhead_from_bundled_profile():
+    """The profiler's per-kernel cost, fitted on the bundled profile's profiled models: positive,
+    a few microseconds, and taking it off explains end-to-end latency better than a plain scale."""
+    from hwnas.paths import default_profile_dir
+    from hwnas.predictors.data import model_end_to_end, profiler_overhead
+
+    real = Profile.load(default_profile_dir(), check_machine=False)
+    o = profiler_overhead(real)
+    assert 0 < o * real.canary_reference_ms < 0.02  # ms per kernel
+    e = model_end_to_end(real)
+    e = e[~e["arch"].isin(set(real.table("kernel")["key"]))]
+    n = e["arch"].map(real.kernel_records.groupby("arch").size()).to_numpy(float)
+    ks = (e["kernel_sum_ms"] / e["canary_ms"]).to_numpy(float)
+    y = e["relative"].to_numpy(float)
+    plain = np.median(np.abs(ks * np.median(y / ks) / y - 1))
+    net = ks - o * n
+    corrected = np.median(np.abs(net * np.median(y / net) / y - 1))
+    assert corrected < plain
+
+
+def test_kernel_model_context_features():
+    from hwnas.predictors.kernel import _context_by_model, _model_context
+    from hwnas.predictors.kernel_features import featurize
+
+    conv = featurize("Conv", [(1, 8, 16, 16), (16, 8, 3, 3)], [(1, 16, 16, 16)], {"strides": [1, 1]})
+    relu = featurize("Relu", [(1, 16, 16, 16)], [(1, 16, 16, 16)], {})
+    ctx = _model_context([conv, relu])
+    assert ctx[0] == pytest.approx(np.log2(4 * (16 * 8 * 9) + 1))  # weight bytes of the model
+    assert ctx[1] > ctx[0]
+    rows = [conv, relu, relu]
+    by = _context_by_model(rows, np.array(["a", "a", "b"], dtype=object))
+    assert np.allclose(by[0], ctx) and np.allclose(by[1], ctx) and not np.allclose(by[2], ctx)
+
+
+def test_kernel_predictor_saved_before_context_features_loads(prof):
+    """A kernel predictor saved before the model-context features existed (no such param) loads
+    as fitted without them and predicts as before."""
+    old = KernelPredictor(n_estimators=20, model_context=False).fit(prof)
+    d = old.to_dict()
+    del d["params"]["model_context"]
+    back = KernelPredictor.from_dict(d)
+    assert back.model_context is False
+    arch = arch_data(prof).archs[0]
+    assert back.predict_relative([arch])[0] == pytest.approx(old.predict_relative([arch])[0], rel=1e-12)
+    new = KernelPredictor(n_estimators=20).fit(prof)
+    assert new.model_context and KernelPredictor.from_dict(new.to_dict()).model_context

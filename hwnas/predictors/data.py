@@ -53,7 +53,7 @@ class KernelData:
     model: np.ndarray  # which profiled model each row came from
 
 
-def kernel_data(profile: Profile, exclude_models: Iterable[str] = ()) -> KernelData:
+def kernel_data(profile: Profile, exclude_models: Iterable[str] = (), overhead_correction: bool = True) -> KernelData:
     """Per-kernel records of every profiled model (campaign kernels, archs, zoo models).
 
     Durations are put in canary units.  A full model's kernels are rescaled so that they add
@@ -69,17 +69,46 @@ def kernel_data(profile: Profile, exclude_models: Iterable[str] = ()) -> KernelD
         kr = kr[~kr["arch"].isin(excl)]
     # single-op campaign graphs: per-run overhead would dominate a rescale, keep the bracket
     campaign = set(profile.table("kernel")["key"])
-    per_model = np.where(e2e.index.isin(campaign), 1.0 / e2e["canary_ms"], e2e["relative"] / e2e["kernel_sum_ms"])
+    is_campaign = e2e.index.isin(campaign)
+    # the profiler adds a fixed cost to every kernel it times; taken off first, so that a model
+    # of many tiny kernels is not left with that cost spread over its real ones
+    o_rel = profiler_overhead(profile) if overhead_correction else 0.0
+    canary = kr["arch"].map(e2e["canary_ms"]).to_numpy(float)
+    net = np.maximum(kr["duration_ms"].to_numpy(float) / canary - o_rel,
+                     MIN_NET_SHARE * kr["duration_ms"].to_numpy(float) / canary)  # canary units
+    net_sum = pd.Series(net).groupby(kr["arch"].to_numpy()).sum()
+    per_model = np.where(is_campaign, 1.0, e2e["relative"] / net_sum.reindex(e2e.index).to_numpy(float))
     scale = kr["arch"].map(pd.Series(per_model, index=e2e.index)).to_numpy(float)
     rows, models, rel = [], [], []
     recs = records_from_frame(kr)
-    for rec, sc, m in zip(recs, scale, kr["arch"]):
+    for rec, sc, nt, m in zip(recs, scale, net, kr["arch"]):
         fr, _ = featurize_records([rec])
         if fr:
             rows.append(fr[0])
             models.append(m)
-            rel.append(rec.duration_ms * sc)
+            rel.append(nt * sc)
     return KernelData(rows, np.asarray(rel), np.asarray(models, dtype=object))
+
+
+#: a kernel keeps at least this share of its profiled time when the profiler's cost is taken off
+MIN_NET_SHARE = 0.2
+
+
+def profiler_overhead(profile: Profile) -> float:
+    """The profiler's cost per timed kernel, canary units: the ``o`` of
+    end-to-end = a * kernel sum - o * kernels + c, fitted (relative error) on profiled full models."""
+    e2e = model_end_to_end(profile)
+    campaign = set(profile.table("kernel")["key"])
+    e2e = e2e[~e2e["arch"].isin(campaign)]
+    if len(e2e) < 5:
+        return 0.0
+    n = profile.kernel_records.groupby("arch").size()
+    ks = (e2e["kernel_sum_ms"] / e2e["canary_ms"]).to_numpy(float)
+    nk = e2e["arch"].map(n).to_numpy(float)
+    y = e2e["relative"].to_numpy(float)
+    A = np.stack([ks, nk, np.ones(len(y))], axis=1) / y[:, None]
+    (a, b, _), *_ = np.linalg.lstsq(A, np.ones(len(y)), rcond=None)
+    return float(max(0.0, -b / a)) if a > 0 else 0.0
 
 
 def model_end_to_end(profile: Profile) -> pd.DataFrame:

@@ -27,7 +27,7 @@ from ..profile import Profile
 from ..space import Arch, SearchSpace
 from .base import LatencyPredictor, TargetSpec
 from .data import kernel_data, model_end_to_end
-from .kernel_features import FAMILIES, featurize_records, optimized_kernels, records_from_frame
+from .kernel_features import FAMILIES, FEATURE_NAMES, featurize_records, optimized_kernels, records_from_frame
 from .serialize import export_model, import_model
 
 
@@ -50,8 +50,10 @@ class KernelPredictor(LatencyPredictor):
     min_archs = 3
 
     def __init__(self, n_estimators: int = 200, max_depth: int = 4, learning_rate: float = 0.1,
-                 min_family_rows: int = 30, campaign_weight: float = 0.2, seed: int = 0) -> None:
+                 min_family_rows: int = 30, campaign_weight: float = 0.2, model_context: bool = True,
+                 seed: int = 0) -> None:
         self.n_estimators = n_estimators
+        self.model_context = model_context
         self.campaign_weight = campaign_weight
         self.max_depth = max_depth
         self.learning_rate = learning_rate
@@ -72,7 +74,7 @@ class KernelPredictor(LatencyPredictor):
         if archs is not None:
             allowed = set(archs)
             exclude |= {k for k in kp["arch"] if (k in arch_keys or _is_arch(k)) and k not in allowed}
-        kd = kernel_data(profile, exclude)
+        kd = kernel_data(profile, exclude, overhead_correction=self.model_context)
         if len(kd.rows) == 0:
             from ..errors import HwnasError
 
@@ -83,7 +85,10 @@ class KernelPredictor(LatencyPredictor):
         standalone = np.isin(kd.model, list(campaign_keys)).astype(float)
         # a context flag: single-op campaign graph (1) or kernel inside a model (0); predictions
         # are made in the in-model context, trees learn the offset where both exist
-        X = np.hstack([X, standalone[:, None]])
+        cols = [X]
+        if self.model_context:
+            cols.append(_context_by_model(kd.rows, kd.model))
+        X = np.hstack(cols + [standalone[:, None]])
         # kernels seen inside real models are the better teachers; single-op campaign graphs
         # (colder caches, no neighbours) fill in the shapes models do not cover
         weight = np.where(standalone > 0, self.campaign_weight, 1.0)
@@ -144,6 +149,7 @@ class KernelPredictor(LatencyPredictor):
             by_fam.setdefault(r.family, []).append(i)
         logs = np.zeros(len(rows))
         fallback = np.zeros(len(rows), dtype=bool)
+        ctx = _model_context(rows) if getattr(self, "model_context", False) else np.zeros(0)
         for fam, idx in by_fam.items():
             info = self.families_.get(fam)
             if info is None:
@@ -153,7 +159,8 @@ class KernelPredictor(LatencyPredictor):
                 logs[idx] = info["constant"]
             else:
                 feats = np.array([rows[i].features for i in idx])
-                logs[idx] = self._model(fam).predict(np.hstack([feats, np.zeros((len(idx), 1))]))
+                n = len(idx)
+                logs[idx] = self._model(fam).predict(np.hstack([feats, np.tile(ctx, (n, 1)), np.zeros((n, 1))]))
         for i, r in enumerate(rows):
             out.append(KernelPrediction(r.name, r.op_type, r.family, float(np.exp(logs[i]) * r.work), bool(fallback[i])))
         for rec in uncovered:
@@ -223,7 +230,8 @@ class KernelPredictor(LatencyPredictor):
 
     @classmethod
     def from_dict(cls, d: dict) -> "KernelPredictor":
-        p = cls(**d["params"])
+        # predictors saved before the model-context features existed were fitted without them
+        p = cls(**{"model_context": False, **d["params"]})
         p.families_ = dict(d["families"])
         unknown = set(p.families_) - set(FAMILIES)
         if unknown:
@@ -236,6 +244,31 @@ class KernelPredictor(LatencyPredictor):
         p.space_ = SearchSpace.from_dict(d["space"])
         p.canary_reference_ms_ = float(d["canary_reference_ms"])
         return p
+
+
+#: weight bytes and bytes moved by the whole model, per kernel: a kernel of a small model
+#: runs with its weights and activations cache-resident, the same kernel in a big one does not
+CONTEXT_FEATURES = ("log_model_weight_bytes", "log_model_bytes")
+_W, _B = FEATURE_NAMES.index("log_weight_elems"), FEATURE_NAMES.index("log_bytes")
+
+
+def _model_context(rows) -> np.ndarray:
+    """The context features of one model, from its featurized kernels."""
+    if not rows:
+        return np.zeros(len(CONTEXT_FEATURES))
+    f = np.array([r.features for r in rows])
+    weight_bytes = 4.0 * np.sum(np.exp2(f[:, _W]) - 1.0)
+    moved = np.sum(np.exp2(f[:, _B]) - 1.0)
+    return np.log2(np.array([weight_bytes, moved]) + 1.0)
+
+
+def _context_by_model(rows, models: np.ndarray) -> np.ndarray:
+    """Per-row context features, each row getting its own model's."""
+    out = np.zeros((len(rows), len(CONTEXT_FEATURES)))
+    for m in np.unique(models):
+        idx = np.flatnonzero(models == m)
+        out[idx] = _model_context([rows[i] for i in idx])
+    return out
 
 
 def _is_arch(key: str) -> bool:

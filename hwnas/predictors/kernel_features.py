@@ -118,7 +118,7 @@ class KernelRow:
 
 
 def _prod(shape: Sequence[int]) -> int:
-    return int(np.prod(shape)) if len(shape) else 1
+    return math.prod(int(d) for d in shape)
 
 
 def kernel_family(op_type: str, input_shapes: Sequence[Sequence[int]], output_shapes: Sequence[Sequence[int]] = (),
@@ -240,7 +240,9 @@ def optimized_kernels(model: onnx.ModelProto | bytes | str, device: DeviceSpec) 
     model = for_device(model, device.precision)
     with tempfile.TemporaryDirectory(prefix="hwnas-opt-") as tmp:
         opt = os.path.join(tmp, "optimized.onnx")
-        sess = make_session(model, device, profile_prefix=os.path.join(tmp, "trace"), optimized_path=opt)
+        # weights are not pre-packed: this session runs once, untimed, and packing is most of its start-up
+        sess = make_session(model, device, profile_prefix=os.path.join(tmp, "trace"), optimized_path=opt,
+                            prepack=False)
         sess.run(None, random_feed(sess, 0))
         trace = sess.end_profiling()
         events = json.loads(Path(trace).read_text())
