@@ -163,3 +163,45 @@ def test_compare_prices_a_fewshot_device_with_its_predictor(fewshot, tiny_profil
         assert lp["latency_ms"] == pytest.approx(float(load_predictor(out).predict([lp["key"]])[0]))
     html = write_report(comp, tmp_path / "rep").read_text()
     assert "predicted by the profile's transfer predictor" in html
+
+
+def test_search_accepts_a_fewshot_profile(fewshot):
+    from hwnas.search import SearchConfig, run_search
+
+    out, _ = fewshot
+    pred = load_predictor(out)
+    lat = pred.predict([Profile.load(out).table("arch")["key"].iloc[-1]])[0]
+    r = run_search(SearchConfig(budgets_ms=(float(lat),), profiles=(str(out),), accuracy="params",
+                                population=12, generations=4, seed=1))
+    best = r.best[0]
+    assert best.predicted_latency_ms <= lat * (1 + 1e-9)
+    assert best.predicted_latency_ms == pytest.approx(pred.predict([str(best.arch)])[0])
+
+
+def test_fewshot_interrupted_then_resumed(reference, tmp_path):
+    """Ctrl-C after two measurements keeps them; --resume measures only the rest, then adapts."""
+    from hwnas.profile.store import ProfileStore
+
+    class Stop:
+        def __init__(self, part, total, done):
+            self.n = 0
+
+        def advance(self, n=1):
+            self.n += n
+            if self.n == 2:
+                raise KeyboardInterrupt
+
+        def close(self):
+            pass
+
+    out = tmp_path / "few"
+    dev = load_device("cpu-1t")
+    with pytest.raises(KeyboardInterrupt):
+        build_fewshot_profile(dev, out, reference, 5, config=QUICK, progress=Stop)
+    assert ProfileStore(out, readonly=True).row_counts()["measurements"] == 2
+    assert not (out / "predictors" / "index.json").exists()
+    with pytest.raises(ProfileError, match="same N"):
+        build_fewshot_profile(dev, out, reference, 6, config=QUICK, resume=True)
+    rep = build_fewshot_profile(dev, out, reference, 5, config=QUICK, resume=True)
+    assert (rep.done_before, rep.done_now) == (2, 3)
+    assert read_index(out)["few_shot"]["n"] == 5
