@@ -637,3 +637,16 @@ def test_chunked_traversal(monkeypatch):
     model = roundtrip(est)
     monkeypatch.setattr(serialize, "_BLOCK", 45)  # 20 trees -> 2 rows per block
     np.testing.assert_array_equal(model.predict(X_FRESH[:7]), est.predict(X_FRESH[:7]))
+
+
+@pytest.mark.parametrize("name", ["gbm", "random_forest"])
+def test_small_and_large_batches_add_trees_in_sklearn_order(name):
+    """Small batches sum trees with a row-wise cumsum, large ones with a loop over trees: both
+    bit-identical to scikit-learn."""
+    est = fitted(name)
+    model = roundtrip(est)
+    big = np.vstack([X_FRESH, X_TRAIN])  # 500 rows: the loop
+    assert len(big) >= 256
+    assert np.array_equal(model.predict(big), est.predict(big))
+    assert np.array_equal(model.predict(big[:40]), est.predict(big[:40]))  # the cumsum
+    assert np.array_equal(model.predict(big)[:40], model.predict(big[:40]))

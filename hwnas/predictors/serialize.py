@@ -535,6 +535,9 @@ class CompiledModel:
         return f"<CompiledModel kind={self.kind} n_features={self.n_features}>"
 
 
+_CUMSUM_ROWS = 256
+
+
 class _TreeModel(CompiledModel):
     def __init__(self, spec, n_features, names, forest: _Forest, allow_nan: bool, combine: str,
                  learning_rate: float = 1.0, init: float = 0.0):
@@ -547,15 +550,30 @@ class _TreeModel(CompiledModel):
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         vals = self._forest.leaf_values(_to_float32(X, self._allow_nan))
-        # cumsum adds strictly left to right, so these sums round exactly as scikit-learn's
-        # stage-by-stage loops do (a plain sum() would add pairwise and differ in the last bits)
+        # Both paths add strictly tree by tree, so the sums round exactly as scikit-learn's
+        # stage-by-stage loops do (a plain sum() adds pairwise and differs in the last bits):
+        # a loop over trees for large batches, one row-wise cumsum for small ones (the search's),
+        # where a Python loop over hundreds of trees would cost more than the arithmetic.
+        small = X.shape[0] < _CUMSUM_ROWS
         if self._combine == "gbm":  # init, then += learning_rate * tree, stage by stage
-            terms = np.empty((X.shape[0], vals.shape[1] + 1), dtype=np.float64)
-            terms[:, 0] = self._init
-            np.multiply(self._lr, vals, out=terms[:, 1:])
-            return np.cumsum(terms, axis=1)[:, -1].copy()
+            if small:
+                terms = np.empty((X.shape[0], vals.shape[1] + 1), dtype=np.float64)
+                terms[:, 0] = self._init
+                np.multiply(self._lr, vals, out=terms[:, 1:])
+                return np.cumsum(terms, axis=1)[:, -1].copy()
+            y = np.full(X.shape[0], self._init, dtype=np.float64)
+            lr = self._lr
+            for t in range(vals.shape[1]):
+                y += lr * vals[:, t]
+            return y
         if self._combine == "mean":  # sum in tree order, then divide (as scikit-learn)
-            return np.cumsum(vals, axis=1)[:, -1] / vals.shape[1]
+            if small:
+                return np.cumsum(vals, axis=1)[:, -1] / vals.shape[1]
+            y = np.zeros(X.shape[0], dtype=np.float64)
+            for t in range(vals.shape[1]):
+                y += vals[:, t]
+            y /= vals.shape[1]
+            return y
         return vals[:, 0].copy()
 
 
