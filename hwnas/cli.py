@@ -472,6 +472,8 @@ def _evaluate_fewshot(prof, full_profile: Optional[Path], json_out: bool) -> Non
         if full.device.to_dict() != prof.device.to_dict():
             raise InputError(f"--full-profile {full_profile} is of device {full.device.name!r}, "
                              f"not {prof.device.name!r}")
+        if full.meta.get("space") != prof.meta.get("space"):
+            raise InputError(f"--full-profile {full_profile} was made for another search space")
     else:
         full = find_full_profile(prof, [prof.dir.parent, profiles_dir()])
     few = prof.meta["few_shot"]

@@ -16,7 +16,10 @@ from hwnas.predictors import load_predictor, read_index, train_all
 from hwnas.predictors.transfer import TransferPredictor, ridge_loo
 from hwnas.profile import Profile
 from hwnas.profile.fewshot import build_fewshot_profile, fewshot_archs, load_reference
+from hwnas.paths import profiles_dir
 from hwnas.space import SearchSpace
+
+PROFILES_DIR = profiles_dir()
 
 QUICK = MeasureConfig(warmup_runs=1, warmup_s=0.0, rounds=2, max_rounds=3, round_min_runs=3, round_min_s=0.01,
                       canary_min_runs=3, canary_min_s=0.005)
@@ -205,3 +208,25 @@ def test_fewshot_interrupted_then_resumed(reference, tmp_path):
     rep = build_fewshot_profile(dev, out, reference, 5, config=QUICK, resume=True)
     assert (rep.done_before, rep.done_now) == (2, 3)
     assert read_index(out)["few_shot"]["n"] == 5
+
+
+def test_evaluate_fewshot_against_full_profile(reference, tmp_path):
+    """`hwnas evaluate` on a few-shot profile: judged on a full profile of the same device."""
+    few = tmp_path / "few-cpu-1t"
+    build_fewshot_profile(load_device("cpu-1t"), few, reference, 5, config=QUICK)
+    cmd = [sys.executable, "-m", "hwnas", "evaluate", "--profile", str(few)]
+    r = subprocess.run(cmd + ["--full-profile", str(reference), "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    full = Profile.load(reference)
+    seen = set(Profile.load(few).table("arch")["key"])
+    assert res["n_test"] == len(set(full.table("arch")["key"]) - seen)
+    for k in ("transfer", "reference_as_is"):
+        assert 0 <= res[k]["within_10pct"] <= 1 and res[k]["n"] == res["n_test"]
+    assert res["full_profile_default"]["predictor"] == read_index(reference)["default"]["arch"]
+    # no full profile beside it: says so, exit 0
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0 and "no full profile of this device found" in r.stderr
+    # a full profile of another device is refused
+    r = subprocess.run(cmd + ["--full-profile", str(PROFILES_DIR / "cpu-2t")], capture_output=True, text=True)
+    assert r.returncode == 2 and "cpu-2t" in r.stderr and "Traceback" not in r.stderr

@@ -125,7 +125,7 @@ def choose_defaults(heldout: dict, names: Sequence[str]) -> dict:
 
 
 def find_full_profile(few: Profile, search_dirs: Sequence) -> Profile | None:
-    """A full (not few-shot) profile of the same device among ``search_dirs``' subfolders."""
+    """A full (not few-shot) profile of the same device and space among ``search_dirs``' subfolders."""
     from pathlib import Path
 
     want = few.device.to_dict()
@@ -140,7 +140,8 @@ def find_full_profile(few: Profile, search_dirs: Sequence) -> Profile | None:
                 p = Profile.load(d, check_machine=False)
             except Exception:  # a broken neighbour is not our concern here
                 continue
-            if not p.meta.get("few_shot") and p.device.to_dict() == want and len(p.table("arch")) >= 20:
+            if (not p.meta.get("few_shot") and p.device.to_dict() == want and p.meta.get("space") == few.meta.get("space")
+                    and len(p.table("arch")) >= 20):
                 return p
     return None
 
