@@ -131,11 +131,12 @@ def _first_line(e: BaseException) -> str:
     return lines[0] if lines else type(e).__name__
 
 
-def _check(model: onnx.ModelProto, p: Path) -> None:
+def _check(model: onnx.ModelProto, p: Path, modified: bool = False) -> None:
+    """The ONNX checker on the file as saved (C++ reads it: no Python serialization, which costs
+    ~100 ms on a 100 MB model), or on the proto when input shapes were overridden in memory."""
     try:
-        if model.ByteSize() > 2**31 - 1 or any(
-            t.data_location == TensorProto.EXTERNAL for t in model.graph.initializer
-        ):
+        if not modified or any(t.data_location == TensorProto.EXTERNAL for t in model.graph.initializer) \
+                or model.ByteSize() > 2**31 - 1:
             onnx.checker.check_model(str(p))
         else:
             onnx.checker.check_model(model)
@@ -207,10 +208,17 @@ def _apply_overrides(
             tt.shape.dim.add().dim_value = s
 
 
-def load_onnx(path: str | Path, input_shapes: dict[str, list[int]] | None = None) -> LoadedModel:
+def check_file(path: str | Path) -> None:
+    """The ONNX checker on a file: InputError naming the problem, else nothing."""
+    p = Path(path)
+    _check(_read_model(p), p)
+
+
+def load_onnx(path: str | Path, input_shapes: dict[str, list[int]] | None = None, check: bool = True) -> LoadedModel:
     """Load, check and fix the input shapes of an ONNX model.
 
-    ``input_shapes`` maps an input name to its full concrete shape; it may only fill symbolic
+    ``check=False`` skips the ONNX checker (for callers that build an ORT session from the file,
+    which validates it; see :func:`check_file`).  ``input_shapes`` maps an input name to its full concrete shape; it may only fill symbolic
     or unknown dims (a static dim must match).  After overrides, ``onnx.shape_inference`` is
     run so intermediate shapes are concrete.  Every problem raises :class:`InputError`.
     """
@@ -235,7 +243,8 @@ def load_onnx(path: str | Path, input_shapes: dict[str, list[int]] | None = None
             )
     if problems:
         raise InputError("unresolved dynamic input shape: " + "; ".join(problems))
-    _check(model, p)
+    if check or input_shapes:
+        _check(model, p, modified=bool(input_shapes))
     if input_shapes:
         try:
             model = onnx.shape_inference.infer_shapes(model, data_prop=True)

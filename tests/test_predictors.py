@@ -297,3 +297,38 @@ def test_kernel_predictor_saved_before_context_features_loads(prof):
     assert back.predict_relative([arch])[0] == pytest.approx(old.predict_relative([arch])[0], rel=1e-12)
     new = KernelPredictor(n_estimators=20).fit(prof)
     assert new.model_context and KernelPredictor.from_dict(new.to_dict()).model_context
+
+
+def test_static_kernel_shapes_match_profiled_run(tmp_path):
+    """Kernels from shapes propagated over ORT's optimized graph equal those ORT's profiler
+    reports for a run (op types, shapes, attributes), on models of every zoo family and the space."""
+    import collections
+
+    from hwnas.builders.onnx_graph import build_onnx
+    from hwnas.devices import load_device
+    from hwnas.predictors.kernel_features import optimized_kernels
+    from hwnas.space import DEFAULT_SPACE
+
+    dev = load_device("cpu-1t")
+    models = [m.build() for m in zoo_models(1)] + [build_onnx(DEFAULT_SPACE.smallest())]
+    for m in models:
+        static = optimized_kernels(m, dev)
+        traced = optimized_kernels(m, dev, static=False)
+        assert all(r.duration_ms == 0.0 for r in static) and any(r.duration_ms > 0 for r in traced)
+
+        def key(recs):
+            return collections.Counter((r.op_type, r.input_shapes, r.output_shapes, str(sorted(r.attributes.items())))
+                                       for r in recs)
+
+        assert key(static) == key(traced)
+
+
+def test_static_shapes_fall_back_to_a_run_for_unknown_ops(tmp_path):
+    """An op without a shape rule (LRN) sends the model through the profiled run instead."""
+    from hwnas.devices import load_device
+    from hwnas.predictors.kernel_features import optimized_kernels
+    from hwnas.predictors.static_shapes import static_kernels  # noqa: F401 - the module under test
+
+    path = _lrn_model(tmp_path / "lrn.onnx")
+    recs = optimized_kernels(str(path), load_device("cpu-1t"))
+    assert any(r.op_type == "LRN" for r in recs) and any(r.duration_ms > 0 for r in recs)

@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from ..devices import DeviceSpec
+from ..errors import HwnasError
 from ..measure import KernelRecord
 from ..profile import Profile
 from ..space import Arch, SearchSpace
@@ -47,6 +48,7 @@ class KernelPrediction:
 class KernelPredictor(LatencyPredictor):
     name = "kernel"
     handles_onnx = True
+    validates_onnx = True
     min_archs = 3
 
     def __init__(self, n_estimators: int = 200, max_depth: int = 4, learning_rate: float = 0.1,
@@ -185,7 +187,14 @@ class KernelPredictor(LatencyPredictor):
             from ..builders.onnx_graph import build_onnx
 
             model = build_onnx(spec.arch, batch=device.batch_size)
-        return optimized_kernels(model, device)
+        try:
+            return optimized_kernels(model, device)
+        except HwnasError:
+            if spec.path is not None:  # ORT refused the file: let the ONNX checker say why, if it can
+                from ..onnx_io import check_file
+
+                check_file(spec.path)
+            raise
 
     def breakdown(self, target) -> list[KernelPrediction]:
         """Per-kernel predictions (canary units, before calibration) for one target."""

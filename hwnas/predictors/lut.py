@@ -96,6 +96,16 @@ class LutPredictor(EncodedPredictor):
     # -- prediction -------------------------------------------------------------------------
     def lut_parts(self, X: np.ndarray) -> np.ndarray:
         """Raw table entries summed per part: column 0 stem + head, then one column per stage."""
+        fixed, vals = self._entries(X)
+        return np.concatenate([fixed[:, None], vals.sum(axis=2)], axis=1)
+
+    def lut_sum(self, X: np.ndarray) -> np.ndarray:
+        """Raw table sum (canary units) for ordinal-encoded architectures ``X`` (N x F)."""
+        fixed, vals = self._entries(X)
+        return fixed + vals.sum(axis=(1, 2))
+
+    def _entries(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(stem + head entry (N,), block entries (N, stages, max depth), zero where absent)."""
         sp = self.space_
         X = np.asarray(X)
         ri = np.searchsorted(np.asarray(sp.resolutions), X[:, 0])
@@ -111,11 +121,7 @@ class LutPredictor(EncodedPredictor):
         pos = np.minimum(np.arange(md), 1)[None, None, :]
         st = np.arange(N_STAGES)[None, :, None]
         vals = self.stage_[ri[:, None, None], wi[:, None, None], st, pos, kmap[K], emap[E]]
-        return np.concatenate([self.fixed_[ri, wi][:, None], (vals * present).sum(axis=2)], axis=1)
-
-    def lut_sum(self, X: np.ndarray) -> np.ndarray:
-        """Raw table sum (canary units) for ordinal-encoded architectures ``X`` (N x F)."""
-        return self.lut_parts(X).sum(axis=1)
+        return self.fixed_[ri, wi], vals * present
 
     def predict_encoded(self, X: np.ndarray) -> np.ndarray:
         """Canary units for ordinal-encoded architectures (the vectorized fast path)."""

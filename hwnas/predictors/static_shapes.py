@@ -1,0 +1,229 @@
+"""Post-fusion kernels without running the model: shapes propagated over ORT's optimized graph.
+
+ORT saves the graph it will run (fused ``FusedConv``/``FusedGemm``, NCHWc ``Conv``, pools and
+``Reorder*`` nodes) but no shapes for it.  :func:`static_kernels` propagates shapes from the
+graph inputs with one rule per op type, giving the same ``KernelRecord`` op types and shapes as
+ORT's profiler reports for one run (checked against traces in the tests).  An op without a rule,
+or a shape it cannot know (a data-dependent ``Reshape``), returns ``None``: the caller then runs
+the model once under the profiler, as before.  Without the run, any-ONNX prediction costs the
+session's graph optimization only, whatever the model's own latency.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from ..measure import KernelRecord
+
+Shape = tuple[int, ...]
+
+_UNARY = {"Relu", "Sigmoid", "HardSigmoid", "HardSwish", "Clip", "Tanh", "LeakyRelu", "Softmax", "Erf", "Exp", "Sqrt",
+          "Neg", "Abs", "Log", "Identity", "Gelu", "QuickGelu", "Elu", "Selu", "Softplus", "BatchNormalization",
+          "Dropout", "PRelu"}
+_BINARY = {"Add", "Mul", "Sub", "Div", "Sum", "Max", "Min", "Pow"}
+_NCHWC_BLOCK = 8  # channels per NCHWc block with AVX2; :func:`nchwc_block` asks ORT on this machine
+_BLOCKS: dict[str, int] = {}
+
+
+class _Unknown(Exception):
+    pass
+
+
+def _attrs(node: onnx.NodeProto) -> dict:
+    out = {}
+    for a in node.attribute:
+        v = onnx.helper.get_attribute_value(a)
+        out[a.name] = v.decode() if isinstance(v, bytes) else v
+    return out
+
+
+def _pool_out(x: Shape, kernel: Sequence[int], a: dict) -> Shape:
+    if a.get("auto_pad", "NOTSET") not in ("NOTSET", ""):
+        raise _Unknown("auto_pad")
+    nd = len(kernel)
+    strides = list(a.get("strides") or [1] * nd)
+    pads = list(a.get("pads") or [0] * (2 * nd))
+    dil = list(a.get("dilations") or [1] * nd)
+    ceil = bool(a.get("ceil_mode", 0))
+    sp = []
+    for i in range(nd):
+        span = x[2 + i] + pads[i] + pads[i + nd] - dil[i] * (kernel[i] - 1) - 1
+        sp.append((math.ceil if ceil else math.floor)(span / strides[i]) + 1)
+    return (x[0], x[1], *sp)
+
+
+def _broadcast(shapes: Sequence[Shape]) -> Shape:
+    try:
+        return tuple(int(d) for d in np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise _Unknown("broadcast") from None
+
+
+def _infer(node: onnx.NodeProto, ins: list[Shape], consts: dict[str, np.ndarray], block: int) -> list[Shape]:
+    op, dom, a = node.op_type, node.domain, _attrs(node)
+    x = ins[0] if ins else ()
+    if dom == "com.microsoft.nchwc":
+        if op == "Conv":
+            w = ins[1]
+            return [_pool_out((x[0], w[0], *x[2:]), w[2:], a)]
+        if op in ("MaxPool", "AveragePool"):
+            return [_pool_out(x, a["kernel_shape"], a)]
+        if op in ("GlobalAveragePool", "GlobalMaxPool"):
+            return [(x[0], x[1], 1, 1)]
+        if op == "ReorderInput":
+            c, sp = (x[3], x[1:3]) if a.get("channels_last") else (x[1], x[2:])
+            return [(x[0], -(-c // block) * block, *sp)]
+        if op == "ReorderOutput":
+            c = int(a["channels"])
+            return [(x[0], *x[2:], c) if a.get("channels_last") else (x[0], c, *x[2:])]
+        raise _Unknown(op)
+    if dom not in ("", "ai.onnx", "com.microsoft"):
+        raise _Unknown(op)
+    if op in ("Conv", "FusedConv"):
+        w = ins[1]
+        return [_pool_out((x[0], w[0], *x[2:]), w[2:], a)]
+    if op in ("MaxPool", "AveragePool"):
+        return [_pool_out(x, a["kernel_shape"], a)] + ([] if len(node.output) < 2 or not node.output[1] else [
+            _pool_out(x, a["kernel_shape"], a)])
+    if op in ("GlobalAveragePool", "GlobalMaxPool"):
+        return [(x[0], x[1], *([1] * (len(x) - 2)))]
+    if op in ("Gemm", "FusedGemm"):
+        m = x[1] if a.get("transA") else x[0]
+        n = ins[1][0] if a.get("transB") else ins[1][1]
+        return [(m, n)]
+    if op in ("MatMul", "FusedMatMul"):
+        if len(x) < 2 or len(ins[1]) < 2:
+            raise _Unknown("matmul rank")
+        batch = _broadcast([x[:-2], ins[1][:-2]])
+        return [(*batch, x[-2], ins[1][-1])]
+    if op in _UNARY:
+        return [x]
+    if op in _BINARY:
+        return [_broadcast(ins)]
+    if op == "Concat":
+        ax = a["axis"] % len(x)
+        return [tuple(sum(s[ax] for s in ins) if i == ax else d for i, d in enumerate(x))]
+    if op == "Flatten":
+        ax = a.get("axis", 1) % (len(x) + 1) if x else 0
+        return [(math.prod(x[:ax]), math.prod(x[ax:]))]
+    if op == "Transpose":
+        perm = a.get("perm") or list(range(len(x)))[::-1]
+        return [tuple(x[p] for p in perm)]
+    if op == "Reshape":
+        if node.input[1] not in consts or a.get("allowzero", 0):
+            raise _Unknown("reshape shape")
+        target = [int(v) for v in consts[node.input[1]].ravel()]
+        target = [x[i] if v == 0 else v for i, v in enumerate(target)]
+        if -1 in target:
+            known = math.prod(v for v in target if v != -1)
+            target[target.index(-1)] = math.prod(x) // max(known, 1)
+        return [tuple(target)]
+    if op == "Split":
+        ax = a.get("axis", 0) % len(x)
+        if len(node.input) > 1 and node.input[1]:
+            if node.input[1] not in consts:
+                raise _Unknown("split sizes")
+            sizes = [int(v) for v in consts[node.input[1]].ravel()]
+        elif "split" in a:
+            sizes = list(a["split"])
+        else:
+            k = len(node.output)
+            sizes = [-(-x[ax] // k)] * (k - 1)
+            sizes.append(x[ax] - sum(sizes))
+        return [tuple(s if i == ax else d for i, d in enumerate(x)) for s in sizes]
+    if op in ("Squeeze", "Unsqueeze"):
+        axes = a.get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1]:
+            if node.input[1] not in consts:
+                raise _Unknown("axes")
+            axes = [int(v) for v in consts[node.input[1]].ravel()]
+        if op == "Squeeze":
+            if axes is None:
+                return [tuple(d for d in x if d != 1)]
+            axes = {ax % len(x) for ax in axes}
+            return [tuple(d for i, d in enumerate(x) if i not in axes)]
+        if axes is None:
+            raise _Unknown("unsqueeze axes")
+        n = len(x) + len(axes)
+        axes = {ax % n for ax in axes}
+        it = iter(x)
+        return [tuple(1 if i in axes else next(it) for i in range(n))]
+    raise _Unknown(op)
+
+
+def static_kernels(optimized_path: str, input_shapes: dict[str, Shape], block: int = _NCHWC_BLOCK) -> list[KernelRecord] | None:
+    """The kernels of ORT's saved optimized graph with their shapes, or ``None`` when some shape
+    cannot be derived without running the model."""
+    from ..measure import optimized_node_attributes
+
+    model = onnx.load(optimized_path, load_external_data=False)
+    g = model.graph
+    node_attrs = optimized_node_attributes(optimized_path)  # the attributes as the traced path sees them
+    shapes: dict[str, Shape] = {k: tuple(v) for k, v in input_shapes.items()}
+    consts: dict[str, np.ndarray] = {}
+    for init in g.initializer:
+        shapes[init.name] = tuple(int(d) for d in init.dims)
+        if init.data_location != onnx.TensorProto.EXTERNAL and init.data_type == onnx.TensorProto.INT64:
+            consts[init.name] = numpy_helper.to_array(init)
+    records = []
+    try:
+        for idx, node in enumerate(g.node):
+            if node.op_type == "Constant":
+                raise _Unknown("Constant")
+            present = [i for i in node.input if i]
+            if any(i not in shapes for i in present):
+                raise _Unknown("input shape")
+            ins = [shapes[i] for i in present]
+            outs = _infer(node, ins, consts, block)
+            real = [o for o in node.output if o]
+            if len(outs) < len(real):
+                raise _Unknown("outputs")
+            for name, s in zip(real, outs):
+                shapes[name] = tuple(int(d) for d in s)
+            records.append(KernelRecord(node.name, node.op_type, node.domain, tuple(ins),
+                                        tuple(shapes[o] for o in real),
+                                        node_attrs.get(node.name, {}).get("attributes", {}), 0.0, idx))
+    except (_Unknown, KeyError, IndexError, ZeroDivisionError, TypeError, ValueError):
+        return None
+    return records
+
+
+def nchwc_block(device) -> int:
+    """Channels per NCHWc block ORT uses here (8 with AVX2, 16 with AVX-512): read off the padded
+    weight of a probe graph's second convolution (20 output channels).  Cached per device."""
+    import os
+    import tempfile
+
+    from onnx import TensorProto, helper
+
+    from ..measure import make_session
+
+    key = repr(sorted(device.to_dict().items()))
+    if key in _BLOCKS:
+        return _BLOCKS[key]
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.standard_normal((20, 16, 3, 3)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((20, 20, 3, 3)).astype(np.float32), "w2")
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["a"], ["b"]),
+             helper.make_node("Conv", ["b", "w2"], ["y"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 20, 8, 8])], [w1, w2])
+    probe = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    probe.ir_version = 8
+    block = _NCHWC_BLOCK
+    with tempfile.TemporaryDirectory(prefix="hwnas-probe-") as tmp:
+        opt = os.path.join(tmp, "o.onnx")
+        make_session(probe, device, optimized_path=opt, prepack=False)
+        g = onnx.load(opt, load_external_data=False).graph
+        dims = {i.name: list(i.dims) for i in g.initializer}
+        for node in g.node:
+            if node.domain == "com.microsoft.nchwc" and node.op_type == "Conv" and node.input[0] != "x":
+                padded = dims.get(node.input[1], [20])[0]
+                block = next((b for b in (4, 8, 16, 32) if -(-20 // b) * b == padded), _NCHWC_BLOCK)
+    _BLOCKS[key] = block
+    return block
