@@ -229,15 +229,16 @@ def compare_devices(profiles: Sequence, budgets_ms: Sequence[float] | None = Non
     check_budgets(budgets_ms)
     names = [p.device.name for p in profiles]
     labels = [n if names.count(n) == 1 else f"{n} ({p.dir})" for n, p in zip(names, profiles)]
+    # each device's linear MACs -> latency fit, on all of its own architectures
+    fits = [tuple(np.polyfit(t["macs"].to_numpy(float), t["corrected_ms"].to_numpy(float), 1)) for t in tables]
     rows = []
     for budget in budgets_ms:
-        for p, t, label in zip(profiles, tables, labels):
-            fit = tuple(np.polyfit(t["macs"].to_numpy(float), t["corrected_ms"].to_numpy(float), 1))
+        for p, t, label, fit, pred in zip(profiles, tables, labels, fits, predicted):
             sub = t.loc[keys]
             r = budget_picks(keys, sub["macs"].to_numpy(float), sub["corrected_ms"].to_numpy(float), budget, fit)
             r["device"] = label
             r["profile"] = str(p.dir)
-            r["predicted"] = predicted[profiles.index(p)]
+            r["predicted"] = pred
             # what each pick costs on the other devices
             for side in ("macs_pick", "latency_pick"):
                 if r[side]:

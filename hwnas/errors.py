@@ -19,3 +19,10 @@ class DeviceMismatchError(HwnasError):
 
 class ProfileError(HwnasError):
     """A device profile is missing, incomplete or corrupt."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type name if it has none), for
+    one-line errors that wrap a library's multi-line ones."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__

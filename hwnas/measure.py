@@ -35,7 +35,7 @@ import numpy as np
 import onnx
 
 from .devices import DeviceSpec
-from .errors import HwnasError
+from .errors import HwnasError, first_line
 
 #: The canary: a mid-size architecture of the space (160 px, k5e4 everywhere, depth 3),
 #: seeded weights.  A mid-size canary tracks memory-bound slow-downs that a tiny,
@@ -242,8 +242,7 @@ def make_session(model: onnx.ModelProto | bytes | str | os.PathLike, device: Dev
     try:
         return ort.InferenceSession(_model_source(model), sess_options=so, providers=[device.execution_provider])
     except Exception as e:  # ORT raises its own exception types
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-        raise HwnasError(f"ONNX Runtime could not load the model: {msg}") from None
+        raise HwnasError(f"ONNX Runtime could not load the model: {first_line(e)}") from None
 
 
 @contextlib.contextmanager
@@ -486,22 +485,25 @@ def optimized_node_attributes(path: str) -> dict[str, dict]:
         m = onnx.load(path, load_external_data=False)
     except Exception:
         return {}
-    out = {}
-    for node in m.graph.node:
-        attrs = {}
-        for a in node.attribute:
-            v = onnx.helper.get_attribute_value(a)
-            if isinstance(v, bytes):
-                v = v.decode(errors="replace")
-            elif isinstance(v, (list, tuple)):
-                v = [x.decode(errors="replace") if isinstance(x, bytes) else x for x in v]
-                if not all(isinstance(x, (int, float, str)) for x in v):
-                    continue
-            elif not isinstance(v, (int, float, str)):
+    return {node.name: {"op_type": node.op_type, "domain": node.domain, "attributes": node_attributes(node)}
+            for node in m.graph.node}
+
+
+def node_attributes(node: onnx.NodeProto) -> dict:
+    """A node's scalar and list attributes, strings decoded (tensors and graphs left out)."""
+    attrs = {}
+    for a in node.attribute:
+        v = onnx.helper.get_attribute_value(a)
+        if isinstance(v, bytes):
+            v = v.decode(errors="replace")
+        elif isinstance(v, (list, tuple)):
+            v = [x.decode(errors="replace") if isinstance(x, bytes) else x for x in v]
+            if not all(isinstance(x, (int, float, str)) for x in v):
                 continue
-            attrs[a.name] = v
-        out[node.name] = {"op_type": node.op_type, "domain": node.domain, "attributes": attrs}
-    return out
+        elif not isinstance(v, (int, float, str)):
+            continue
+        attrs[a.name] = v
+    return attrs
 
 
 def _shapes(entries) -> tuple[tuple[int, ...], ...]:

@@ -24,7 +24,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import TensorProto, helper
 
-from .errors import InputError
+from .errors import InputError, first_line
 
 SHAPE_FLAG = "--input-shape"
 
@@ -120,15 +120,10 @@ def _read_model(p: Path) -> onnx.ModelProto:
     except (FileNotFoundError, PermissionError) as e:  # external data files
         raise InputError(f"cannot load {p}: external data {e.filename or ''} is missing or unreadable") from None
     except Exception as e:  # noqa: BLE001 - onnx raises assorted types on corrupt files
-        raise InputError(f"{p} is not a readable ONNX model ({type(e).__name__}: {_first_line(e)})") from None
+        raise InputError(f"{p} is not a readable ONNX model ({type(e).__name__}: {first_line(e)})") from None
     if model.ir_version <= 0 or not model.HasField("graph") or not model.opset_import:
         raise InputError(f"{p} is not an ONNX model (no IR version, graph or opset)")
     return model
-
-
-def _first_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return lines[0] if lines else type(e).__name__
 
 
 def _check(model: onnx.ModelProto, p: Path, modified: bool = False) -> None:
@@ -141,7 +136,7 @@ def _check(model: onnx.ModelProto, p: Path, modified: bool = False) -> None:
         else:
             onnx.checker.check_model(model)
     except Exception as e:  # noqa: BLE001 - ValidationError and protobuf errors
-        raise InputError(f"{p} is not a valid ONNX graph: {_first_line(e)}") from None
+        raise InputError(f"{p} is not a valid ONNX graph: {first_line(e)}") from None
 
 
 def _dims(vi: onnx.ValueInfoProto) -> list[int | str] | None:
@@ -249,7 +244,7 @@ def load_onnx(path: str | Path, input_shapes: dict[str, list[int]] | None = None
         try:
             model = onnx.shape_inference.infer_shapes(model, data_prop=True)
         except Exception as e:  # noqa: BLE001 - InferenceError and friends
-            msg = f"shape inference failed on {p.name} with the given {SHAPE_FLAG}: {_first_line(e)}"
+            msg = f"shape inference failed on {p.name} with the given {SHAPE_FLAG}: {first_line(e)}"
             raise InputError(msg) from None
     inputs = []
     for vi in _feed_inputs(model):

@@ -16,7 +16,7 @@ import tempfile
 import numpy as np
 import onnx
 
-from .errors import HwnasError
+from .errors import HwnasError, first_line
 
 CALIBRATION_SAMPLES = 4
 
@@ -82,8 +82,7 @@ def quantize_int8(model: onnx.ModelProto, *, seed: int = 0, samples: int = CALIB
         except HwnasError:
             raise
         except Exception as e:  # the quantization tool raises assorted types
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-            raise HwnasError(f"int8 quantization failed: {msg}") from None
+            raise HwnasError(f"int8 quantization failed: {first_line(e)}") from None
         finally:
             logging.disable(quiet)
         q = onnx.load(out)  # reads any external weights before the folder goes

@@ -37,9 +37,10 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path, dpi: int = FIG_DPI) -> Path:
+    """Lay out, write and close ``fig``; returns ``path``."""
     fig.tight_layout()
-    fig.savefig(path, dpi=FIG_DPI)
+    fig.savefig(path, dpi=dpi)
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -115,7 +116,7 @@ def plot_macs_vs_latency(points: pd.DataFrame, path: Path, device: str = "") -> 
         ax.set_title(f"{len(other) - n_onnx} models of {n_fam} other CNN families (profile)"
                      + (f"\n+ {n_onnx} ONNX model(s) measured now" if n_onnx else ""))
         ax.legend(title="family", loc="upper left", frameon=True)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _plain_log_ticks(ax) -> None:
@@ -155,7 +156,7 @@ def plot_macs_residual(points: pd.DataFrame, path: Path, device: str = "") -> Pa
     ax.legend(ncol=3, loc="upper right", fontsize=9)
     lim = max(abs(resid).max() * 1.15, 12)
     ax.set_ylim(-lim, lim * 1.35)  # room for the legend above the points
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_predicted_vs_measured(heldout: pd.DataFrame, predictor: str, path: Path) -> Path:
@@ -184,7 +185,7 @@ def plot_predicted_vs_measured(heldout: pd.DataFrame, predictor: str, path: Path
         ax.legend(loc="upper left")
     axes[0].set_ylabel("predicted latency (ms)")
     fig.suptitle("held-out architectures (never seen by the fitted predictors)", fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_kernel_breakdown(bd: dict, path: Path) -> Path:
@@ -214,7 +215,7 @@ def plot_kernel_breakdown(bd: dict, path: Path) -> Path:
     lines = [arch[i:i + 80] for i in range(0, len(arch), 80)]
     ax.set_title("per-kernel-type latency of\n" + "\n".join(lines), fontsize=9.5)
     ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_int8_speedup(int8: dict, path: Path) -> Path:
@@ -232,7 +233,7 @@ def plot_int8_speedup(int8: dict, path: Path) -> Path:
     ax.set_ylabel("int8 speed-up (fp32 ms / int8 ms)")
     ax.set_title(f"int8 vs fp32 on {int8['n_common_archs']} architectures measured both ways")
     ax.legend(title="resolution", loc="best")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def read_candidates(candidates) -> pd.DataFrame:
@@ -292,7 +293,7 @@ def plot_pareto(candidates, path: Path, budgets_ms: Sequence[float] = (), accura
     ax.set_ylabel(accuracy_label)
     ax.set_title("search: latency vs accuracy estimate")
     ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------------------------

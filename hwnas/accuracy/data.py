@@ -39,7 +39,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 
 BUILTIN_DIGITS = "builtin:digits"
 BUILTINS = (BUILTIN_DIGITS,)
@@ -234,8 +234,7 @@ def _read_image(path: Path) -> tuple[np.ndarray, int]:
     except InputError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
-        raise InputError(f"cannot read image {path} (corrupt or not an image): {msg}") from None
+        raise InputError(f"cannot read image {path} (corrupt or not an image): {first_line(e)}") from None
     return arr, ch
 
 
@@ -303,10 +302,9 @@ def _load_npz(path: Path) -> ImageDataset:
         if "allow_pickle" in str(e) or "Object arrays" in str(e):
             raise InputError(f"{path} holds object arrays (images of mixed sizes?); store the images as one "
                              f"uint8 array N,H,W[,C] of a single size") from None
-        raise InputError(f"cannot read {path} (corrupt .npz?): {str(e).splitlines()[0]}") from None
+        raise InputError(f"cannot read {path} (corrupt .npz?): {first_line(e)}") from None
     except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
-        msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
-        raise InputError(f"cannot read {path} (corrupt or truncated .npz): {msg}") from None
+        raise InputError(f"cannot read {path} (corrupt or truncated .npz): {first_line(e)}") from None
     x = _npz_images(images, path)
     labels = np.asarray(labels)
     if labels.ndim != 1 or labels.shape[0] != x.shape[0]:

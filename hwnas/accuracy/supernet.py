@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..builders.torch_model import BN_EPS, MobileNetV3, build_torch
-from ..errors import InputError
+from ..errors import InputError, first_line
 from ..layers import STAGE_SE, STAGE_STRIDES, BlockSpec, plan
 from ..space import DEFAULT_SPACE, N_STAGES, Arch, Block, SearchSpace
 from .data import ImageDataset, input_size, load_dataset
@@ -580,8 +580,8 @@ def _load_blob(ckpt: Path) -> dict:
     try:
         blob = torch.load(ckpt, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
-        msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
-        raise InputError(f"supernet checkpoint {ckpt} is corrupt or not a weights-only checkpoint: {msg[:200]}") from None
+        raise InputError(f"supernet checkpoint {ckpt} is corrupt or not a weights-only checkpoint: "
+                         f"{first_line(e)[:200]}") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT or "model" not in blob:
         raise InputError(f"{ckpt} is not an hwnas supernet checkpoint")
     return blob

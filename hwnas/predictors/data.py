@@ -53,7 +53,7 @@ class KernelData:
     model: np.ndarray  # which profiled model each row came from
 
 
-def kernel_data(profile: Profile, exclude_models: Iterable[str] = (), overhead_correction: bool = True) -> KernelData:
+def kernel_data(profile: Profile, exclude_models: Iterable[str] = ()) -> KernelData:
     """Per-kernel records of every profiled model (campaign kernels, archs, zoo models).
 
     Durations are put in canary units.  A full model's kernels are rescaled so that they add
@@ -72,7 +72,7 @@ def kernel_data(profile: Profile, exclude_models: Iterable[str] = (), overhead_c
     is_campaign = e2e.index.isin(campaign)
     # the profiler adds a fixed cost to every kernel it times; taken off first, so that a model
     # of many tiny kernels is not left with that cost spread over its real ones
-    o_rel = profiler_overhead(profile) if overhead_correction else 0.0
+    o_rel = profiler_overhead(profile)
     canary = kr["arch"].map(e2e["canary_ms"]).to_numpy(float)
     net = np.maximum(kr["duration_ms"].to_numpy(float) / canary - o_rel,
                      MIN_NET_SHARE * kr["duration_ms"].to_numpy(float) / canary)  # canary units

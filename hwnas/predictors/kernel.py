@@ -76,10 +76,8 @@ class KernelPredictor(LatencyPredictor):
         if archs is not None:
             allowed = set(archs)
             exclude |= {k for k in kp["arch"] if (k in arch_keys or _is_arch(k)) and k not in allowed}
-        kd = kernel_data(profile, exclude, overhead_correction=self.model_context)
+        kd = kernel_data(profile, exclude)
         if len(kd.rows) == 0:
-            from ..errors import HwnasError
-
             raise HwnasError("profile holds no kernel records; re-run `hwnas profile` with kernel parts")
         fams = np.array([r.family for r in kd.rows])
         X = np.array([r.features for r in kd.rows])
@@ -151,7 +149,7 @@ class KernelPredictor(LatencyPredictor):
             by_fam.setdefault(r.family, []).append(i)
         logs = np.zeros(len(rows))
         fallback = np.zeros(len(rows), dtype=bool)
-        ctx = _model_context(rows) if getattr(self, "model_context", False) else np.zeros(0)
+        ctx = _model_context(rows) if self.model_context else np.zeros(0)
         for fam, idx in by_fam.items():
             info = self.families_.get(fam)
             if info is None:

@@ -34,14 +34,6 @@ class _Unknown(Exception):
     pass
 
 
-def _attrs(node: onnx.NodeProto) -> dict:
-    out = {}
-    for a in node.attribute:
-        v = onnx.helper.get_attribute_value(a)
-        out[a.name] = v.decode() if isinstance(v, bytes) else v
-    return out
-
-
 def _pool_out(x: Shape, kernel: Sequence[int], a: dict) -> Shape:
     if a.get("auto_pad", "NOTSET") not in ("NOTSET", ""):
         raise _Unknown("auto_pad")
@@ -64,32 +56,27 @@ def _broadcast(shapes: Sequence[Shape]) -> Shape:
         raise _Unknown("broadcast") from None
 
 
-def _infer(node: onnx.NodeProto, ins: list[Shape], consts: dict[str, np.ndarray], block: int) -> list[Shape]:
-    op, dom, a = node.op_type, node.domain, _attrs(node)
+def _infer(node: onnx.NodeProto, a: dict, ins: list[Shape], consts: dict[str, np.ndarray], block: int) -> list[Shape]:
+    """Output shapes of ``node`` (attributes ``a``) from its input shapes.  NCHWc ops
+    (``com.microsoft.nchwc``) take the rules of the ops they implement; only the reorders differ."""
+    op, dom = node.op_type, node.domain
     x = ins[0] if ins else ()
-    if dom == "com.microsoft.nchwc":
-        if op == "Conv":
-            w = ins[1]
-            return [_pool_out((x[0], w[0], *x[2:]), w[2:], a)]
-        if op in ("MaxPool", "AveragePool"):
-            return [_pool_out(x, a["kernel_shape"], a)]
-        if op in ("GlobalAveragePool", "GlobalMaxPool"):
-            return [(x[0], x[1], 1, 1)]
-        if op == "ReorderInput":
-            c, sp = (x[3], x[1:3]) if a.get("channels_last") else (x[1], x[2:])
-            return [(x[0], -(-c // block) * block, *sp)]
-        if op == "ReorderOutput":
-            c = int(a["channels"])
-            return [(x[0], *x[2:], c) if a.get("channels_last") else (x[0], c, *x[2:])]
+    if dom == "com.microsoft.nchwc" and op == "ReorderInput":
+        c, sp = (x[3], x[1:3]) if a.get("channels_last") else (x[1], x[2:])
+        return [(x[0], -(-c // block) * block, *sp)]
+    if dom == "com.microsoft.nchwc" and op == "ReorderOutput":
+        c = int(a["channels"])
+        return [(x[0], *x[2:], c) if a.get("channels_last") else (x[0], c, *x[2:])]
+    if dom == "com.microsoft.nchwc" and op not in ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool",
+                                                   "GlobalMaxPool"):
         raise _Unknown(op)
-    if dom not in ("", "ai.onnx", "com.microsoft"):
+    if dom not in ("", "ai.onnx", "com.microsoft", "com.microsoft.nchwc"):
         raise _Unknown(op)
     if op in ("Conv", "FusedConv"):
         w = ins[1]
         return [_pool_out((x[0], w[0], *x[2:]), w[2:], a)]
-    if op in ("MaxPool", "AveragePool"):
-        return [_pool_out(x, a["kernel_shape"], a)] + ([] if len(node.output) < 2 or not node.output[1] else [
-            _pool_out(x, a["kernel_shape"], a)])
+    if op in ("MaxPool", "AveragePool"):  # MaxPool's optional indices have the output's shape
+        return [_pool_out(x, a["kernel_shape"], a)] * max(1, sum(1 for o in node.output if o))
     if op in ("GlobalAveragePool", "GlobalMaxPool"):
         return [(x[0], x[1], *([1] * (len(x) - 2)))]
     if op in ("Gemm", "FusedGemm"):
@@ -159,11 +146,9 @@ def _infer(node: onnx.NodeProto, ins: list[Shape], consts: dict[str, np.ndarray]
 def static_kernels(optimized_path: str, input_shapes: dict[str, Shape], block: int = _NCHWC_BLOCK) -> list[KernelRecord] | None:
     """The kernels of ORT's saved optimized graph with their shapes, or ``None`` when some shape
     cannot be derived without running the model."""
-    from ..measure import optimized_node_attributes
+    from ..measure import node_attributes  # the attributes as the profiled path records them
 
-    model = onnx.load(optimized_path, load_external_data=False)
-    g = model.graph
-    node_attrs = optimized_node_attributes(optimized_path)  # the attributes as the traced path sees them
+    g = onnx.load(optimized_path, load_external_data=False).graph
     shapes: dict[str, Shape] = {k: tuple(v) for k, v in input_shapes.items()}
     consts: dict[str, np.ndarray] = {}
     for init in g.initializer:
@@ -179,15 +164,15 @@ def static_kernels(optimized_path: str, input_shapes: dict[str, Shape], block: i
             if any(i not in shapes for i in present):
                 raise _Unknown("input shape")
             ins = [shapes[i] for i in present]
-            outs = _infer(node, ins, consts, block)
+            attrs = node_attributes(node)
+            outs = _infer(node, attrs, ins, consts, block)
             real = [o for o in node.output if o]
             if len(outs) < len(real):
                 raise _Unknown("outputs")
             for name, s in zip(real, outs):
                 shapes[name] = tuple(int(d) for d in s)
             records.append(KernelRecord(node.name, node.op_type, node.domain, tuple(ins),
-                                        tuple(shapes[o] for o in real),
-                                        node_attrs.get(node.name, {}).get("attributes", {}), 0.0, idx))
+                                        tuple(shapes[o] for o in real), attrs, 0.0, idx))
     except (_Unknown, KeyError, IndexError, ZeroDivisionError, TypeError, ValueError):
         return None
     return records

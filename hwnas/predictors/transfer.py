@@ -86,13 +86,10 @@ class TransferPredictor(EncodedPredictor):
         y = np.log(data.relative) - np.log(base)
         F = self._features(X, base)
         self.coef_, self.intercept_, self.alpha_, self.loo_rmse_ = ridge_loo(F, y, self.alphas)
-        # ONNX path: a power law on the reference prediction alone
+        # ONNX path: a power law on the reference prediction alone, the same log-ratio ``y``;
+        # the exponent is shrunk towards 1 (a pure scale) so that N = 5 cannot tilt it wildly
         A = np.stack([np.ones(len(base)), np.log(base)], axis=1)
-        # shrink the exponent towards 1 (a pure scale) so that N = 5 cannot tilt it wildly
-        lam = 1.0
-        target = np.log(data.relative) - np.log(base)
-        G = A.T @ A + np.diag([0.0, lam])
-        ab = np.linalg.solve(G, A.T @ target)
+        ab = np.linalg.solve(A.T @ A + np.diag([0.0, 1.0]), A.T @ y)
         self.onnx_coef_ = (float(ab[0]), float(1.0 + ab[1]))
         self.n_archs_ = len(data.archs)
         return self

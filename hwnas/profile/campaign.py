@@ -37,7 +37,7 @@ from ..devices import DeviceSpec
 from ..errors import DeviceMismatchError, ProfileError
 from ..layers import BlockSpec, HeadSpec, StemSpec, plan
 from ..measure import CANARY_ARCH, CANARY_SEED, MeasureConfig, Measurer
-from ..space import Arch, Block, SearchSpace, draw_unique
+from ..space import N_STAGES, Arch, Block, SearchSpace, draw_unique
 from .store import ProfileStore
 
 PARTS = ("block", "kernel", "kernel_profile", "zoo", "arch")
@@ -161,7 +161,7 @@ def frozen_samples(space: SearchSpace, n: int, seed: int) -> list[Arch]:
         stages = tuple(
             tuple(Block(int(rng.choice(space.kernels)), int(rng.choice(space.expands)))
                   for _ in range(int(rng.choice(space.depths))))
-            for _ in range(5)
+            for _ in range(N_STAGES)
         )
         return Arch(res, width, stages)
 
@@ -254,6 +254,14 @@ def write_new_meta(store: ProfileStore, device: DeviceSpec, space: SearchSpace, 
     store.set_meta("status", "in-progress")
 
 
+def add_part_seconds(store: ProfileStore, reports: list[PartReport]) -> None:
+    """Add each part's measuring time to the profile's running totals (resumed runs add up)."""
+    timings = store.get_meta("part_seconds", {})
+    for r in reports:
+        timings[r.part] = timings.get(r.part, 0.0) + r.seconds
+    store.set_meta("part_seconds", timings)
+
+
 def build_profile(
     device: DeviceSpec,
     out_dir: str | Path,
@@ -328,10 +336,7 @@ def build_profile(
                     rep.seconds = time.perf_counter() - t_part
         complete = all(r.done_before + r.done_now == r.planned for r in reports) and set(parts) == set(PARTS)
         store.set_meta("status", "complete" if complete else "partial")
-        timings = store.get_meta("part_seconds", {})
-        for r in reports:
-            timings[r.part] = timings.get(r.part, 0.0) + r.seconds
-        store.set_meta("part_seconds", timings)
+        add_part_seconds(store, reports)
         return reports
     finally:
         store.close(compact=True)

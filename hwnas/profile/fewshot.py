@@ -23,8 +23,8 @@ from ..devices import DeviceSpec
 from ..errors import InputError, ProfileError
 from ..measure import MeasureConfig, Measurer
 from ..space import Arch, SearchSpace
-from .campaign import (PartReport, ProgressFactory, _null_progress, arch_tasks, check_new_or_resume, check_resume,
-                       frozen_samples, write_new_meta)
+from .campaign import (PartReport, ProgressFactory, _null_progress, add_part_seconds, arch_tasks, check_new_or_resume,
+                       check_resume, frozen_samples, write_new_meta)
 from .store import ProfileStore
 
 MIN_SHOTS = 5
@@ -153,17 +153,18 @@ def build_fewshot_profile(
             bar.close()
             rep.seconds = time.perf_counter() - t0
         store.set_meta("status", "complete")
-        timings = store.get_meta("part_seconds", {})
-        timings["arch"] = timings.get("arch", 0.0) + rep.seconds
-        store.set_meta("part_seconds", timings)
+        add_part_seconds(store, [rep])
     finally:
         store.close(compact=True)
-    adapt(out_dir, log=log)
+    adapt(out_dir, log=log, reference=(ref_arch, ref_onnx, ref_prof))
     return rep
 
 
-def adapt(profile_dir: str | Path, log: Callable[[str], None] | None = None) -> dict:
-    """Fit the transfer predictor of a few-shot profile and save it with its index."""
+def adapt(profile_dir: str | Path, log: Callable[[str], None] | None = None, reference: tuple | None = None) -> dict:
+    """Fit the transfer predictor of a few-shot profile and save it with its index.
+
+    ``reference``: :func:`load_reference`'s result when the caller has it already (otherwise the
+    profile's recorded reference is loaded)."""
     from .. import __version__
     from ..predictors import FORMAT_VERSION, predictors_dir, save_predictor
     from ..predictors.serialize import save_json
@@ -174,7 +175,7 @@ def adapt(profile_dir: str | Path, log: Callable[[str], None] | None = None) -> 
     few = prof.meta.get("few_shot")
     if not few:
         raise ProfileError(f"{profile_dir} is not a few-shot profile")
-    ref_arch, ref_onnx, ref_prof = load_reference(few["reference"])
+    ref_arch, ref_onnx, ref_prof = reference or load_reference(few["reference"])
     if ref_prof.space.to_dict() != prof.space.to_dict():
         raise InputError(f"reference {few['reference']} is now for another search space than {profile_dir}")
     t0 = time.perf_counter()

@@ -9,6 +9,9 @@ import numpy as np
 from ..errors import InputError
 
 
+DPI = 120
+
+
 def pareto_mask(latency, accuracy) -> np.ndarray:
     """Candidates no other one beats: lower or equal latency and strictly higher accuracy."""
     lat = np.asarray(latency, dtype=float)
@@ -29,6 +32,8 @@ def save_outputs(result, out_dir: str | Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ..report import save_figure  # report imports this module: import here
+
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"output path {out} is a file, not a directory")
@@ -40,7 +45,7 @@ def save_outputs(result, out_dir: str | Path) -> list[Path]:
     df.to_csv(csv, index=False)
     paths = [csv]
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=DPI)
     budget = result.config.budgets_ms[0]
     feas = df["feasible_0"].to_numpy()
     ax.scatter(df.loc[~feas, "predicted_latency_ms"], df.loc[~feas, "accuracy_estimate"], s=4, c="0.75",
@@ -58,13 +63,9 @@ def save_outputs(result, out_dir: str | Path) -> list[Path]:
     ax.set_title(f"search: {result.config.strategy}, {result.n_queries} candidates")
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    p = out / "pareto.png"
-    fig.savefig(p)
-    plt.close(fig)
-    paths.append(p)
+    paths.append(save_figure(fig, out / "pareto.png", dpi=DPI))
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=DPI)
     acc = df["accuracy_estimate"].to_numpy()
     best_so_far = np.maximum.accumulate(np.where(feas, acc, -np.inf))
     ok = np.isfinite(best_so_far)
@@ -73,9 +74,5 @@ def save_outputs(result, out_dir: str | Path) -> list[Path]:
     ax.set_ylabel(f"best feasible {result.config.accuracy}" + (f" ({result.accuracy_unit})" if result.accuracy_unit else ""))
     ax.set_title("search progress")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    p = out / "progress.png"
-    fig.savefig(p)
-    plt.close(fig)
-    paths.append(p)
+    paths.append(save_figure(fig, out / "progress.png", dpi=DPI))
     return paths
