@@ -360,9 +360,13 @@ def predict(targets: List[str] = typer.Argument(..., help="architecture strings 
     specs = []
     for t in targets:
         if _looks_like_onnx(t):
-            from .onnx_io import load_onnx
+            from .onnx_io import check_path, load_onnx
 
-            specs.append(("onnx", TargetSpec(t, model=load_onnx(t, shapes or None).model, path=None if shapes else t)))
+            if shapes:
+                specs.append(("onnx", TargetSpec(t, model=load_onnx(t, shapes).model)))
+            else:  # read by whichever predictor needs it (the kernel predictor hands the file to ORT)
+                check_path(Path(t))
+                specs.append(("onnx", TargetSpec(t, path=t)))
         else:
             specs.append(("arch", TargetSpec(t, arch=parse_arch(t))))
     cache: dict = {}

@@ -489,10 +489,26 @@ def optimized_node_attributes(path: str) -> dict[str, dict]:
             for node in m.graph.node}
 
 
+_ATTR = onnx.AttributeProto
+
+
 def node_attributes(node: onnx.NodeProto) -> dict:
     """A node's scalar and list attributes, strings decoded (tensors and graphs left out)."""
     attrs = {}
     for a in node.attribute:
+        t = a.type  # the common types read directly: this runs for every kernel of every prediction
+        if t == _ATTR.INT:
+            attrs[a.name] = a.i
+            continue
+        if t == _ATTR.INTS:
+            attrs[a.name] = list(a.ints)
+            continue
+        if t == _ATTR.FLOAT:
+            attrs[a.name] = a.f
+            continue
+        if t == _ATTR.STRING:
+            attrs[a.name] = a.s.decode(errors="replace")
+            continue
         v = onnx.helper.get_attribute_value(a)
         if isinstance(v, bytes):
             v = v.decode(errors="replace")

@@ -99,7 +99,9 @@ def parse_input_shape(text: str) -> tuple[str, list[int]]:
 # --------------------------------------------------------------------------------------------
 
 
-def _read_model(p: Path) -> onnx.ModelProto:
+def check_path(p: Path) -> None:
+    """The checks of a model file that need no parsing: it exists, is a file, is readable, is
+    not empty.  :class:`InputError` naming the problem, else nothing."""
     if not p.exists():
         raise InputError(f"ONNX file not found: {p}")
     if p.is_dir():
@@ -113,6 +115,10 @@ def _read_model(p: Path) -> onnx.ModelProto:
         raise InputError(f"cannot read {p}: {e.strerror or e}") from None
     if p.stat().st_size == 0:
         raise InputError(f"{p} is empty, not an ONNX model")
+
+
+def _read_model(p: Path) -> onnx.ModelProto:
+    check_path(p)
     try:
         model = onnx.load(str(p))
     except DecodeError:
@@ -203,17 +209,11 @@ def _apply_overrides(
             tt.shape.dim.add().dim_value = s
 
 
-def check_file(path: str | Path) -> None:
-    """The ONNX checker on a file: InputError naming the problem, else nothing."""
-    p = Path(path)
-    _check(_read_model(p), p)
-
-
 def load_onnx(path: str | Path, input_shapes: dict[str, list[int]] | None = None, check: bool = True) -> LoadedModel:
     """Load, check and fix the input shapes of an ONNX model.
 
     ``check=False`` skips the ONNX checker (for callers that build an ORT session from the file,
-    which validates it; see :func:`check_file`).  ``input_shapes`` maps an input name to its full concrete shape; it may only fill symbolic
+    which validates it).  ``input_shapes`` maps an input name to its full concrete shape; it may only fill symbolic
     or unknown dims (a static dim must match).  After overrides, ``onnx.shape_inference`` is
     run so intermediate shapes are concrete.  Every problem raises :class:`InputError`.
     """

@@ -219,15 +219,18 @@ def test_cli_predict_bad_input(trained, args, msg):
     assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
 
 
+def test_cli_predict_not_an_onnx_file(trained, tmp_path):
+    d, _ = trained
+    p = tmp_path / "notes.onnx"
+    p.write_text("these are notes, not a model\n" * 20)
+    r = _cli("predict", str(p), "--profile", str(d))
+    assert r.returncode == 2 and "is not an ONNX model" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
 def test_cli_dynamic_onnx_asks_for_input_shape(trained, tmp_path):
     d, _ = trained
-    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 8, 16, 16])
-    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 8, 16, 16])
-    m = helper.make_model(helper.make_graph([helper.make_node("Relu", ["input"], ["output"])], "g", [x], [y]),
-                          opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    p = tmp_path / "dyn.onnx"
-    onnx.save(m, str(p))
+    p = _dynamic_model(tmp_path / "dyn.onnx")
     r = _cli("predict", str(p), "--profile", str(d))
     assert r.returncode == 2 and "--input-shape" in r.stderr
     r = _cli("predict", str(p), "--profile", str(d), "--input-shape", "input=1,8,16,16", "--json")
@@ -332,3 +335,73 @@ def test_static_shapes_fall_back_to_a_run_for_unknown_ops(tmp_path):
     path = _lrn_model(tmp_path / "lrn.onnx")
     recs = optimized_kernels(str(path), load_device("cpu-1t"))
     assert any(r.op_type == "LRN" for r in recs) and any(r.duration_ms > 0 for r in recs)
+
+
+def _dynamic_model(path):
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 8, 16, 16])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 8, 16, 16])
+    m = helper.make_model(helper.make_graph([helper.make_node("Relu", ["input"], ["output"])], "g", [x], [y]),
+                          opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return path
+
+
+def test_onnx_file_predicted_unread_equals_loaded(trained, tmp_path):
+    """The kernel predictor hands an .onnx path to ORT without reading it in Python; the figure
+    equals that of the loaded proto, and predictors that need the model load it themselves."""
+    from hwnas.predictors.base import TargetSpec
+
+    d, _ = trained
+    kp = load_predictor(d, "kernel")
+    m = zoo_models(1)[0].build()
+    path = tmp_path / "z.onnx"
+    onnx.save(m, str(path))
+    from_path = kp.predict_relative([str(path)])[0]
+    assert from_path == pytest.approx(kp.predict_relative([m])[0], rel=1e-12)
+    assert kp.predict_relative([TargetSpec("z", path=str(path))])[0] == pytest.approx(from_path, rel=1e-12)
+    macs = make_predictor("macs").fit(Profile.load(d))
+    assert macs.predict_relative([TargetSpec("z", path=str(path))])[0] == pytest.approx(
+        macs.predict_relative([m])[0], rel=1e-12)
+
+
+@pytest.mark.parametrize("case, msg", [
+    ("dynamic", "unresolved dynamic input shape"),
+    ("garbage", "is not an ONNX model"),
+    ("empty", "is empty"),
+    ("missing", "not found"),
+])
+def test_kernel_predictor_bad_onnx_file_errors(trained, tmp_path, case, msg):
+    d, _ = trained
+    kp = load_predictor(d, "kernel")
+    path = tmp_path / f"{case}.onnx"
+    if case == "dynamic":
+        _dynamic_model(path)
+    elif case == "garbage":
+        path.write_bytes(b"\x08\x07this is not protobuf at all" * 10)
+    elif case == "empty":
+        path.write_bytes(b"")
+    with pytest.raises(InputError, match=msg):
+        kp.predict_relative([str(path)])
+
+
+def test_optimized_graph_scratch_is_removed(tmp_path):
+    """The optimized graph's scratch folder goes away once the kernels are read (in the background)."""
+    import threading
+
+    from hwnas.devices import load_device
+    from hwnas.predictors.kernel_features import _scratch_dir, optimized_kernels
+
+    scratch = _scratch_dir() or __import__("tempfile").gettempdir()
+    from pathlib import Path
+
+    def ours():
+        return set(Path(scratch).glob("hwnas-opt-*"))
+
+    before = ours()
+    recs = optimized_kernels(zoo_models(1)[0].build(), load_device("cpu-1t"))
+    assert recs
+    for t in threading.enumerate():
+        if t.name == "hwnas-scratch-cleanup":
+            t.join(timeout=30)
+    assert ours() <= before

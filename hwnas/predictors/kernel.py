@@ -15,6 +15,7 @@ kernel records of profiled full models, all in canary units.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Sequence
@@ -188,10 +189,12 @@ class KernelPredictor(LatencyPredictor):
         try:
             return optimized_kernels(model, device)
         except HwnasError:
-            if spec.path is not None:  # ORT refused the file: let the ONNX checker say why, if it can
-                from ..onnx_io import check_file
+            if spec.path is not None:
+                # ORT refused the file, or its inputs are dynamic: the loader and the ONNX checker
+                # say why in their own words where they can
+                from ..onnx_io import load_onnx
 
-                check_file(spec.path)
+                load_onnx(spec.path, check=True)
             raise
 
     def breakdown(self, target) -> list[KernelPrediction]:
@@ -219,7 +222,8 @@ class KernelPredictor(LatencyPredictor):
         for s in specs:
             preds = self._predict_records(self.kernels(s))
             self._warn_uncovered(preds, s.name)
-            out.append(self.calibrate_sum(sum(p.relative for p in preds)))
+            # fsum: exact, so the figure does not depend on the order ORT lists the kernels in
+            out.append(self.calibrate_sum(math.fsum(p.relative for p in preds)))
         return np.asarray(out)
 
     def calibrate_sum(self, kernel_sum_relative: float) -> float:

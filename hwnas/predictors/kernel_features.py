@@ -8,18 +8,23 @@ Durations from that run are discarded: nothing here is a latency measurement.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
+import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import onnx
 
 from ..devices import DeviceSpec
+from ..errors import HwnasError
 from ..measure import KernelRecord, make_session, optimized_node_attributes, parse_kernel_trace, random_feed
 
 FAMILIES = ("conv", "dwconv", "pwconv", "gconv", "gemm", "pool", "globalpool", "activation", "elementwise",
@@ -118,7 +123,7 @@ class KernelRow:
 
 
 def _prod(shape: Sequence[int]) -> int:
-    return math.prod(int(d) for d in shape)
+    return math.prod(map(int, shape))
 
 
 def kernel_family(op_type: str, input_shapes: Sequence[Sequence[int]], output_shapes: Sequence[Sequence[int]] = (),
@@ -179,12 +184,14 @@ def featurize(op_type: str, input_shapes: Sequence[Sequence[int]], output_shapes
     op_type, ins, outs, elem_bytes = float_layout(op_type, input_shapes, output_shapes, attributes)
     x = ins[0] if ins else ()
     y = outs[0] if outs else ()
-    out_elems = _prod(y) if y else 0
-    in_elems = _prod(x) if x else 0
+    in_sizes = [_prod(s) for s in ins]
+    out_sizes = [_prod(s) for s in outs]
+    out_elems = out_sizes[0] if y else 0
+    in_elems = in_sizes[0] if x else 0
     macs = kernel_macs(op_type, ins, outs)
     is_weighted = fam in ("conv", "dwconv", "pwconv", "gconv", "gemm")
-    weight_elems = sum(_prod(s) for s in ins[1:]) if is_weighted else 0
-    act_elems = sum(_prod(s) for s in ins) - weight_elems + sum(_prod(s) for s in outs)
+    weight_elems = sum(in_sizes[1:]) if is_weighted else 0
+    act_elems = sum(in_sizes) - weight_elems + sum(out_sizes)
     nbytes = float(elem_bytes) * (act_elems + weight_elems)
     in_ch = x[1] if len(x) >= 2 else (x[-1] if x else 0)
     out_ch = y[1] if len(y) >= 2 else 0
@@ -241,6 +248,51 @@ def _scratch_dir() -> str | None:
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
 
+_ALLOCATOR_TUNED = False
+
+
+def keep_freed_memory() -> None:
+    """Let this process reuse the memory ORT frees between graph optimizations (glibc only; once
+    per process; ``HWNAS_MALLOC_TUNING=0`` turns it off).
+
+    Optimizing a 50 MB model allocates and frees ~150 MB in pieces of up to a few MB.  With
+    glibc's defaults those pieces come from fresh ``mmap``s or are trimmed back to the system, so
+    every prediction page-faults them in again: here that made a 65 ms prediction take 100-120 ms
+    one time in three.  Serving allocations under 32 MB from the heap and keeping up to 512 MB of
+    freed heap removes those spikes (``benchmarks/predictor_speed.py``).  The cost: the process
+    keeps its peak heap (a few hundred MB at most) instead of returning it."""
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return
+    _ALLOCATOR_TUNED = True
+    if os.environ.get("HWNAS_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018 - present in glibc only (musl has other mallopt semantics)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h>
+    mallopt(m_mmap_threshold, 32 * 2**20)  # glibc's maximum on 64-bit
+    mallopt(m_trim_threshold, 512 * 2**20)
+
+
+@contextlib.contextmanager
+def _scratch() -> Iterator[str]:
+    """A scratch folder, removed in the background once done with: freeing a big model's
+    optimized weights (tens of MB) costs milliseconds the caller need not wait for.  The thread
+    is not a daemon, so the interpreter waits for it at exit and nothing is left behind."""
+    tmp = tempfile.mkdtemp(prefix="hwnas-opt-", dir=_scratch_dir())
+    try:
+        yield tmp
+    finally:
+        threading.Thread(target=shutil.rmtree, args=(tmp,), kwargs={"ignore_errors": True},
+                         name="hwnas-scratch-cleanup").start()
+
+
 def optimized_kernels(model: onnx.ModelProto | bytes | str, device: DeviceSpec, static: bool = True) -> list[KernelRecord]:
     """The post-fusion kernels ORT runs for ``model`` under ``device``'s settings.
 
@@ -252,16 +304,20 @@ def optimized_kernels(model: onnx.ModelProto | bytes | str, device: DeviceSpec, 
     from .static_shapes import nchwc_block, static_kernels
 
     model = for_device(model, device.precision)
-    with tempfile.TemporaryDirectory(prefix="hwnas-opt-", dir=_scratch_dir()) as tmp:
+    keep_freed_memory()
+    with _scratch() as tmp:
         opt = os.path.join(tmp, "optimized.onnx")
         if static:
             # weights are not pre-packed: this session never runs, and packing is most of its start-up
             sess = make_session(model, device, optimized_path=opt, prepack=False)
             shapes = {i.name: tuple(i.shape) for i in sess.get_inputs()}
-            if all(isinstance(d, int) for s in shapes.values() for d in s):
-                recs = static_kernels(opt, shapes, nchwc_block(device))
-                if recs is not None:
-                    return recs
+            for name, shape in shapes.items():
+                if not all(isinstance(d, int) for d in shape):
+                    raise HwnasError(f"input {name!r} has dynamic shape {list(shape)}; pass --input-shape "
+                                     f"{name}=1,3,224,224")
+            recs = static_kernels(opt, shapes, nchwc_block(device))
+            if recs is not None:
+                return recs
         sess = make_session(model, device, profile_prefix=os.path.join(tmp, "trace"), optimized_path=opt,
                             prepack=False)
         sess.run(None, random_feed(sess, 0))

@@ -65,6 +65,7 @@ class TransferPredictor(EncodedPredictor):
 
     name = "transfer"
     handles_onnx = True
+    validates_onnx = True  # ONNX models go to the reference's kernel predictor as they are
     min_archs = 5
 
     def __init__(self, alphas: tuple[float, ...] = ALPHAS) -> None:
