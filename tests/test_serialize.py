@@ -650,3 +650,29 @@ def test_small_and_large_batches_add_trees_in_sklearn_order(name):
     assert np.array_equal(model.predict(big), est.predict(big))
     assert np.array_equal(model.predict(big[:40]), est.predict(big[:40]))  # the cumsum
     assert np.array_equal(model.predict(big)[:40], model.predict(big[:40]))
+
+
+def test_stacked_gbms_equal_each_model_bit_for_bit(monkeypatch):
+    """Several GBMs (different tree counts, depths, learning rates) in one traversal: every row
+    gets exactly its own model's prediction (the kernel predictor's families)."""
+    ests = [
+        GradientBoostingRegressor(n_estimators=40, max_depth=3, learning_rate=0.1, random_state=0),
+        GradientBoostingRegressor(n_estimators=25, max_depth=2, learning_rate=0.3, random_state=1),
+        GradientBoostingRegressor(n_estimators=60, max_depth=4, learning_rate=0.05, subsample=0.8, random_state=2),
+    ]
+    for i, e in enumerate(ests):
+        e.fit(X_TRAIN, Y_TRAIN + i)
+    models = [roundtrip(e) for e in ests]
+    stacked = serialize.StackedGBM(models)
+    X = np.vstack([X_FRESH, X_TRAIN])
+    which = np.random.default_rng(0).integers(0, 3, len(X))
+    got = stacked.predict(X, which)
+    for k, e in enumerate(ests):
+        np.testing.assert_array_equal(got[which == k], e.predict(X[which == k]))
+    monkeypatch.setattr(serialize, "_BLOCK", 600)  # 60 trees -> 10 rows per block
+    np.testing.assert_array_equal(stacked.predict(X[:37], which[:37]), got[:37])
+    assert stacked.predict(X[:0], which[:0]).shape == (0,)
+    with pytest.raises(ModelError, match="model indices"):
+        stacked.predict(X[:5], which[:4])
+    with pytest.raises(ModelError, match="gradient-boosted"):
+        serialize.StackedGBM([models[0], roundtrip(fitted("random_forest"))])

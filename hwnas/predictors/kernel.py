@@ -30,7 +30,7 @@ from ..space import Arch, SearchSpace
 from .base import LatencyPredictor, TargetSpec
 from .data import kernel_data, model_end_to_end
 from .kernel_features import FAMILIES, FEATURE_NAMES, featurize_records, optimized_kernels, records_from_frame
-from .serialize import export_model, import_model
+from .serialize import StackedGBM, export_model, import_model
 
 
 class UncoveredOpsWarning(UserWarning):
@@ -111,6 +111,7 @@ class KernelPredictor(LatencyPredictor):
         mem = np.isin(fams, ["elementwise", "memory", "activation"])
         self.fallback_log_rate_ = float(np.median(y[mem] if mem.any() else y))
         self._compiled = {}
+        self._stacked = None
         # calibration on profiled full models (not the campaign's single-op graphs)
         e2e = model_end_to_end(profile)
         e2e = e2e[~e2e["arch"].isin(campaign_keys | exclude)]
@@ -142,15 +143,32 @@ class KernelPredictor(LatencyPredictor):
             self._compiled[fam] = import_model(self.families_[fam]["model"])
         return self._compiled[fam]
 
+    def _stack(self) -> tuple[StackedGBM | None, dict[str, int]]:
+        """The families' gradient-boosted models as one :class:`StackedGBM` (one traversal for all
+        of a model's kernels), and each family's index in it; built once."""
+        if getattr(self, "_stacked", None) is None:
+            fams = [f for f, info in self.families_.items() if "model" in info and self._model(f).kind == "gbm"]
+            self._stacked = (StackedGBM([self._model(f) for f in fams]) if fams else None,
+                             {f: i for i, f in enumerate(fams)})
+        return self._stacked
+
     def _predict_records(self, records: Sequence[KernelRecord]) -> list[KernelPrediction]:
         rows, uncovered = featurize_records(records)
-        out: list[KernelPrediction] = []
+        n = len(rows)
+        F = np.array([r.features for r in rows], dtype=np.float64).reshape(n, len(FEATURE_NAMES))
+        ctx = _context_of(F) if self.model_context else np.zeros(0)
         by_fam: dict[str, list[int]] = {}
         for i, r in enumerate(rows):
             by_fam.setdefault(r.family, []).append(i)
-        logs = np.zeros(len(rows))
-        fallback = np.zeros(len(rows), dtype=bool)
-        ctx = _model_context(rows) if self.model_context else np.zeros(0)
+        logs = np.zeros(n)
+        fallback = np.zeros(n, dtype=bool)
+        stacked, index = self._stack()
+        which = np.full(n, -1, dtype=np.int64)
+
+        def features(idx) -> np.ndarray:
+            m = len(idx)
+            return np.hstack([F[idx], np.tile(ctx, (m, 1)), np.zeros((m, 1))])
+
         for fam, idx in by_fam.items():
             info = self.families_.get(fam)
             if info is None:
@@ -158,12 +176,16 @@ class KernelPredictor(LatencyPredictor):
                 fallback[idx] = True
             elif "constant" in info:
                 logs[idx] = info["constant"]
+            elif fam in index:
+                which[idx] = index[fam]
             else:
-                feats = np.array([rows[i].features for i in idx])
-                n = len(idx)
-                logs[idx] = self._model(fam).predict(np.hstack([feats, np.tile(ctx, (n, 1)), np.zeros((n, 1))]))
+                logs[idx] = self._model(fam).predict(features(idx))
+        sel = np.flatnonzero(which >= 0)
+        if len(sel):
+            logs[sel] = stacked.predict(features(sel), which[sel])
+        out: list[KernelPrediction] = []
         for i, r in enumerate(rows):
-            out.append(KernelPrediction(r.name, r.op_type, r.family, float(np.exp(logs[i]) * r.work), bool(fallback[i])))
+            out.append(KernelPrediction(r.name, r.op_type, r.family, math.exp(logs[i]) * r.work, bool(fallback[i])))
         for rec in uncovered:
             nbytes = 4.0 * (sum(int(np.prod(s)) for s in rec.input_shapes) + sum(int(np.prod(s)) for s in rec.output_shapes))
             out.append(KernelPrediction(rec.node_name, rec.op_type, "uncovered",
@@ -248,6 +270,7 @@ class KernelPredictor(LatencyPredictor):
         if unknown:
             raise ValueError(f"unknown kernel families {sorted(unknown)}")
         p._compiled = {f: import_model(v["model"]) for f, v in p.families_.items() if "model" in v}
+        p._stacked = None
         p.fallback_log_rate_ = float(d["fallback_log_rate"])
         p.calibration_ = tuple(float(x) for x in d["calibration"])
         p.n_calibration_models_ = int(d.get("n_calibration_models", 0))
@@ -265,9 +288,13 @@ _W, _B = FEATURE_NAMES.index("log_weight_elems"), FEATURE_NAMES.index("log_bytes
 
 def _model_context(rows) -> np.ndarray:
     """The context features of one model, from its featurized kernels."""
-    if not rows:
+    return _context_of(np.array([r.features for r in rows]))
+
+
+def _context_of(f: np.ndarray) -> np.ndarray:
+    """The context features of one model, from its kernels' feature matrix."""
+    if not len(f):
         return np.zeros(len(CONTEXT_FEATURES))
-    f = np.array([r.features for r in rows])
     weight_bytes = 4.0 * np.sum(np.exp2(f[:, _W]) - 1.0)
     moved = np.sum(np.exp2(f[:, _B]) - 1.0)
     return np.log2(np.array([weight_bytes, moved]) + 1.0)

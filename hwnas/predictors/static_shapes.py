@@ -50,6 +50,9 @@ def _pool_out(x: Shape, kernel: Sequence[int], a: dict) -> Shape:
 
 
 def _broadcast(shapes: Sequence[Shape]) -> Shape:
+    first = shapes[0]
+    if all(s == first for s in shapes[1:]):  # the common case, without numpy's overhead
+        return tuple(first)
     try:
         return tuple(int(d) for d in np.broadcast_shapes(*shapes))
     except ValueError:
@@ -152,7 +155,7 @@ def static_kernels(optimized_path: str, input_shapes: dict[str, Shape], block: i
     shapes: dict[str, Shape] = {k: tuple(v) for k, v in input_shapes.items()}
     consts: dict[str, np.ndarray] = {}
     for init in g.initializer:
-        shapes[init.name] = tuple(int(d) for d in init.dims)
+        shapes[init.name] = tuple(map(int, init.dims))
         if init.data_location != onnx.TensorProto.EXTERNAL and init.data_type == onnx.TensorProto.INT64:
             consts[init.name] = numpy_helper.to_array(init)
     records = []
@@ -170,7 +173,7 @@ def static_kernels(optimized_path: str, input_shapes: dict[str, Shape], block: i
             if len(outs) < len(real):
                 raise _Unknown("outputs")
             for name, s in zip(real, outs):
-                shapes[name] = tuple(int(d) for d in s)
+                shapes[name] = tuple(map(int, s))
             records.append(KernelRecord(node.name, node.op_type, node.domain, tuple(ins),
                                         tuple(shapes[o] for o in real), attrs, 0.0, idx))
     except (_Unknown, KeyError, IndexError, ZeroDivisionError, TypeError, ValueError):
