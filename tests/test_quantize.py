@@ -95,3 +95,21 @@ def test_int8_vs_fp32_comparison(tiny_profile, tmp_path):
     assert -1 <= r["ranking"]["spearman"] <= 1 and r["ranking"]["pairs"] == 15
     png = plot_int8_speedup(r, tmp_path / "int8.png")
     assert png.stat().st_size > 5000
+
+
+def test_int8_nhwc_max_pool_is_a_pool_kernel():
+    """ORT's int8 NhwcMaxPool (channels-last, no attribute saying so) is featurized as the NCHW
+    MaxPool it computes, on int8 bytes; its op code comes after every older one (saved
+    predictors keep their codes)."""
+    from hwnas.predictors.kernel_features import FEATURE_NAMES, OP_CODES, featurize
+
+    attrs = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}
+    q = featurize("NhwcMaxPool", [(1, 56, 56, 64)], [(1, 28, 28, 64)], attrs)
+    f = featurize("MaxPool", [(1, 64, 56, 56)], [(1, 64, 28, 28)], attrs)
+    assert q is not None and q.family == f.family == "pool"
+    same = ("in_ch", "out_ch", "log_in_hw", "log_out_hw", "kernel", "stride", "log_out_elems", "log_in_elems")
+    for name in same:
+        i = FEATURE_NAMES.index(name)
+        assert q.features[i] == f.features[i], name
+    assert q.work == f.work / 4  # one byte per element instead of four
+    assert OP_CODES["NhwcMaxPool"] == max(OP_CODES.values())

@@ -68,8 +68,12 @@ _QUANTIZED = {
     "QLinearConcat": ("Concat", None),
 }
 _QUANTIZE = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
-# new op codes go after the existing ones: saved predictors keep their meaning
-for _op in (*_QUANTIZED, *sorted(_QUANTIZE)):
+#: int8 kernels that always work channels-last (no ``channels_last`` attribute says so)
+_ALWAYS_NHWC = {"NhwcMaxPool"}
+_QUANTIZED["NhwcMaxPool"] = ("MaxPool", (0,))
+# new op codes go after the existing ones, in the order they were added: saved predictors keep
+# their meaning
+for _op in (*[q for q in _QUANTIZED if q not in _ALWAYS_NHWC], *sorted(_QUANTIZE), "NhwcMaxPool"):
     OP_CODES.setdefault(_op, len(OP_CODES))
 
 
@@ -91,7 +95,7 @@ def float_layout(op_type: str, input_shapes: Sequence[Sequence[int]], output_sha
     attributes = attributes or {}
     base, idx = _QUANTIZED[op_type]
     picked = ins[2::3] if idx is None else [ins[i] for i in idx if i < len(ins)]
-    if attributes.get("channels_last"):
+    if attributes.get("channels_last") or op_type in _ALWAYS_NHWC:
         picked = [_nchw(s) for s in picked]
         outs = [_nchw(s) for s in outs]
     if base == "Conv" and picked and outs and len(picked[0]) == 4 and len(outs[0]) == 4:
