@@ -405,3 +405,36 @@ def test_optimized_graph_scratch_is_removed(tmp_path):
         if t.name == "hwnas-scratch-cleanup":
             t.join(timeout=30)
     assert ours() <= before
+
+
+def _without_kernel_records(src, dst):
+    """A copy of a profile measured without kernel parts (no campaign kernels, no kernel records)."""
+    import shutil
+    import sqlite3
+
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("predictors"))
+    with sqlite3.connect(dst / "profile.sqlite") as c:
+        c.execute("DELETE FROM kernel_records")
+        c.execute("DELETE FROM kernel_profiles")
+        c.execute("DELETE FROM measurements WHERE kind = 'kernel'")
+    return dst
+
+
+def test_train_skips_predictors_the_profile_has_no_data_for(tiny_profile, tmp_path):
+    """`hwnas train` on a profile without kernel parts trains the rest, says why kernel was skipped,
+    and the index's ONNX default falls back to a trained predictor; asking for kernel by name is an
+    error that leaves the saved predictors as they were."""
+    d = _without_kernel_records(tiny_profile[0], tmp_path / "nokernels")
+    index = train_all(d)
+    assert "kernel" not in index["predictors"] and "kernel records" in index["skipped"]["kernel"]
+    assert set(index["predictors"]) == set(PREDICTORS) - {"kernel"}
+    assert index["default"]["onnx"] == "macs"
+    assert load_predictor(d, target_kind="onnx").name == "macs"
+    with pytest.raises(NotTrainedError, match="could not be trained.*kernel records"):
+        load_predictor(d, "kernel")
+    before = {p.name: p.read_bytes() for p in (d / "predictors").iterdir()}
+    with pytest.raises(HwnasError, match="kernel records"):
+        train_all(d, ["lut", "kernel"])
+    assert {p.name: p.read_bytes() for p in (d / "predictors").iterdir()} == before
+    r = _cli("train", "--profile", str(d), "--predictor", "kernel")
+    assert r.returncode != 0 and "kernel records" in r.stderr and "Traceback" not in r.stderr

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..errors import HwnasError, InputError
+from ..errors import HwnasError, InputError, first_line
 from ..paths import default_profile_dir
 from .base import LatencyPredictor, NotTrainedError
 from .kernel import KernelPredictor
@@ -114,6 +114,9 @@ def load_predictor(profile_dir: str | Path | None = None, name: str | None = Non
     path = predictors_dir(profile_dir) / f"{name}.json"
     if not path.is_file() and index.get("few_shot"):
         raise InputError(f"{profile_dir} is a few-shot profile: it has only the 'transfer' predictor, not {name!r}")
+    why = index.get("skipped", {}).get(name)
+    if why and name not in index.get("predictors", {}):
+        raise NotTrainedError(f"predictor {name!r} could not be trained for {profile_dir}: {why}")
     if not path.is_file():
         raise NotTrainedError(f"predictor {name!r} was not trained for {profile_dir}; run `hwnas train --profile {profile_dir}`")
     return _read_predictor(path)
@@ -136,24 +139,41 @@ def train_all(profile_dir: str | Path, names: list[str] | None = None, progress=
         if names and set(names) != {"transfer"}:
             raise InputError(f"{profile_dir} is a few-shot profile: only the 'transfer' predictor can be trained on it")
         return adapt(profile_dir, log=progress)
-    names = names or list(PREDICTORS)
-    heldout = evaluate_in_space(profile, names=[n for n in names if n != "kernel"], progress=progress)
-    trained = {}
+    explicit = bool(names)
+    names = list(names) if names else list(PREDICTORS)
+    # every predictor is fitted before any file is written: a failure leaves the saved ones as they were
+    fitted: dict[str, tuple[LatencyPredictor, float]] = {}
+    skipped: dict[str, str] = {}
     for name in names:
         t0 = time.perf_counter()
-        pred = make_predictor(name).fit(profile)
-        save_predictor(pred, profile_dir, name)
-        trained[name] = {"fit_s": round(time.perf_counter() - t0, 2)}
+        try:
+            pred = make_predictor(name).fit(profile)
+        except HwnasError as e:
+            if explicit:  # asked for by name: say why it cannot be trained
+                raise
+            # the profile lacks this predictor's data (e.g. a profile measured without kernel parts)
+            skipped[name] = first_line(e)
+            if progress:
+                progress(f"skipped {name}: {skipped[name]}")
+            continue
+        fitted[name] = (pred, round(time.perf_counter() - t0, 2))
         if progress:
             progress(f"trained {name}")
+    if not fitted:
+        raise HwnasError(f"no predictor could be trained on {profile_dir}: " + "; ".join(skipped.values()))
+    heldout = evaluate_in_space(profile, names=[n for n in fitted if n != "kernel"], progress=progress)
+    for name, (pred, _) in fitted.items():
+        save_predictor(pred, profile_dir, name)
     index = {
         "format_version": FORMAT_VERSION,
         "hwnas_version": __version__,
         "trained_at": time.time(),
-        "predictors": trained,
-        "default": choose_defaults(heldout, names),
+        "predictors": {name: {"fit_s": fit_s} for name, (_, fit_s) in fitted.items()},
+        "default": choose_defaults(heldout, list(fitted)),
         "heldout": heldout,
     }
+    if skipped:
+        index["skipped"] = skipped
     save_json(index, predictors_dir(profile_dir) / "index.json")
     return index
 
