@@ -283,16 +283,25 @@ def machine_lock(wait_message: bool = True) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def static_input_shapes(session) -> dict[str, tuple[int, ...]]:
+    """Every graph input's shape; HwnasError asking for ``--input-shape`` if one is dynamic."""
+    shapes = {}
+    for inp in session.get_inputs():
+        if any(not isinstance(d, int) for d in inp.shape):
+            raise HwnasError(
+                f"input {inp.name!r} has dynamic shape {inp.shape}; pass --input-shape {inp.name}=1,3,224,224"
+            )
+        shapes[inp.name] = tuple(inp.shape)
+    return shapes
+
+
 def random_feed(session, seed: int) -> dict[str, np.ndarray]:
     """Seeded random inputs for every graph input of ``session`` (shapes must be static)."""
     rng = np.random.default_rng(seed)
     feed = {}
+    shapes = static_input_shapes(session)
     for inp in session.get_inputs():
-        shape = inp.shape
-        if any(not isinstance(d, int) for d in shape):
-            raise HwnasError(
-                f"input {inp.name!r} has dynamic shape {shape}; pass --input-shape {inp.name}=1,3,224,224"
-            )
+        shape = shapes[inp.name]
         if "float16" in inp.type:
             feed[inp.name] = rng.standard_normal(shape).astype(np.float16)
         elif "float" in inp.type:

@@ -209,11 +209,10 @@ def _apply_overrides(
             tt.shape.dim.add().dim_value = s
 
 
-def load_onnx(path: str | Path, input_shapes: dict[str, list[int]] | None = None, check: bool = True) -> LoadedModel:
+def load_onnx(path: str | Path, input_shapes: dict[str, list[int]] | None = None) -> LoadedModel:
     """Load, check and fix the input shapes of an ONNX model.
 
-    ``check=False`` skips the ONNX checker (for callers that build an ORT session from the file,
-    which validates it).  ``input_shapes`` maps an input name to its full concrete shape; it may only fill symbolic
+    ``input_shapes`` maps an input name to its full concrete shape; it may only fill symbolic
     or unknown dims (a static dim must match).  After overrides, ``onnx.shape_inference`` is
     run so intermediate shapes are concrete.  Every problem raises :class:`InputError`.
     """
@@ -238,8 +237,7 @@ def load_onnx(path: str | Path, input_shapes: dict[str, list[int]] | None = None
             )
     if problems:
         raise InputError("unresolved dynamic input shape: " + "; ".join(problems))
-    if check or input_shapes:
-        _check(model, p, modified=bool(input_shapes))
+    _check(model, p, modified=bool(input_shapes))
     if input_shapes:
         try:
             model = onnx.shape_inference.infer_shapes(model, data_prop=True)

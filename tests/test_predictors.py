@@ -275,16 +275,16 @@ def test_profiler_overhead_from_bundled_profile():
 
 
 def test_kernel_model_context_features():
-    from hwnas.predictors.kernel import _context_by_model, _model_context
+    from hwnas.predictors.kernel import _context_by_model, _context_of
     from hwnas.predictors.kernel_features import featurize
 
     conv = featurize("Conv", [(1, 8, 16, 16), (16, 8, 3, 3)], [(1, 16, 16, 16)], {"strides": [1, 1]})
     relu = featurize("Relu", [(1, 16, 16, 16)], [(1, 16, 16, 16)], {})
-    ctx = _model_context([conv, relu])
+    ctx = _context_of(np.array([conv.features, relu.features]))
     assert ctx[0] == pytest.approx(np.log2(4 * (16 * 8 * 9) + 1))  # weight bytes of the model
     assert ctx[1] > ctx[0]
     rows = [conv, relu, relu]
-    by = _context_by_model(rows, np.array(["a", "a", "b"], dtype=object))
+    by = _context_by_model(np.array([r.features for r in rows]), np.array(["a", "a", "b"], dtype=object))
     assert np.allclose(by[0], ctx) and np.allclose(by[1], ctx) and not np.allclose(by[2], ctx)
 
 

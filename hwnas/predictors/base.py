@@ -36,18 +36,17 @@ class TargetSpec:
     path: str | None = None  # the ONNX file, when the model came from one (ORT reads it directly)
 
 
-def resolve(target: Target, space: SearchSpace | None = None, check: bool = True, load: bool = True) -> TargetSpec:
-    """A target as a spec.  ``check=False`` leaves an ONNX file's validation to whoever builds an
-    ORT session from it (the checker alone costs ~80 ms on a 100 MB model); ``load=False``
-    leaves the file unread too (only its path is checked): for predictors that hand the path to
-    ORT and read the file themselves only to word an error (reading a 50 MB model in Python
-    costs 10-40 ms here)."""
+def resolve(target: Target, space: SearchSpace | None = None, load: bool = True) -> TargetSpec:
+    """A target as a spec.  ``load=False`` leaves an ONNX file unread (only its path is checked):
+    for predictors that hand the path to ORT, which reads and validates it, and read the file
+    themselves only to word an error (reading and checking a 50 MB model in Python costs
+    10-40 ms and more here)."""
     if isinstance(target, TargetSpec):
         if load and target.arch is None and target.model is None and target.path is not None:
             # a file handed over unread: this predictor needs the model itself
             from ..onnx_io import load_onnx
 
-            return TargetSpec(target.name, model=load_onnx(target.path, check=check).model, path=target.path)
+            return TargetSpec(target.name, model=load_onnx(target.path).model, path=target.path)
         return target
     if isinstance(target, Arch):
         return TargetSpec(str(target), arch=target)
@@ -60,7 +59,7 @@ def resolve(target: Target, space: SearchSpace | None = None, check: bool = True
             if not load:
                 check_path(Path(target))
                 return TargetSpec(target, path=target)
-            return TargetSpec(target, model=load_onnx(target, check=check).model, path=target)
+            return TargetSpec(target, model=load_onnx(target).model, path=target)
         try:
             a = (space.parse(target) if space else Arch.parse(target))
         except ValueError as e:
@@ -106,8 +105,7 @@ class LatencyPredictor:
     def predict_relative(self, targets: Sequence[Target]) -> np.ndarray:
         """Latency in canary units, one per target, in order."""
         self._check_fitted()
-        specs = [resolve(t, getattr(self, "space_", None), check=not self.validates_onnx, load=not self.validates_onnx)
-                 for t in targets]
+        specs = [resolve(t, getattr(self, "space_", None), load=not self.validates_onnx) for t in targets]
         if not self.handles_onnx:
             bad = [s.name for s in specs if s.arch is None]
             if bad:

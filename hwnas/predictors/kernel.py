@@ -88,7 +88,7 @@ class KernelPredictor(LatencyPredictor):
         # are made in the in-model context, trees learn the offset where both exist
         cols = [X]
         if self.model_context:
-            cols.append(_context_by_model(kd.rows, kd.model))
+            cols.append(_context_by_model(X, kd.model))
         X = np.hstack(cols + [standalone[:, None]])
         # kernels seen inside real models are the better teachers; single-op campaign graphs
         # (colder caches, no neighbours) fill in the shapes models do not cover
@@ -198,7 +198,7 @@ class KernelPredictor(LatencyPredictor):
         if spec is None:
             from .base import resolve
 
-            spec = resolve(target, self.space_)
+            spec = resolve(target, self.space_, load=False)
         device = DeviceSpec.from_dict(self.device_)
         if spec.path is not None:
             model = spec.path
@@ -216,7 +216,7 @@ class KernelPredictor(LatencyPredictor):
                 # say why in their own words where they can
                 from ..onnx_io import load_onnx
 
-                load_onnx(spec.path, check=True)
+                load_onnx(spec.path)
             raise
 
     def breakdown(self, target) -> list[KernelPrediction]:
@@ -286,11 +286,6 @@ CONTEXT_FEATURES = ("log_model_weight_bytes", "log_model_bytes")
 _W, _B = FEATURE_NAMES.index("log_weight_elems"), FEATURE_NAMES.index("log_bytes")
 
 
-def _model_context(rows) -> np.ndarray:
-    """The context features of one model, from its featurized kernels."""
-    return _context_of(np.array([r.features for r in rows]))
-
-
 def _context_of(f: np.ndarray) -> np.ndarray:
     """The context features of one model, from its kernels' feature matrix."""
     if not len(f):
@@ -300,12 +295,12 @@ def _context_of(f: np.ndarray) -> np.ndarray:
     return np.log2(np.array([weight_bytes, moved]) + 1.0)
 
 
-def _context_by_model(rows, models: np.ndarray) -> np.ndarray:
-    """Per-row context features, each row getting its own model's."""
-    out = np.zeros((len(rows), len(CONTEXT_FEATURES)))
+def _context_by_model(F: np.ndarray, models: np.ndarray) -> np.ndarray:
+    """Per-row context features (``F``: the rows' kernel features), each row getting its own model's."""
+    out = np.zeros((len(F), len(CONTEXT_FEATURES)))
     for m in np.unique(models):
         idx = np.flatnonzero(models == m)
-        out[idx] = _model_context([rows[i] for i in idx])
+        out[idx] = _context_of(F[idx])
     return out
 
 

@@ -24,8 +24,8 @@ import numpy as np
 import onnx
 
 from ..devices import DeviceSpec
-from ..errors import HwnasError
-from ..measure import KernelRecord, make_session, optimized_node_attributes, parse_kernel_trace, random_feed
+from ..measure import (KernelRecord, make_session, optimized_node_attributes, parse_kernel_trace, random_feed,
+                       static_input_shapes)
 
 FAMILIES = ("conv", "dwconv", "pwconv", "gconv", "gemm", "pool", "globalpool", "activation", "elementwise",
             "concat", "memory", "reorder", "batchnorm", "quantize")
@@ -314,12 +314,7 @@ def optimized_kernels(model: onnx.ModelProto | bytes | str, device: DeviceSpec, 
         if static:
             # weights are not pre-packed: this session never runs, and packing is most of its start-up
             sess = make_session(model, device, optimized_path=opt, prepack=False)
-            shapes = {i.name: tuple(i.shape) for i in sess.get_inputs()}
-            for name, shape in shapes.items():
-                if not all(isinstance(d, int) for d in shape):
-                    raise HwnasError(f"input {name!r} has dynamic shape {list(shape)}; pass --input-shape "
-                                     f"{name}=1,3,224,224")
-            recs = static_kernels(opt, shapes, nchwc_block(device))
+            recs = static_kernels(opt, static_input_shapes(sess), nchwc_block(device))
             if recs is not None:
                 return recs
         sess = make_session(model, device, profile_prefix=os.path.join(tmp, "trace"), optimized_path=opt,

@@ -563,6 +563,15 @@ class CompiledModel:
 _CUMSUM_ROWS = 256
 
 
+def _stagewise_sum(init, lr, vals: np.ndarray) -> np.ndarray:
+    """``init + lr * tree_1 + lr * tree_2 + ...`` added strictly in tree order (a row-wise cumsum),
+    as scikit-learn's stage-by-stage loop does; ``init`` and ``lr`` scalars or per row."""
+    terms = np.empty((vals.shape[0], vals.shape[1] + 1), dtype=np.float64)
+    terms[:, 0] = init
+    np.multiply(lr, vals, out=terms[:, 1:])
+    return np.cumsum(terms, axis=1)[:, -1].copy()
+
+
 class _TreeModel(CompiledModel):
     def __init__(self, spec, n_features, names, forest: _Forest, allow_nan: bool, combine: str,
                  learning_rate: float = 1.0, init: float = 0.0):
@@ -582,10 +591,7 @@ class _TreeModel(CompiledModel):
         small = X.shape[0] < _CUMSUM_ROWS
         if self._combine == "gbm":  # init, then += learning_rate * tree, stage by stage
             if small:
-                terms = np.empty((X.shape[0], vals.shape[1] + 1), dtype=np.float64)
-                terms[:, 0] = self._init
-                np.multiply(self._lr, vals, out=terms[:, 1:])
-                return np.cumsum(terms, axis=1)[:, -1].copy()
+                return _stagewise_sum(self._init, self._lr, vals)
             y = np.full(X.shape[0], self._init, dtype=np.float64)
             lr = self._lr
             for t in range(vals.shape[1]):
@@ -627,10 +633,7 @@ class StackedGBM:
         if X.shape[0] == 0:
             return np.zeros(0, dtype=np.float64)
         vals = self._forest.leaf_values(_to_float32(X, False), self._roots[which])
-        terms = np.empty((X.shape[0], vals.shape[1] + 1), dtype=np.float64)
-        terms[:, 0] = self._init[which]
-        np.multiply(self._lr[which][:, None], vals, out=terms[:, 1:])
-        return np.cumsum(terms, axis=1)[:, -1].copy()  # sequential, as the stage-by-stage sums
+        return _stagewise_sum(self._init[which], self._lr[which][:, None], vals)
 
 
 class _LinearModel(CompiledModel):
