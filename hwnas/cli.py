@@ -3,6 +3,7 @@ progress to stderr.  User errors print ``error: <one line>`` and exit with statu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import warnings
@@ -229,7 +230,7 @@ def profile(device: str = typer.Option(..., "--device", help="device name or .to
     from .devices import load_device
     from .measure import MeasureConfig
     from .profile import ProfilePlan, build_profile
-    from .profile.store import ProfileStore
+    from .profile.fewshot import DEFAULT_SHOTS
 
     dev = load_device(device)
     if quick is not None and from_profile is None:
@@ -237,7 +238,7 @@ def profile(device: str = typer.Option(..., "--device", help="device name or .to
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"output path {out_dir} is a file, not a directory")
     if from_profile is not None:
-        _fewshot_profile(dev, out_dir, from_profile, 30 if quick is None else quick, seed, resume,
+        _fewshot_profile(dev, out_dir, from_profile, DEFAULT_SHOTS if quick is None else quick, seed, resume,
                          _space_from_options(resolutions, width_mults) if (resolutions or width_mults) else None,
                          MeasureConfig.quick() if short_timing else None)
         return
@@ -245,20 +246,9 @@ def profile(device: str = typer.Option(..., "--device", help="device name or .to
     pplan = ProfilePlan(n_archs=n_archs, n_kernels=n_kernels, n_kernel_profiles=n_kernel_profiles,
                         zoo_per_family=zoo_per_family,
                         time_budget_min=time_budget_min, seed=seed)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"output path {out_dir} is a file, not a directory")
-    with _progress() as prog:
-
-        _Bar = _bar_factory(prog)
-
-        try:
-            reports = build_profile(dev, out_dir, pplan, space=space, resume=resume,
-                                    config=MeasureConfig.quick() if short_timing else None, progress=_Bar)
-        except KeyboardInterrupt:
-            prog.stop()
-            n = ProfileStore(out_dir).row_counts() if (out_dir / "profile.sqlite").exists() else {}
-            err.print(f"interrupted: saved so far {n}; run again with --resume to continue")
-            raise typer.Exit(130)
+    with _measuring_into(out_dir) as bars:
+        reports = build_profile(dev, out_dir, pplan, space=space, resume=resume,
+                                config=MeasureConfig.quick() if short_timing else None, progress=bars)
     for r in reports:
         msg = f"{r.part:15s} {r.done_before + r.done_now:5d}/{r.planned:<5d} measured ({r.done_now} now) in {r.seconds:7.1f} s"
         if r.stopped_by_budget:
@@ -267,39 +257,40 @@ def profile(device: str = typer.Option(..., "--device", help="device name or .to
     err.print(f"profile written to {out_dir}")
 
 
-def _bar_factory(prog):
-    """A ``ProgressFactory`` (see ``hwnas.profile.campaign``) drawing bars on ``prog``."""
+@contextlib.contextmanager
+def _measuring_into(out_dir: Path):
+    """Progress bars for a profile being measured into ``out_dir`` (yields a ``ProgressFactory``,
+    see ``hwnas.profile.campaign``); on Ctrl-C, says what is saved and exits 130."""
+    from .profile.store import ProfileStore
 
-    class _Bar:
-        def __init__(self, part: str, total: int, done: int) -> None:
-            self.id = prog.add_task(part, total=total, completed=done)
+    with _progress() as prog:
 
-        def advance(self, n: int = 1) -> None:
-            prog.advance(self.id, n)
+        class _Bar:
+            def __init__(self, part: str, total: int, done: int) -> None:
+                self.id = prog.add_task(part, total=total, completed=done)
 
-        def close(self) -> None:
-            pass
+            def advance(self, n: int = 1) -> None:
+                prog.advance(self.id, n)
 
-    return _Bar
+            def close(self) -> None:
+                pass
+
+        try:
+            yield _Bar
+        except KeyboardInterrupt:
+            prog.stop()
+            n = ProfileStore(out_dir).row_counts() if (out_dir / "profile.sqlite").exists() else {}
+            err.print(f"interrupted: saved so far {n}; run again with --resume to continue")
+            raise typer.Exit(130)
 
 
 def _fewshot_profile(dev, out_dir: Path, ref: Path, n: int, seed: int, resume: bool, space, config) -> None:
     from .profile.fewshot import build_fewshot_profile
-    from .profile.store import ProfileStore
 
     t0 = time.perf_counter()
-    with _progress() as prog:
-
-        _Bar = _bar_factory(prog)
-
-        try:
-            rep = build_fewshot_profile(dev, out_dir, ref, n, seed=seed, resume=resume, space=space, config=config,
-                                        progress=_Bar, log=lambda m: err.print(m))
-        except KeyboardInterrupt:
-            prog.stop()
-            k = ProfileStore(out_dir).row_counts() if (out_dir / "profile.sqlite").exists() else {}
-            err.print(f"interrupted: saved so far {k}; run again with --resume to continue")
-            raise typer.Exit(130)
+    with _measuring_into(out_dir) as bars:
+        rep = build_fewshot_profile(dev, out_dir, ref, n, seed=seed, resume=resume, space=space, config=config,
+                                    progress=bars, log=lambda m: err.print(m))
     err.print(f"few-shot profile: {rep.done_before + rep.done_now} architectures measured ({rep.done_now} now, "
               f"{rep.seconds:.1f} s), {time.perf_counter() - t0:.1f} s in all")
     err.print(f"profile written to {out_dir}")
@@ -466,18 +457,14 @@ def evaluate(profile: Optional[Path] = typer.Option(None, "--profile", help="pro
 
 def _evaluate_fewshot(prof, full_profile: Optional[Path], json_out: bool) -> None:
     from .paths import profiles_dir
-    from .predictors.evaluate import evaluate_fewshot, find_full_profile
+    from .predictors.evaluate import evaluate_fewshot, find_full_profile, full_profile_mismatch
     from .profile import Profile
 
     if full_profile is not None:
         full = Profile.load(_profile_dir(full_profile), check_machine=False)
-        if full.meta.get("few_shot"):
-            raise InputError(f"--full-profile {full_profile} is itself a few-shot profile")
-        if full.device.to_dict() != prof.device.to_dict():
-            raise InputError(f"--full-profile {full_profile} is of device {full.device.name!r}, "
-                             f"not {prof.device.name!r}")
-        if full.meta.get("space") != prof.meta.get("space"):
-            raise InputError(f"--full-profile {full_profile} was made for another search space")
+        why = full_profile_mismatch(full.meta, prof)
+        if why:
+            raise InputError(f"--full-profile {full_profile} {why}")
     else:
         full = find_full_profile(prof, [prof.dir.parent, profiles_dir()])
     few = prof.meta["few_shot"]

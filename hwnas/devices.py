@@ -24,7 +24,6 @@ from .paths import devices_dir
 EXECUTION_MODES = ("sequential", "parallel")
 OPT_LEVELS = ("disabled", "basic", "extended", "all")
 PRECISIONS = ("fp32", "int8")
-SUPPORTED_PRECISIONS = ("fp32", "int8")
 
 
 @dataclass(frozen=True)
@@ -78,8 +77,6 @@ class DeviceSpec:
                 f"device {self.name!r}: execution provider {self.execution_provider} is not available here "
                 f"(available: {', '.join(ort.get_available_providers())})"
             )
-        if self.precision not in SUPPORTED_PRECISIONS:
-            raise InputError(f"device {self.name!r}: precision {self.precision!r} is not supported yet (fp32 only)")
         if self.core_affinity:
             allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
             missing = sorted(set(self.core_affinity) - set(allowed))

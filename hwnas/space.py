@@ -322,30 +322,7 @@ class SearchSpace:
                         out[r, base + 2 * j + 1] = b.expand
             return out
         if kind == "onehot":
-            nr, nw, nd, nk, ne = (len(self.resolutions), len(self.width_mults), len(self.depths),
-                                  len(self.kernels), len(self.expands))
-            slot = nk + ne
-            width = nr + nw + N_STAGES * nd + N_STAGES * self.max_depth * slot
-            out = np.zeros((len(archs), width), dtype=np.float32)
-            ri = {v: i for i, v in enumerate(self.resolutions)}
-            wi = {v: i for i, v in enumerate(self.width_mults)}
-            di = {v: i for i, v in enumerate(self.depths)}
-            ki = {v: i for i, v in enumerate(self.kernels)}
-            ei = {v: i for i, v in enumerate(self.expands)}
-            for r, a in enumerate(archs):
-                self.validate(a)
-                out[r, ri[a.resolution]] = 1
-                out[r, nr + wi[min(wi, key=lambda w: abs(w - a.width_mult))]] = 1
-                base = nr + nw
-                for s, stage in enumerate(a.stages):
-                    out[r, base + s * nd + di[len(stage)]] = 1
-                base += N_STAGES * nd
-                for s, stage in enumerate(a.stages):
-                    for j, b in enumerate(stage):
-                        o = base + (s * self.max_depth + j) * slot
-                        out[r, o + ki[b.kernel]] = 1
-                        out[r, o + nk + ei[b.expand]] = 1
-            return out
+            return self.genomes_to_onehot(self.archs_to_genomes(archs))
         raise ValueError(f"unknown encoding {kind!r}; use 'ordinal' or 'onehot'")
 
     # -- index genomes (vectorized search) ----------------------------------------------------
@@ -419,9 +396,9 @@ class SearchSpace:
         out[rows, nr + G[:, 1]] = 1
         out[rows[:, None], nr + nw + np.arange(N_STAGES) * nd + G[:, 2:2 + N_STAGES]] = 1
         # every block slot at once: its kernel and expand columns (inactive slots hit the spare)
-        active = self._active_slots(G).reshape(n, -1)  # (n, N_STAGES * md)
+        active = self._active_slots(G).reshape(n, N_STAGES * md)
         starts = nr + nw + N_STAGES * nd + np.arange(N_STAGES * md) * slot
-        blocks = G[:, 2 + N_STAGES:].reshape(n, -1, 2)
+        blocks = G[:, 2 + N_STAGES:].reshape(n, N_STAGES * md, 2)
         out[rows[:, None], np.where(active, starts[None, :] + blocks[..., 0], width)] = 1
         out[rows[:, None], np.where(active, starts[None, :] + nk + blocks[..., 1], width)] = 1
         out = out[:, :width]

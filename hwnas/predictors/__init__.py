@@ -138,7 +138,7 @@ def train_all(profile_dir: str | Path, names: list[str] | None = None, progress=
 
         if names and set(names) != {"transfer"}:
             raise InputError(f"{profile_dir} is a few-shot profile: only the 'transfer' predictor can be trained on it")
-        return adapt(profile_dir, log=progress)
+        return adapt(profile_dir, log=progress, profile=profile)
     explicit = bool(names)
     names = list(names) if names else list(PREDICTORS)
     # every predictor is fitted before any file is written: a failure leaves the saved ones as they were

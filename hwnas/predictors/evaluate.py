@@ -124,11 +124,28 @@ def choose_defaults(heldout: dict, names: Sequence[str]) -> dict:
     return {"arch": arch_default, "onnx": "kernel" if "kernel" in names else "macs"}
 
 
+def full_profile_mismatch(meta: dict, few: Profile) -> str | None:
+    """Why the profile with ``meta`` cannot judge the few-shot profile ``few`` (None: it can):
+    it must be a full profile of the same device and search space."""
+    from ..devices import DeviceSpec
+
+    if meta.get("few_shot"):
+        return "is itself a few-shot profile"
+    device = DeviceSpec.from_dict(meta["device"])
+    if device.to_dict() != few.device.to_dict():
+        return f"is of device {device.name!r}, not {few.device.name!r}"
+    if meta.get("space") != few.meta.get("space"):
+        return "was made for another search space"
+    return None
+
+
 def find_full_profile(few: Profile, search_dirs: Sequence) -> Profile | None:
-    """A full (not few-shot) profile of the same device and space among ``search_dirs``' subfolders."""
+    """A full (not few-shot) profile of the same device and space among ``search_dirs``' subfolders
+    (only its metadata is read until one matches)."""
     from pathlib import Path
 
-    want = few.device.to_dict()
+    from ..profile.store import ProfileStore
+
     for root in search_dirs:
         root = Path(root)
         if not root.is_dir():
@@ -137,11 +154,17 @@ def find_full_profile(few: Profile, search_dirs: Sequence) -> Profile | None:
             if d.resolve() == few.dir.resolve() or not (d / "profile.sqlite").is_file():
                 continue
             try:
+                store = ProfileStore(d, readonly=True)
+                try:
+                    meta = store.meta()
+                finally:
+                    store.close()
+                if full_profile_mismatch(meta, few) is not None:
+                    continue
                 p = Profile.load(d, check_machine=False)
             except Exception:  # a broken neighbour is not our concern here
                 continue
-            if (not p.meta.get("few_shot") and p.device.to_dict() == want and p.meta.get("space") == few.meta.get("space")
-                    and len(p.table("arch")) >= 20):
+            if len(p.table("arch")) >= 20:
                 return p
     return None
 

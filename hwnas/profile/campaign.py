@@ -37,6 +37,7 @@ from ..devices import DeviceSpec
 from ..errors import DeviceMismatchError, ProfileError
 from ..layers import BlockSpec, HeadSpec, StemSpec, plan
 from ..measure import CANARY_ARCH, CANARY_SEED, MeasureConfig, Measurer
+from ..quantize import for_device
 from ..space import N_STAGES, Arch, Block, SearchSpace, draw_unique
 from .store import ProfileStore
 
@@ -320,7 +321,8 @@ def build_profile(
                         if time.perf_counter() > deadline:
                             rep.stopped_by_budget = True
                             break
-                        model = t.build()
+                        # in the device's precision once (int8: quantized here, not again by each call below)
+                        model = for_device(t.build(), device.precision)
                         if part == "kernel_profile":
                             store.add_kernel_profile(t.key, m.profile_kernels(model))
                         else:

@@ -160,18 +160,19 @@ def build_fewshot_profile(
     return rep
 
 
-def adapt(profile_dir: str | Path, log: Callable[[str], None] | None = None, reference: tuple | None = None) -> dict:
+def adapt(profile_dir: str | Path, log: Callable[[str], None] | None = None, reference: tuple | None = None,
+          profile=None) -> dict:
     """Fit the transfer predictor of a few-shot profile and save it with its index.
 
-    ``reference``: :func:`load_reference`'s result when the caller has it already (otherwise the
-    profile's recorded reference is loaded)."""
+    ``reference``: :func:`load_reference`'s result, ``profile``: the loaded few-shot profile, when
+    the caller has them already (otherwise they are loaded)."""
     from .. import __version__
     from ..predictors import FORMAT_VERSION, predictors_dir, save_predictor
     from ..predictors.serialize import save_json
     from ..predictors.transfer import TransferPredictor
     from . import Profile
 
-    prof = Profile.load(profile_dir)
+    prof = profile if profile is not None else Profile.load(profile_dir)
     few = prof.meta.get("few_shot")
     if not few:
         raise ProfileError(f"{profile_dir} is not a few-shot profile")
