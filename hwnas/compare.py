@@ -93,6 +93,42 @@ def near_equal_spread(names: Sequence[str], proxy: Sequence[float], latency: Seq
     return out
 
 
+def _wrong_way(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (a, b) where a has the lower proxy yet the higher latency."""
+    return np.nonzero((x[:, None] < x[None, :]) & (y[:, None] > y[None, :]))
+
+
+def _pair(names: Sequence[str], x: np.ndarray, y: np.ndarray, ia: int, ib: int) -> dict:
+    return {"a": str(names[ia]), "a_proxy": float(x[ia]), "a_latency_ms": float(y[ia]),
+            "b": str(names[ib]), "b_proxy": float(x[ib]), "b_latency_ms": float(y[ib]),
+            "latency_ratio": float(y[ia] / y[ib]), "proxy_ratio": float(x[ia] / x[ib])}
+
+
+def _counterexamples(names: Sequence[str], x: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray,
+                     k: int) -> list[dict]:
+    if len(a) == 0:
+        return []
+    order = np.argsort(-(y[a] / y[b]), kind="stable")
+    used: set[int] = set()
+    out = []
+    for o in order:
+        ia, ib = int(a[o]), int(b[o])
+        if ia in used or ib in used:
+            continue
+        used |= {ia, ib}
+        out.append(_pair(names, x, y, ia, ib))
+        if len(out) >= k:
+            break
+    return out
+
+
+def _largest_gap(names: Sequence[str], x: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict | None:
+    if len(a) == 0:
+        return None
+    o = int(np.argmin(x[a] / x[b]))
+    return _pair(names, x, y, int(a[o]), int(b[o]))
+
+
 def counterexamples(names: Sequence[str], proxy: Sequence[float], latency: Sequence[float], k: int = 5) -> list[dict]:
     """Pairs where A has a lower proxy than B yet is slower, largest latency ratio A/B first.
 
@@ -101,38 +137,14 @@ def counterexamples(names: Sequence[str], proxy: Sequence[float], latency: Seque
     """
     x = np.asarray(proxy, dtype=float)
     y = np.asarray(latency, dtype=float)
-    a, b = np.nonzero((x[:, None] < x[None, :]) & (y[:, None] > y[None, :]))
-    if len(a) == 0:
-        return []
-    ratio = y[a] / y[b]
-    order = np.argsort(-ratio, kind="stable")
-    used: set[int] = set()
-    out = []
-    for o in order:
-        ia, ib = int(a[o]), int(b[o])
-        if ia in used or ib in used:
-            continue
-        used |= {ia, ib}
-        out.append({"a": str(names[ia]), "a_proxy": float(x[ia]), "a_latency_ms": float(y[ia]),
-                    "b": str(names[ib]), "b_proxy": float(x[ib]), "b_latency_ms": float(y[ib]),
-                    "latency_ratio": float(ratio[o]), "proxy_ratio": float(x[ia] / x[ib])})
-        if len(out) >= k:
-            break
-    return out
+    return _counterexamples(names, x, y, *_wrong_way(x, y), k)
 
 
 def largest_gap(names: Sequence[str], proxy: Sequence[float], latency: Sequence[float]) -> dict | None:
     """The pair where A is slower than B despite the largest proxy gap (smallest proxy_A / proxy_B)."""
     x = np.asarray(proxy, dtype=float)
     y = np.asarray(latency, dtype=float)
-    a, b = np.nonzero((x[:, None] < x[None, :]) & (y[:, None] > y[None, :]))
-    if len(a) == 0:
-        return None
-    o = int(np.argmin(x[a] / x[b]))
-    ia, ib = int(a[o]), int(b[o])
-    return {"a": str(names[ia]), "a_proxy": float(x[ia]), "a_latency_ms": float(y[ia]),
-            "b": str(names[ib]), "b_proxy": float(x[ib]), "b_latency_ms": float(y[ib]),
-            "latency_ratio": float(y[ia] / y[ib]), "proxy_ratio": float(x[ia] / x[ib])}
+    return _largest_gap(names, x, y, *_wrong_way(x, y))
 
 
 def proxy_stats(names: Sequence[str], proxy: Sequence[float], latency: Sequence[float], k: int = 5) -> dict:
@@ -142,6 +154,7 @@ def proxy_stats(names: Sequence[str], proxy: Sequence[float], latency: Sequence[
     if len(x) < 3:
         raise HwnasError(f"need at least 3 models for correlation statistics, got {len(x)}")
     mis, comp = misranked_pairs(x, y)
+    a, b = _wrong_way(x, y)
     return {
         "n": int(len(x)),
         "pearson": float(sps.pearsonr(x, y).statistic),
@@ -151,13 +164,18 @@ def proxy_stats(names: Sequence[str], proxy: Sequence[float], latency: Sequence[
         "comparable_pairs": comp,
         "misranked_share": mis / comp if comp else float("nan"),
         "near_equal": near_equal_spread(names, x, y),
-        "counterexamples": counterexamples(names, x, y, k),
-        "largest_gap": largest_gap(names, x, y),
+        "counterexamples": _counterexamples(names, x, y, a, b, k),
+        "largest_gap": _largest_gap(names, x, y, a, b),
     }
 
 
 # --------------------------------------------------------------------------------------------
 # MACs-optimal vs latency-optimal under a budget, on one or more devices
+
+
+def default_budgets(latency_ms: Sequence[float]) -> list[float]:
+    """The default budgets: the ``BUDGET_QUANTILES`` of the given latencies, rounded to 0.1 ms."""
+    return [round(float(np.quantile(latency_ms, q)), 1) for q in BUDGET_QUANTILES]
 
 
 def budget_picks(keys: Sequence[str], macs: Sequence[float], latency_ms: Sequence[float], budget_ms: float,
@@ -223,19 +241,20 @@ def compare_devices(profiles: Sequence, budgets_ms: Sequence[float] | None = Non
     if len(keys) < 3:
         raise InputError(f"the profiles share only {len(keys)} measured architectures; comparing devices needs "
                          f"at least 3 (profile them with the same --seed and space)")
-    first = tables[0].loc[keys, "corrected_ms"].to_numpy(float)
     if budgets_ms is None:
-        budgets_ms = [round(float(np.quantile(first, q)), 1) for q in BUDGET_QUANTILES]
+        budgets_ms = default_budgets(tables[0].loc[keys, "corrected_ms"].to_numpy(float))
     check_budgets(budgets_ms)
     names = [p.device.name for p in profiles]
     labels = [n if names.count(n) == 1 else f"{n} ({p.dir})" for n, p in zip(names, profiles)]
     # each device's linear MACs -> latency fit, on all of its own architectures
     fits = [tuple(np.polyfit(t["macs"].to_numpy(float), t["corrected_ms"].to_numpy(float), 1)) for t in tables]
+    # the common architectures' MACs and latency on each device
+    common_pts = [(sub["macs"].to_numpy(float), sub["corrected_ms"].to_numpy(float))
+                  for sub in (t.loc[keys] for t in tables)]
     rows = []
     for budget in budgets_ms:
-        for p, t, label, fit, pred in zip(profiles, tables, labels, fits, predicted):
-            sub = t.loc[keys]
-            r = budget_picks(keys, sub["macs"].to_numpy(float), sub["corrected_ms"].to_numpy(float), budget, fit)
+        for p, t, label, fit, pred, (m, ms) in zip(profiles, tables, labels, fits, predicted, common_pts):
+            r = budget_picks(keys, m, ms, budget, fit)
             r["device"] = label
             r["profile"] = str(p.dir)
             r["predicted"] = pred
@@ -272,8 +291,6 @@ def compare_precisions(fp32, int8, k: int = 5) -> dict:
     """Which architectures int8 quantization speeds up, by how much, and whether rankings change.
 
     Uses the architectures measured on both profiles (drift-corrected ms)."""
-    from scipy import stats as sps
-
     a = fp32.table("arch").set_index("key")
     b = int8.table("arch").set_index("key")
     keys = sorted(set(a.index) & set(b.index))
@@ -348,9 +365,7 @@ def _zoo_points(profile) -> pd.DataFrame:
 def load_models(paths: Sequence, input_shapes: dict[str, list[int]] | None = None) -> list:
     """Load and check every ONNX file up front (``InputError`` naming the file on any problem).
     Already loaded models (``LoadedModel``) pass through."""
-    from .onnx_io import load_onnx
-
-    from .onnx_io import LoadedModel
+    from .onnx_io import LoadedModel, load_onnx
 
     loaded = []
     for p in paths:
@@ -486,6 +501,7 @@ def compare(profile_dirs: Sequence[str | Path], models: Sequence = (), budgets_m
     say(f"loaded {len(profiles)} profile(s)")
 
     keys = list(arch["key"])
+    resolutions = [_resolution(k) for k in keys]
     lat = arch["corrected_ms"].to_numpy(float)
     stats: dict = {
         "profile": str(prof.dir), "device": prof.device.name, "canary_reference_ms": prof.canary_reference_ms,
@@ -495,14 +511,14 @@ def compare(profile_dirs: Sequence[str | Path], models: Sequence = (), budgets_m
         "archs": {"macs": proxy_stats(keys, arch["macs"].to_numpy(float), lat),
                   "params": proxy_stats(keys, arch["params"].to_numpy(float), lat)},
     }
-    per_gmac = arch.assign(resolution=[_resolution(k) for k in keys],
+    per_gmac = arch.assign(resolution=resolutions,
                            width=[k.split("_")[1][1:] for k in keys], ms_per_gmac=lat / (arch["macs"] / 1e9))
     stats["archs"]["ms_per_gmac"] = [
         {"resolution": int(r), "width_mult": float(w), "n": len(g), "median": float(g["ms_per_gmac"].median()),
          "min": float(g["ms_per_gmac"].min()), "max": float(g["ms_per_gmac"].max())}
         for (r, w), g in per_gmac.groupby(["resolution", "width"])]
     arch_points = pd.DataFrame({"source": "space", "name": keys, "family": "MobileNetV3 space",
-                                "resolution": [_resolution(k) for k in keys], "macs": arch["macs"].astype(float),
+                                "resolution": resolutions, "macs": arch["macs"].astype(float),
                                 "params": arch["params"].astype(float), "latency_ms": lat})
     say("MACs vs latency statistics")
 
@@ -582,7 +598,7 @@ def kernel_breakdown(profile, arch: str | None = None, with_prediction: bool = T
     scaled to its calibrated end-to-end prediction.  ``arch=None`` picks the profiled
     architecture with the median latency.
     """
-    from .predictors.kernel_features import featurize_records, records_from_frame
+    from .predictors.kernel_features import kernel_family, records_from_frame
 
     table = profile.table("arch").set_index("key")
     profiled = profiled_archs(profile)
@@ -595,14 +611,12 @@ def kernel_breakdown(profile, arch: str | None = None, with_prediction: bool = T
     if arch in profiled:
         kr = profile.kernel_records[profile.kernel_records["arch"] == arch]
         recs = records_from_frame(kr)
-        rows, uncovered = featurize_records(recs)
-        fam_of = {r.name: r.family for r in rows}
         total_raw = sum(r.duration_ms for r in recs)
         e2e = float(table.loc[arch, "corrected_ms"])
         scale = e2e / total_raw if total_raw > 0 else 0.0
         meas: dict[str, float] = {}
         for r in recs:
-            f = fam_of.get(r.node_name, "other")
+            f = kernel_family(r.op_type, r.input_shapes, r.output_shapes, r.attributes) or "other"
             meas[f] = meas.get(f, 0.0) + r.duration_ms * scale
         out["measured"] = meas
         out["measured_ms"] = e2e
@@ -618,14 +632,14 @@ def kernel_breakdown(profile, arch: str | None = None, with_prediction: bool = T
         except HwnasError as e:
             out["prediction_error"] = str(e)
         else:
-            s = sum(p.relative for p in preds)
+            # exact sums in a fixed family order: ORT does not always list the kernels in the same order
+            s = math.fsum(p.relative for p in preds)
             e2e_rel = kp.calibrate_sum(s)
             scale = e2e_rel / max(s, 1e-12) * kp.canary_reference_ms_
-            pred: dict[str, float] = {}
+            by_family: dict[str, list[float]] = {}
             for p in preds:
-                f = "other" if p.family == "uncovered" else p.family
-                pred[f] = pred.get(f, 0.0) + p.relative * scale
-            out["predicted"] = pred
+                by_family.setdefault("other" if p.family == "uncovered" else p.family, []).append(p.relative * scale)
+            out["predicted"] = {f: math.fsum(by_family[f]) for f in sorted(by_family)}
             out["predicted_ms"] = e2e_rel * kp.canary_reference_ms_
     return out
 
@@ -670,7 +684,7 @@ def headline(stats: dict) -> list[str]:
         lines.append(f"largest MACs gap the wrong way: {g['a_proxy'] / 1e6:.0f} MMACs runs {g['a_latency_ms']:.2f} ms, "
                      f"slower than {g['b_proxy'] / 1e6:.0f} MMACs at {g['b_latency_ms']:.2f} ms "
                      f"({100 * (1 - g['proxy_ratio']):.0f}% fewer MACs)")
-    groups = a.get("ms_per_gmac") or stats["archs"].get("ms_per_gmac") or []
+    groups = stats["archs"].get("ms_per_gmac") or []
     if groups:
         lo = min(groups, key=lambda r: r["median"])
         hi = max(groups, key=lambda r: r["median"])

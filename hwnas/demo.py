@@ -11,7 +11,6 @@ Each step is one function taking a ``Steps`` object for progress; the CLI draws 
 
 from __future__ import annotations
 
-import html
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -111,34 +110,29 @@ def predict_some(profile, canary_now_ms: float, steps: Steps, n: int = N_PREDICT
 
 def search_budgets(profile) -> list[float]:
     """Three budgets: the 25th, 50th and 75th percentile of the profile's measured architectures."""
-    from .compare import BUDGET_QUANTILES
+    from .compare import default_budgets
 
-    lat = profile.table("arch")["corrected_ms"].to_numpy(float)
-    return [round(float(np.quantile(lat, q)), 1) for q in BUDGET_QUANTILES]
+    return default_budgets(profile.table("arch")["corrected_ms"].to_numpy(float))
 
 
-def _accuracy_choice(profile_dir: Path) -> tuple[str, str | None]:
+def _accuracy_choice(space) -> tuple[str, str | None]:
     """The search's accuracy estimator: the trained predictor when there is one, else MACs."""
     from .accuracy import make_estimator
 
     try:
-        make_estimator("predictor", None, _space_of(profile_dir))
+        make_estimator("predictor", None, space)
         return "predictor", None
     except HwnasError as e:
         return "macs", (f"no trained accuracy predictor ({e}); the demo's search maximizes MACs under each budget "
                         f"instead (a capacity proxy)")
 
 
-def _space_of(profile_dir: Path):
-    from .profile import Profile
-
-    return Profile.load(profile_dir, check_machine=False).space
-
-
-def run_searches(profile_dir: Path, budgets: Sequence[float], steps: Steps,
+def run_searches(profile_dir: Path, space, budgets: Sequence[float], steps: Steps,
                  population: int = SEARCH_POPULATION, generations: int = SEARCH_GENERATIONS,
                  verify_top: int = VERIFY_TOP) -> dict:
     """One latency-constrained search per budget, each winner verified by measuring it.
+
+    ``space``: the search space of the profile at ``profile_dir`` (``Profile.space``).
 
     Returns ``{"candidates": DataFrame (every evaluated architecture, predicted_latency_ms,
     accuracy_estimate, measured_latency_ms for verified ones), "best": [dict per budget],
@@ -146,7 +140,7 @@ def run_searches(profile_dir: Path, budgets: Sequence[float], steps: Steps,
     """
     from .search import SearchConfig, run_search, verify
 
-    accuracy, note = _accuracy_choice(profile_dir)
+    accuracy, note = _accuracy_choice(space)
     notes = [note] if note else []
     histories, best = [], []
     meaning, unit = accuracy, ""
@@ -168,9 +162,9 @@ def run_searches(profile_dir: Path, budgets: Sequence[float], steps: Steps,
         vadv = steps.task(f"verify ≤ {b:g} ms (measure)", verify_top)
         verify(res, verify_top, lambda done, total, _v=vadv: _v())
         meaning = res.accuracy_meaning
-        unit = getattr(res, "accuracy_unit", "") or unit
+        unit = res.accuracy_unit or unit
         notes += res.notes
-        h = res.history() if callable(res.history) else res.history.copy()
+        h = res.history()
         h["budget_ms"] = float(b)
         h["measured_latency_ms"] = np.nan
         for c in res.top[0][:verify_top]:
@@ -192,11 +186,9 @@ def run_searches(profile_dir: Path, budgets: Sequence[float], steps: Steps,
 # report sections
 
 
-def _esc(x) -> str:
-    return html.escape(str(x))
-
-
 def machine_section(m: dict) -> str:
+    from .report import _esc
+
     rows = (f"<p>Canary now: <b>{m['canary_now_ms']:.3f} ms</b> (median of {m['rounds']} rounds); the profile's "
             f"reference: {m['canary_reference_ms']:.3f} ms; difference {100 * m['difference']:+.1f}% "
             f"(warning above ±{100 * CANARY_TOLERANCE:.0f}%).</p>")
@@ -208,7 +200,7 @@ def machine_section(m: dict) -> str:
 
 
 def predictions_section(df: pd.DataFrame) -> str:
-    from .report import _table
+    from .report import _esc, _table
 
     rows = [[f"<code>{_esc(r.arch)}</code>", f"{r.macs / 1e6:.0f}", f"{r.predicted_ms:.3f}",
              f"{r.relative_to_canary:.3f}", f"{r.predicted_ms_now:.3f}"] for r in df.itertuples()]
@@ -218,7 +210,7 @@ def predictions_section(df: pd.DataFrame) -> str:
 
 
 def search_section(s: dict) -> str:
-    from .report import _table
+    from .report import _esc, _table
 
     rows = []
     for b in s["best"]:
@@ -259,13 +251,14 @@ def run_demo(out_dir: str | Path, profile_dir: str | Path | None, steps: Steps) 
     overall()
     budgets = search_budgets(profile)
     try:
-        search = run_searches(d, budgets, steps)
+        search = run_searches(d, profile.space, budgets, steps)
     except ImportError as e:  # the search module is not there (older checkout)
         search = {"candidates": None, "best": [], "notes": [f"search skipped: {e}"], "accuracy": "n/a"}
         steps.warn(f"search skipped: {e}")
     overall()
     adv = steps.task("compare MACs vs latency", 5)
-    comparison = compare([d], budgets_ms=budgets, progress=lambda msg: adv())
+    # the profile loaded above, with its machine-mismatch notes, as `hwnas compare` passes it
+    comparison = compare([profile], budgets_ms=budgets, progress=lambda msg: adv(), notes_in=fp_notes)
     overall()
     adv = steps.task("report", 2)
     bd = kernel_breakdown(profile)

@@ -260,14 +260,19 @@ def _measured_col(df: pd.DataFrame) -> str | None:
     return None
 
 
-def plot_pareto(candidates, path: Path, budgets_ms: Sequence[float] = (), accuracy_label: str = "accuracy estimate") -> Path:
+def plot_pareto(candidates, path: Path, budgets_ms: Sequence[float] = (), accuracy_label: str = "accuracy estimate",
+                front: np.ndarray | None = None) -> Path:
     """Search candidates (predicted latency vs accuracy estimate), the Pareto front, verified
-    measurements where the table has them, and the budgets."""
+    measurements where the table has them, and the budgets.
+
+    ``front``: the candidates' ``pareto_mask`` when the caller has it already (computed here
+    otherwise)."""
     plt = _plt()
     df = read_candidates(candidates)
     lat = df["predicted_latency_ms"].to_numpy(float)
     acc = df["accuracy_estimate"].to_numpy(float)
-    front = pareto_mask(lat, acc)
+    if front is None:
+        front = pareto_mask(lat, acc)
     if np.nanmax(np.abs(acc)) >= 1e5:  # a count (MACs, params) as the objective: show millions
         acc = acc / 1e6
         accuracy_label = accuracy_label[:-1] + ", millions)" if accuracy_label.endswith(")") \
@@ -349,9 +354,13 @@ def _proxy_row(label: str, s: dict, acc: dict | None = None) -> list:
             _f(acc["mape_pct"], 2) + "%" if acc else "", _pct(acc["within_10pct"]) if acc else ""]
 
 
-def _counter_rows(cs: Sequence[dict], unit: str, scale: float) -> list:
-    return [[f"<code>{_esc(c['a'])}</code>", _f(c["a_proxy"] / scale, 1), _f(c["a_latency_ms"], 2),
-             f"<code>{_esc(c['b'])}</code>", _f(c["b_proxy"] / scale, 1), _f(c["b_latency_ms"], 2),
+def _counter_rows(cs: Sequence[dict], scale: float | None = None, decimals: int = 1) -> list:
+    """Table rows of counterexample pairs; proxy values divided by ``scale`` (``None``: as they are)."""
+    def proxy(v) -> str:
+        return _f(v if scale is None else v / scale, decimals)
+
+    return [[f"<code>{_esc(c['a'])}</code>", proxy(c["a_proxy"]), _f(c["a_latency_ms"], 2),
+             f"<code>{_esc(c['b'])}</code>", proxy(c["b_proxy"]), _f(c["b_latency_ms"], 2),
              f"{c['latency_ratio']:.2f}x"] for c in cs]
 
 
@@ -392,15 +401,14 @@ def write_report(comparison, out_dir: str | Path, candidates=None, breakdown: di
             if breakdown.get("profiled") and "predicted" in breakdown else ""
         figs.append((plot_kernel_breakdown(breakdown, out / "kernel_breakdown.png"),
                      f"Per-kernel-type latency of one architecture, from {src}.{extra}"))
-    cand = None
+    cand = on_front = mc = None
     if candidates is not None:
         cand = read_candidates(candidates)
-        keep = pareto_mask(cand["predicted_latency_ms"], cand["accuracy_estimate"])
+        on_front = pareto_mask(cand["predicted_latency_ms"], cand["accuracy_estimate"])
         mc = _measured_col(cand)
-        if mc:
-            keep |= cand[mc].notna().to_numpy()
+        keep = on_front | cand[mc].notna().to_numpy() if mc else on_front
         cand[keep].sort_values("predicted_latency_ms").to_csv(out / "pareto_front.csv", index=False)
-        figs.append((plot_pareto(cand, out / "pareto.png", budgets_ms, accuracy_label),
+        figs.append((plot_pareto(cand, out / "pareto.png", budgets_ms, accuracy_label, front=on_front),
                      "Search candidates, predicted latency vs accuracy estimate; red: the Pareto front; blue diamonds: "
                      "latency measured when the search verified its picks; dotted: the budgets."))
     (out / "compare.json").write_text(json.dumps(st, indent=2) + "\n")
@@ -440,7 +448,7 @@ def write_report(comparison, out_dir: str | Path, candidates=None, breakdown: di
 
     hdr = ["A (fewer MACs)", "A MMACs", "A ms", "B", "B MMACs", "B ms", "A / B latency"]
     parts.append("<h2>Worst counterexamples: fewer MACs, yet slower</h2>"
-                 + _table(hdr, _counter_rows(a["macs"]["counterexamples"], "MMACs", 1e6), left=(0, 3),
+                 + _table(hdr, _counter_rows(a["macs"]["counterexamples"], 1e6), left=(0, 3),
                           table_id="counterexamples"))
     g = a["macs"].get("largest_gap")
     if g:
@@ -448,9 +456,7 @@ def write_report(comparison, out_dir: str | Path, candidates=None, breakdown: di
                      f"{100 * (1 - g['proxy_ratio']):.0f}% fewer MACs than <code>{_esc(g['b'])}</code> and runs "
                      f"{g['a_latency_ms']:.2f} ms against {g['b_latency_ms']:.2f} ms.</p>")
     if "heldout" in pred and pred["heldout"]["counterexamples"]:
-        rows = [[f"<code>{_esc(c['a'])}</code>", _f(c["a_proxy"], 2), _f(c["a_latency_ms"], 2),
-                 f"<code>{_esc(c['b'])}</code>", _f(c["b_proxy"], 2), _f(c["b_latency_ms"], 2),
-                 f"{c['latency_ratio']:.2f}x"] for c in pred["heldout"]["counterexamples"]]
+        rows = _counter_rows(pred["heldout"]["counterexamples"], decimals=2)
         parts.append(f"<p>The {_esc(pred['name'])} predictor's worst held-out misrankings (A predicted faster, measured "
                      "slower):</p>" + _table(["A", "A predicted ms", "A ms", "B", "B predicted ms", "B ms",
                                               "A / B latency"], rows, left=(0, 3)))
@@ -466,7 +472,7 @@ def write_report(comparison, out_dir: str | Path, candidates=None, breakdown: di
                      f"{gm['min']:.1f} ms ({_esc(gm['min_model'])}) to {gm['max']:.1f} ms ({_esc(gm['max_model'])}).</p>"
                      + _table(["family", "median ms per GMAC"], rows))
         if f.get("macs") and f["macs"]["counterexamples"]:
-            parts.append(_table(hdr, _counter_rows(f["macs"]["counterexamples"], "MMACs", 1e6), left=(0, 3)))
+            parts.append(_table(hdr, _counter_rows(f["macs"]["counterexamples"], 1e6), left=(0, 3)))
     if st.get("models"):
         rows = [[_esc(m["name"]), _f(m["macs"] / 1e6, 1), _f(m["params"] / 1e6, 2), _f(m["latency_ms"], 3),
                  _f(m["relative_to_canary"], 3), _pct(m["noise_rel"])] for m in st["models"]]
@@ -517,9 +523,7 @@ def write_report(comparison, out_dir: str | Path, candidates=None, breakdown: di
             + "<p>Most and least helped:</p>"
             + _table(["architecture", "fp32 ms", "int8 ms", "speed-up"], rows, table_id="int8-picks"))
     if cand is not None:
-        on_front = pareto_mask(cand["predicted_latency_ms"], cand["accuracy_estimate"])
         front = cand[on_front].sort_values("predicted_latency_ms")
-        mc = _measured_col(cand)
         shown = front.iloc[np.unique(np.linspace(0, len(front) - 1, min(len(front), 15)).round().astype(int))]
         if mc:  # the verified picks too, front or not
             shown = pd.concat([shown, cand[cand[mc].notna()]]).drop_duplicates("arch" if "arch" in cand else None)
