@@ -42,11 +42,11 @@ ROOT = HERE.parent
 
 
 def _probe_step_seconds(space, data, cfg, steps: int = 4) -> float:
-    """Median seconds of a sandwich step on a throwaway supernet (after one warm-up step)."""
+    """Median seconds of a sandwich step (the training's own, :func:`sandwich_step`) on a
+    throwaway supernet (after one warm-up step)."""
     import torch
-    import torch.nn.functional as F
 
-    from hwnas.accuracy.supernet import Batches, Supernet, _make_optimizer, _sandwich, _kd_loss
+    from hwnas.accuracy.supernet import Batches, Supernet, _make_optimizer, sandwich_step
 
     torch.manual_seed(123)
     net = Supernet(space, data.n_classes, cfg.kernel_mode).to(memory_format=torch.channels_last).train()
@@ -59,14 +59,7 @@ def _probe_step_seconds(space, data, cfg, steps: int = 4) -> float:
         idx = tr[rng.permutation(len(tr))[:cfg.batch_size]]
         x, y = b.tensor(idx), torch.from_numpy(data.labels[idx])
         t0 = time.perf_counter()
-        opt.zero_grad()
-        teacher = None
-        for k, a in enumerate(_sandwich(space, rng, cfg.n_random)):
-            out = net(b.resize(x, b.size_of(a)), a)
-            loss = F.cross_entropy(out, y) if k == 0 else _kd_loss(out, teacher)
-            teacher = out.detach() if k == 0 else teacher
-            loss.backward()
-        opt.step()
+        sandwich_step(net, opt, b, x, y, rng, cfg)
         if i:
             times.append(time.perf_counter() - t0)
     return float(np.median(times))
@@ -80,7 +73,7 @@ def main() -> None:
     from hwnas.accuracy.estimators import MacsEstimator, NaswotEstimator, ParamsEstimator
     from hwnas.accuracy.predictor import (PAIRS_FILE, PREDICTOR_FILE, AccuracyPredictor, checkpoint_id, fit_auto,
                                           rank_metrics, supernet_pairs)
-    from hwnas.accuracy.supernet import (CHECKPOINT, META, TrainConfig, _epoch_batches, evaluate_archs,
+    from hwnas.accuracy.supernet import (CHECKPOINT, TrainConfig, _epoch_batches, evaluate_archs,
                                          load_supernet, train_standalone, train_supernet)
     from hwnas.space import DEFAULT_SPACE as S
 
@@ -162,15 +155,22 @@ def main() -> None:
 
     # 3. accuracy predictor -----------------------------------------------------------------------
     t0 = time.perf_counter()
-    pair_archs, pair_acc = supernet_pairs(work, args.n_pairs + 20, seed=1, space=S, loaded=ls)
+    # the training pairs: the first n_pairs of the first n_pairs + 20 seeded subnets that are not
+    # test subnets.  Seeded draws are prefixes of longer ones, so the 20 spares are drawn only if
+    # the test set took some of the first n_pairs (supernet_pairs reuses the measured ones).
     test_keys = {str(a) for a in eval_archs}
-    keep = [i for i, a in enumerate(pair_archs) if str(a) not in test_keys][:args.n_pairs]
+    for n_draw in (args.n_pairs, args.n_pairs + 20):
+        pair_archs, pair_acc = supernet_pairs(work, n_draw, seed=1, space=S, loaded=ls)
+        keep = [i for i, a in enumerate(pair_archs) if str(a) not in test_keys][:args.n_pairs]
+        if len(keep) == args.n_pairs:
+            break
     pair_archs = [pair_archs[i] for i in keep]
     pair_acc = pair_acc[keep]
     t_pairs = time.perf_counter() - t0
     # the shipped predictor: model and features chosen by 5-fold CV on the training pairs only
     shipped = fit_auto(pair_archs, pair_acc, S)
-    main_m = rank_metrics(shipped.predict(eval_archs), acc)
+    pred_vals = shipped.predict(eval_archs)
+    main_m = rank_metrics(pred_vals, acc)
     chosen = f"{shipped.model}/{shipped.features}"
     variants = {}  # every candidate on the test subnets, for information (not used to choose)
     for model in ("gbm", "mlp"):
@@ -191,7 +191,6 @@ def main() -> None:
     macs = MacsEstimator(S).estimate(eval_archs)
     sp = lambda v: float(stats.spearmanr(v, acc).statistic)  # noqa: E731
     kt = lambda v: float(stats.kendalltau(v, acc).statistic)  # noqa: E731
-    pred_vals = shipped.predict(eval_archs)
     res["ranking_vs_inherited"] = {
         "naswot": {"spearman": sp(nw), "kendall": kt(nw), "seconds_per_arch": t_nw / len(acc)},
         "params": {"spearman": sp(params), "kendall": kt(params)},
@@ -218,19 +217,19 @@ def main() -> None:
     # ship ----------------------------------------------------------------------------------------
     ship = Path(args.ship)
     ship.mkdir(parents=True, exist_ok=True)
-    meta = json.loads((work / META).read_text())
+    meta = ls.meta  # supernet.json as loaded (nothing has written it since)
+    ck = checkpoint_id(work)
     shipped.info.update({
         "target": f"top-1 % with inherited supernet weights on builtin:digits (validation split, {len(ls.val_idx)} images)",
         "source": f"supernet subnets (builtin:digits, {r.epochs_done} epochs, {r.seconds:.0f} s)",
         "heldout": main_m | {"n_train": len(pair_archs), "test": f"{len(acc)} other random subnets"},
-        "supernet": {"checkpoint": checkpoint_id(work), "epochs_done": meta["epochs_done"],
+        "supernet": {"checkpoint": ck, "epochs_done": meta["epochs_done"],
                      "train_seconds": meta["train_seconds"], "dataset": meta["dataset"]["source"],
                      "fingerprint": meta["dataset"]["fingerprint"], "config": meta["config"]},
     })
     shipped.save(ship / PREDICTOR_FILE)
     with open(ship / PAIRS_FILE, "w", encoding="utf-8") as f:
         f.write("arch,accuracy,checkpoint,role\n")
-        ck = checkpoint_id(work)
         for a, v in zip(pair_archs, pair_acc):
             f.write(f"{a},{v:.4f},{ck},train\n")
         for a, v in zip(eval_archs, acc):

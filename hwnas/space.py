@@ -20,6 +20,7 @@ modules and ONNX graphs lives in :mod:`hwnas.builders`.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -116,6 +117,12 @@ class Arch:
                 blocks.append(Block(int(bm.group(1)), int(bm.group(2))))
             stages.append(tuple(blocks))
         return cls(res, width, tuple(stages))
+
+
+def stable_hash(key: str, salt: str) -> int:
+    """A 32-bit hash of ``salt:key``, the same on every run and machine: what held-out splits and
+    folds of architectures are drawn from (a key's side never depends on the other keys)."""
+    return int(hashlib.sha256(f"{salt}:{key}".encode()).hexdigest()[:8], 16)
 
 
 def draw_unique(draw: Callable[[], "Arch"], n: int, unique: bool = True) -> list["Arch"]:

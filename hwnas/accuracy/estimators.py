@@ -153,8 +153,6 @@ class NaswotEstimator(AccuracyEstimator):
     def __init__(self, space: SearchSpace = DEFAULT_SPACE, data=None, accuracy_dir: str | os.PathLike | None = None,
                  n_images: int = 64, seed: int = 0) -> None:
         super().__init__(space)
-        import torch
-
         from .data import ImageDataset, load_dataset
         from .supernet import Batches
 
@@ -168,7 +166,6 @@ class NaswotEstimator(AccuracyEstimator):
         self._n_classes = ds.n_classes
         self._seed = seed
         self._sized: dict = {}
-        self._torch = torch
         self.meaning = (f"NASWOT zero-cost proxy: log|det K| of activation codes of the untrained network on "
                         f"{len(pick)} images of {ds.source} (higher = activations separate images better)")
 
@@ -257,15 +254,7 @@ class PredictorEstimator(AccuracyEstimator):
     def estimate_genomes(self, G: np.ndarray) -> np.ndarray:
         """Vectorized path for the search: index genomes (``SearchSpace.random_genomes``) straight
         to the predictor's features, no architecture objects built (same values as ``estimate``)."""
-        from ..cost import cost_table
-
-        kind, _, extra = self.predictor.features.partition("+")
-        X = self.space.genomes_to_ordinal(G) if kind == "ordinal" else self.space.genomes_to_onehot(G)
-        X = X.astype(np.float64)
-        if extra == "cost":
-            c = cost_table(self.space).costs(G)
-            X = np.hstack([X, np.log10(np.stack([c["macs"], c["params"]], axis=1).astype(np.float64))])
-        return self.predictor.predict_features(X)
+        return self.predictor.predict_features(self.predictor.features_from_genomes(G, self.space))
 
 
 ESTIMATORS: dict[str, type[AccuracyEstimator]] = {

@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..space import DEFAULT_SPACE, Arch, SearchSpace
+from ..space import DEFAULT_SPACE, Arch, SearchSpace, stable_hash
 
 FORMAT = "hwnas-accuracy-predictor"
 VERSION = 1
@@ -70,17 +70,21 @@ def heldout_split(keys: Sequence[str], test_fraction: float = 0.25, salt: str = 
     """Deterministic split of positions by a hash of each key: ``(train, test)``."""
     train, test = [], []
     for i, k in enumerate(keys):
-        h = int(hashlib.sha256(f"{salt}:{k}".encode()).hexdigest()[:8], 16) / 2**32
-        (test if h < test_fraction else train).append(i)
+        (test if stable_hash(k, salt) / 2**32 < test_fraction else train).append(i)
     return train, test
 
 
 def cost_features(X_ordinal: np.ndarray, space: SearchSpace) -> np.ndarray:
     """``[log10 MACs, log10 params]`` per row of the space's ordinal encoding (1000-class head,
     equal to :func:`hwnas.cost.arch_cost`), vectorized through the space's cost table."""
+    return _genome_cost_features(space.ordinal_to_genomes(X_ordinal), space)
+
+
+def _genome_cost_features(G: np.ndarray, space: SearchSpace) -> np.ndarray:
+    """``[log10 MACs, log10 params]`` per index genome of ``space`` (through its cost table)."""
     from ..cost import cost_table
 
-    c = cost_table(space).costs(space.ordinal_to_genomes(X_ordinal))
+    c = cost_table(space).costs(G)
     return np.log10(np.stack([c["macs"], c["params"]], axis=1).astype(np.float64))
 
 
@@ -99,13 +103,30 @@ class AccuracyPredictor:
         self.info: dict = {}
 
     # -- features ------------------------------------------------------------------------------
-    def transform(self, archs: Sequence[Arch]) -> np.ndarray:
+    def _feature_parts(self) -> tuple[str, bool]:
+        """(encoding kind, whether the cost columns are appended) of ``features``."""
         kind, _, extra = self.features.partition("+")
+        return kind, extra == "cost"
+
+    def transform(self, archs: Sequence[Arch]) -> np.ndarray:
+        kind, cost = self._feature_parts()
         archs = list(archs)
         ordinal = self.space.encode(archs, "ordinal").astype(np.float64)
         X = ordinal if kind == "ordinal" else self.space.encode(archs, kind).astype(np.float64)
-        if extra == "cost":
+        if cost:
             X = np.hstack([X, cost_features(ordinal, self.space)])
+        return X
+
+    def features_from_genomes(self, G: np.ndarray, space: SearchSpace | None = None) -> np.ndarray:
+        """The feature matrix of index genomes ``G`` of ``space`` (default: the predictor's own
+        space; ``SearchSpace.random_genomes``), vectorized: for genomes of the predictor's space,
+        the same rows as :meth:`transform` of their architectures."""
+        space = self.space if space is None else space
+        kind, cost = self._feature_parts()
+        X = space.genomes_to_ordinal(G) if kind == "ordinal" else space.genomes_to_onehot(G)
+        X = X.astype(np.float64)
+        if cost:
+            X = np.hstack([X, _genome_cost_features(G, space)])
         return X
 
     # -- fitting -------------------------------------------------------------------------------
@@ -162,11 +183,11 @@ class AccuracyPredictor:
 
     def predict_encoded(self, X_ordinal: np.ndarray) -> np.ndarray:
         """Predictions from the space's ordinal encoding (fast path for searches; ordinal features only)."""
-        kind, _, extra = self.features.partition("+")
+        kind, cost = self._feature_parts()
         if kind != "ordinal":
             raise ValueError(f"predict_encoded needs ordinal features; this predictor uses {self.features!r}")
         X = np.asarray(X_ordinal, dtype=np.float64)
-        if extra == "cost":
+        if cost:
             X = np.hstack([X, cost_features(X, self.space)])
         return self.predict_features(X)
 
@@ -328,7 +349,7 @@ AUTO_CANDIDATES = (("gbm", "ordinal"), ("gbm", "ordinal+cost"), ("gbm", "onehot+
 
 
 def _folds(keys: Sequence[str], k: int, salt: str = "hwnas-acc-cv") -> np.ndarray:
-    return np.array([int(hashlib.sha256(f"{salt}:{x}".encode()).hexdigest()[:8], 16) % k for x in keys])
+    return np.array([stable_hash(x, salt) % k for x in keys])
 
 
 def cross_validate(archs: Sequence[Arch], accuracy: Sequence[float], space: SearchSpace = DEFAULT_SPACE,

@@ -55,13 +55,15 @@ from ..builders.torch_model import BN_EPS, MobileNetV3, build_torch
 from ..errors import InputError, first_line
 from ..layers import STAGE_SE, STAGE_STRIDES, BlockSpec, plan
 from ..space import DEFAULT_SPACE, N_STAGES, Arch, Block, SearchSpace
-from .data import ImageDataset, input_size, load_dataset
+from .data import BUILTIN_DIGITS, ImageDataset, input_size, load_dataset
 
 FORMAT = "hwnas-supernet"
 VERSION = 1
 CHECKPOINT = "supernet.pt"
 META = "supernet.json"
 KERNEL_MODES = ("transform", "crop")
+SPACE_KEYS = ("resolutions", "width_mults", "depths", "kernels", "expands")
+"""The choice lists of a space dict (``SearchSpace.to_dict``) that checkpoints are checked on."""
 
 __all__ = [
     "CHECKPOINT",
@@ -74,6 +76,7 @@ __all__ = [
     "extract_subnet",
     "load_supernet",
     "recalibrate_bn",
+    "sandwich_step",
     "train_standalone",
     "train_supernet",
 ]
@@ -523,6 +526,29 @@ def _kd_loss(logits: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return -(F.softmax(teacher, 1) * F.log_softmax(logits, 1)).sum(1).mean()
 
 
+def sandwich_step(net: Supernet, opt: torch.optim.Optimizer, batches: "Batches", x: torch.Tensor, y: torch.Tensor,
+                  rng: np.random.Generator, cfg: TrainConfig) -> float:
+    """One optimizer step of the sandwich rule on the batch ``(x, y)`` (``x`` at the dataset's
+    size): the gradients of the largest, the smallest and ``cfg.n_random`` subnets drawn from
+    ``rng`` are accumulated, then ``opt`` steps (at its current learning rate).  Returns the
+    largest subnet's loss."""
+    opt.zero_grad(set_to_none=True)
+    teacher = None
+    largest_loss = 0.0
+    for k, arch in enumerate(_sandwich(net.space, rng, cfg.n_random)):
+        logits = net(batches.resize(x, batches.size_of(arch)), arch)
+        if k == 0 or not cfg.distill:
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            if k == 0:
+                teacher = logits.detach()
+                largest_loss = float(loss.detach())
+        else:
+            loss = _kd_loss(logits, teacher)
+        loss.backward()
+    opt.step()
+    return largest_loss
+
+
 def checkpoint_paths(out_dir: str | os.PathLike) -> tuple[Path, Path]:
     d = Path(out_dir)
     return d / CHECKPOINT, d / META
@@ -558,7 +584,7 @@ def read_meta(out_dir: str | os.PathLike) -> dict:
     ckpt, meta_path = checkpoint_paths(out_dir)
     if not meta_path.is_file():
         raise InputError(f"no supernet in {out_dir} ({META} missing); train one with "
-                         f"`hwnas supernet train --data {_DATA_HINT} --out {out_dir}`")
+                         f"`hwnas supernet train --data {BUILTIN_DIGITS} --out {out_dir}`")
     try:
         meta = load_json(meta_path)
     except ValueError as e:
@@ -570,13 +596,10 @@ def read_meta(out_dir: str | os.PathLike) -> dict:
     return meta
 
 
-_DATA_HINT = "builtin:digits"
-
-
 def _load_blob(ckpt: Path) -> dict:
     if not ckpt.is_file():
         raise InputError(f"no supernet checkpoint {ckpt}; train one with "
-                         f"`hwnas supernet train --data {_DATA_HINT} --out {ckpt.parent}`")
+                         f"`hwnas supernet train --data {BUILTIN_DIGITS} --out {ckpt.parent}`")
     try:
         blob = torch.load(ckpt, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
@@ -587,11 +610,15 @@ def _load_blob(ckpt: Path) -> dict:
     return blob
 
 
+def _choices_within(inner: Iterable, outer: Iterable) -> bool:
+    """True if every value of ``inner`` is one of ``outer`` (compared as floats)."""
+    return set(map(float, inner)) <= set(map(float, outer))
+
+
 def space_covers(outer: dict, inner: dict) -> bool:
     """True if every choice of space dict ``inner`` is also a choice of ``outer``."""
-    keys = ("resolutions", "width_mults", "depths", "kernels", "expands")
     try:
-        return all(set(map(float, inner[k])) <= set(map(float, outer[k])) for k in keys)
+        return all(_choices_within(inner[k], outer[k]) for k in SPACE_KEYS)
     except (KeyError, TypeError, ValueError):
         return False
 
@@ -600,11 +627,10 @@ def _check_compatible(meta: dict, want: dict, where: str, exact: bool = True) ->
     """``want``: the wanted net's meta (space, n_classes, kernel_mode).  ``exact`` (resuming):
     the same space; otherwise (estimating) the checkpoint's space must cover the wanted one."""
     got_space, want_space = meta.get("space") or {}, want["space"]
-    keys = ("resolutions", "width_mults", "depths", "kernels", "expands")
     if exact:
-        diffs = [k for k in keys if list(map(float, got_space.get(k) or [])) != list(map(float, want_space[k]))]
+        diffs = [k for k in SPACE_KEYS if list(map(float, got_space.get(k) or [])) != list(map(float, want_space[k]))]
     else:
-        diffs = [k for k in keys if not set(map(float, want_space[k])) <= set(map(float, got_space.get(k) or []))]
+        diffs = [k for k in SPACE_KEYS if not _choices_within(want_space[k], got_space.get(k) or [])]
     if diffs:
         detail = "; ".join(f"{k}: checkpoint {got_space.get(k)} vs wanted {want_space[k]}" for k in diffs)
         what = "width multipliers" if diffs == ["width_mults"] else "search space"
@@ -715,20 +741,8 @@ def train_supernet(data: ImageDataset | str, out_dir: str | os.PathLike, cfg: Tr
             lr = _lr_at(cfg, epoch * steps_per_epoch + bi, total, steps_per_epoch)
             for g in opt.param_groups:
                 g["lr"] = lr
-            opt.zero_grad(set_to_none=True)
-            teacher = None
-            for k, arch in enumerate(_sandwich(space, rng, cfg.n_random)):
-                logits = net(batches.resize(x, batches.size_of(arch)), arch)
-                if k == 0 or not cfg.distill:
-                    loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-                    if k == 0:
-                        teacher = logits.detach()
-                        loss_sum += float(loss.detach()) * len(y)
-                        n_sum += len(y)
-                else:
-                    loss = _kd_loss(logits, teacher)
-                loss.backward()
-            opt.step()
+            loss_sum += sandwich_step(net, opt, batches, x, y, rng, cfg) * len(y)
+            n_sum += len(y)
             bi += 1
             done_steps += 1
             if progress is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -10,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..profile import Profile
-from ..space import Arch
+from ..space import Arch, stable_hash
 from .kernel_features import KernelRow, featurize_records, records_from_frame
 
 
@@ -35,8 +34,7 @@ def holdout_split(keys: Iterable[str], test_fraction: float = 0.5, salt: str = "
     """Deterministic train/test split by a hash of each key (stable across runs and machines)."""
     train, test = [], []
     for k in keys:
-        h = int(hashlib.sha256(f"{salt}:{k}".encode()).hexdigest()[:8], 16) / 2**32
-        (test if h < test_fraction else train).append(k)
+        (test if stable_hash(k, salt) / 2**32 < test_fraction else train).append(k)
     return train, test
 
 
