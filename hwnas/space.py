@@ -411,6 +411,30 @@ class SearchSpace:
         out = out[:, :width]
         return out
 
+    def genomes_into(self, other: "SearchSpace", G: np.ndarray) -> np.ndarray:
+        """Genomes of this space as genomes of ``other`` (the same architectures), which must offer
+        every choice of this one; ValueError naming a choice it lacks."""
+        G = np.asarray(G, dtype=np.int64)
+        n, md = len(G), self.max_depth
+
+        def index_map(name: str) -> np.ndarray:
+            pos = {float(v): i for i, v in enumerate(getattr(other, name))}
+            missing = [v for v in getattr(self, name) if float(v) not in pos]
+            if missing:
+                raise ValueError(f"{name}: {missing[0]} is not a choice of the other space {list(getattr(other, name))}")
+            return np.array([pos[float(v)] for v in getattr(self, name)], dtype=np.int64)
+
+        out = np.zeros((n, len(other.genome_cardinalities)), dtype=np.int64)
+        out[:, 0] = index_map("resolutions")[G[:, 0]]
+        out[:, 1] = index_map("width_mults")[G[:, 1]]
+        out[:, 2:2 + N_STAGES] = index_map("depths")[G[:, 2:2 + N_STAGES]]
+        blocks = G[:, 2 + N_STAGES:].reshape(n, N_STAGES, md, 2)
+        theirs = np.zeros((n, N_STAGES, other.max_depth, 2), dtype=np.int64)  # other's max depth covers ours
+        theirs[:, :, :md, 0] = index_map("kernels")[blocks[..., 0]]
+        theirs[:, :, :md, 1] = index_map("expands")[blocks[..., 1]]
+        out[:, 2 + N_STAGES:] = theirs.reshape(n, -1)
+        return out
+
     def genomes_to_archs(self, G: np.ndarray) -> list[Arch]:
         blocks = self._blocks  # type: ignore[attr-defined]
         md = self.max_depth

@@ -584,3 +584,27 @@ def test_bundled_predictor_answers_out_of_the_box():
     est = make_estimator("predictor")
     big, small = est.estimate([DEFAULT_SPACE.largest(), DEFAULT_SPACE.smallest()])
     assert big > small and "digits" in est.meaning
+
+
+@pytest.mark.parametrize("features", ["onehot+cost", "ordinal+cost", "onehot"])
+def test_predictor_genome_path_on_a_smaller_space(tmp_path, features):
+    """The search's vectorized path (index genomes of the search's space) gives the same figures
+    as predicting the architectures, also when the search space is a subset of the predictor's
+    (its genomes index other choices: onehot features had the wrong width)."""
+    archs = DEFAULT_SPACE.sample_many(80, seed=0)
+    y = np.array([np.log10(arch_cost(a).macs) * 10 + a.width_mult for a in archs])
+    p, _ = fit_predictor(archs, y, model="gbm", features=features)
+    p.save(tmp_path / "predictor.json")
+    for space in (DEFAULT_SPACE, SearchSpace(resolutions=(160, 224), width_mults=(1.2,), kernels=(5, 7), expands=(4, 6))):
+        est = make_estimator("predictor", tmp_path, space)
+        G = space.random_genomes(np.random.default_rng(3), 50)
+        np.testing.assert_allclose(est.estimate_genomes(G), est.estimate(space.genomes_to_archs(G)), rtol=1e-12)
+
+
+def test_genomes_into_a_covering_space():
+    small = SearchSpace(resolutions=(160, 224), width_mults=(1.2,), depths=(2, 3), kernels=(7,), expands=(3, 6))
+    G = small.random_genomes(np.random.default_rng(0), 40)
+    big = small.genomes_into(DEFAULT_SPACE, G)
+    assert DEFAULT_SPACE.genomes_to_archs(big) == small.genomes_to_archs(G)
+    with pytest.raises(ValueError, match="resolutions: 224"):
+        small.genomes_into(SearchSpace(resolutions=(128, 160)), G)

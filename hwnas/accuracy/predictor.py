@@ -119,14 +119,15 @@ class AccuracyPredictor:
 
     def features_from_genomes(self, G: np.ndarray, space: SearchSpace | None = None) -> np.ndarray:
         """The feature matrix of index genomes ``G`` of ``space`` (default: the predictor's own
-        space; ``SearchSpace.random_genomes``), vectorized: for genomes of the predictor's space,
-        the same rows as :meth:`transform` of their architectures."""
-        space = self.space if space is None else space
+        space, which must cover ``space``; ``SearchSpace.random_genomes``), vectorized: the same
+        rows as :meth:`transform` of their architectures."""
+        if space is not None and space.to_dict() != self.space.to_dict():
+            G = space.genomes_into(self.space, G)  # a smaller space's genomes index other choices
         kind, cost = self._feature_parts()
-        X = space.genomes_to_ordinal(G) if kind == "ordinal" else space.genomes_to_onehot(G)
+        X = self.space.genomes_to_ordinal(G) if kind == "ordinal" else self.space.genomes_to_onehot(G)
         X = X.astype(np.float64)
         if cost:
-            X = np.hstack([X, _genome_cost_features(G, space)])
+            X = np.hstack([X, _genome_cost_features(G, self.space)])
         return X
 
     # -- fitting -------------------------------------------------------------------------------
