@@ -511,6 +511,8 @@ def compare_cmd(profile: Optional[List[Path]] = typer.Option(
                     None, "--budget-ms", help="budget for MACs- vs latency-optimal picks (repeat; default: quartiles)"),
                 input_shape: Optional[List[str]] = typer.Option(None, "--input-shape",
                                                                 help="NAME=1,3,224,224 for dynamic ONNX inputs"),
+                remeasure: int = typer.Option(0, "--remeasure", min=0, help="re-measure the budget rules' picks N times "
+                                              "each, interleaved (0: judge them on the profile's measurements)"),
                 json_out: bool = typer.Option(False, "--json")) -> None:
     """MACs vs measured latency: correlations, misranked pairs, counterexamples, the predictor's fix."""
     from .compare import compare as run_compare
@@ -529,9 +531,9 @@ def compare_cmd(profile: Optional[List[Path]] = typer.Option(
     loaded = load_models(list(models or []), shapes)
     profiles, notes = open_profiles(dirs)
     with _progress() as prog:
-        task = prog.add_task("compare", total=5 + len(loaded))
-        comp = run_compare(profiles, loaded, list(budget_ms) if budget_ms else None,
-                           input_shapes=shapes, progress=lambda msg: prog.advance(task), notes_in=notes)
+        task = prog.add_task("compare", total=5 + len(loaded) + (2 + remeasure if remeasure else 0))
+        comp = run_compare(profiles, loaded, list(budget_ms) if budget_ms else None, input_shapes=shapes,
+                           progress=lambda msg: prog.advance(task), notes_in=notes, remeasure=remeasure)
         report = None
         if out_dir is not None:
             from .report import write_report
@@ -539,7 +541,8 @@ def compare_cmd(profile: Optional[List[Path]] = typer.Option(
             rtask = prog.add_task("report", total=2)
             bd = kernel_breakdown(comp.profile)
             prog.advance(rtask)
-            cmd = "hwnas compare " + " ".join(f"--profile {d}" for d in dirs) + f" --out {out_dir}"
+            cmd = "hwnas compare " + " ".join(f"--profile {d}" for d in dirs) + f" --out {out_dir}" \
+                + (f" --remeasure {remeasure}" if remeasure else "")
             report = write_report(comp, out_dir, breakdown=bd, budgets_ms=comp.stats["devices"]["budgets_ms"],
                                   command=cmd)
             prog.advance(rtask)

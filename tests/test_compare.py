@@ -156,6 +156,13 @@ def test_report_tables_agree_with_data(report):
     ho = pd.read_csv(d / "heldout.csv")
     assert saved["predictor"]["heldout"]["spearman"] == pytest.approx(
         sps.spearmanr(ho["predicted_ms"], ho["measured_ms"]).statistic)
+    # the budget rules' table counts the misses its saved picks show
+    br = saved["budget_rules"]
+    pairs = [r for r in br["rows"] if r["macs_rule"] and r["predictor_rule"]]
+    header, *rows = parser.tables["budget-rules-profile_ms"]
+    for row, rule in zip(rows, ("macs_rule", "predictor_rule")):
+        misses = sum(r[rule]["profile_ms"] > r["budget_ms"] for r in pairs)
+        assert row[1] == f"{misses}/{len(pairs)}"
 
 
 def test_report_embeds_every_png(report):

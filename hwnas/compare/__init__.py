@@ -22,7 +22,8 @@ from .headline import headline
 from .inputs import (MIN_ARCHS, Progress, load_models, load_profile, measure_models, open_profiles,
                      require_enough_archs)
 from .precision import compare_precisions, precision_pair
-from .run import Comparison, compare, default_arch_predictor, heldout_predictions
+from .heldout import default_arch_predictor, heldout_predictions
+from .run import Comparison, compare
 from .stats import (NEAR_EQUAL_TOL, counterexamples, largest_gap, misranked_pairs, near_equal_spread,
                     proxy_stats)
 

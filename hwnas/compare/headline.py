@@ -45,12 +45,13 @@ def headline(stats: dict) -> list[str]:
         g = f["ms_per_gmac"]
         lines.append(f"{f['n']} models of other families: latency per GMAC from {g['min']:.1f} ms ({g['min_model']}) "
                      f"to {g['max']:.1f} ms ({g['max_model']}), {g['ratio']:.1f}x")
+    lines += budget_rules_lines(stats.get("budget_rules") or {})
     for r in stats.get("devices", {}).get("rows", []):
         mp, lp = r["macs_pick"], r["latency_pick"]
         if mp and lp:
             lines.append(f"budget {r['budget_ms']:.1f} ms on {r['device']}: MACs pick {mp['macs'] / 1e6:.0f} MMACs at "
-                         f"{mp['latency_ms']:.2f} ms ({'fits' if mp['fits'] else 'misses the budget'}), latency pick "
-                         f"{lp['macs'] / 1e6:.0f} MMACs at {lp['latency_ms']:.2f} ms"
+                         f"{mp['latency_ms']:.2f} ms ({'fits' if mp['fits'] else 'misses the budget'}); in hindsight, "
+                         f"the most MACs measured within it: {lp['macs'] / 1e6:.0f} MMACs at {lp['latency_ms']:.2f} ms"
                          + (" (same architecture)" if r["same"] else ""))
     q = stats.get("int8")
     if q:
@@ -59,3 +60,20 @@ def headline(stats: dict) -> list[str]:
                      f"({sp['min']:.2f}x to {sp['max']:.2f}x); latency ranking Spearman {rk['spearman']:.3f}, "
                      f"{100 * rk['misranked_share']:.1f}% of pairs change order")
     return lines
+
+
+def budget_rules_lines(br: dict) -> list[str]:
+    """The MACs rule against the predictor rule (``budget_rules``), judged on fresh measurements
+    when there are any, else on the profile's."""
+    sm = br.get("remeasured") or br.get("profile")
+    if not sm or not sm.get("n"):
+        return []
+    m, p, g = sm["macs_rule"], sm["predictor_rule"], sm["macs_gain"]
+    on = (f"re-measured {br['repeats']}x interleaved" if sm["judged_on"] == "remeasured_ms"
+          else "the profile's single measurements")
+    ci = g["mean_ci95"] or [float("nan")] * 2
+    return [f"budget rules fitted on one half, picking from the other ({sm['n']} budget x half pairs, judged on {on}): "
+            f"the MACs rule misses the budget {m['misses']}/{sm['n']} times ({100 * m['miss_ci95'][0]:.0f}-"
+            f"{100 * m['miss_ci95'][1]:.0f}%), the {br['predictor']} predictor rule {p['misses']}/{sm['n']} "
+            f"({100 * p['miss_ci95'][0]:.0f}-{100 * p['miss_ci95'][1]:.0f}%); the predictor's pick has "
+            f"{100 * g['mean']:+.1f}% MACs on average (95% CI {100 * ci[0]:+.1f} to {100 * ci[1]:+.1f}%)"]

@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import HwnasError, InputError
+from .budget_rules import budget_rules
 from .budgets import compare_devices
+from .heldout import default_arch_predictor, heldout_predictions
 from .inputs import Progress, load_models, measure_models, open_profiles, resolution_of, zoo_points
 from .precision import compare_precisions, precision_pair
 from .stats import proxy_stats
@@ -29,43 +31,14 @@ class Comparison:
     profiles: list = field(default_factory=list)
 
 
-def default_arch_predictor(profile_dir: Path) -> str:
-    """The profile's default predictor for architectures (``learned`` if none is trained)."""
-    from ..predictors import read_index
-
-    try:
-        return read_index(profile_dir)["default"]["arch"]
-    except HwnasError:
-        return "learned"
-
-
-def heldout_predictions(profile, name: str) -> pd.DataFrame:
-    """Fit ``name`` and the MACs-linear baseline on one half of the architectures; predict the other."""
-    from ..predictors import make_predictor
-    from ..predictors.data import arch_data, holdout_split
-
-    arch = profile.table("arch")
-    train, test = holdout_split(list(arch["key"]))
-    pred = make_predictor(name).fit(profile, train)
-    macs = make_predictor("macs").fit(profile, train)
-    data = arch_data(profile, test)
-    ref = profile.canary_reference_ms
-    sub = arch.set_index("key").loc[[str(a) for a in data.archs]]
-    return pd.DataFrame({
-        "key": [str(a) for a in data.archs],
-        "resolution": [a.resolution for a in data.archs],
-        "macs": sub["macs"].to_numpy(float),
-        "measured_ms": data.relative * ref,
-        "predicted_ms": pred.predict_relative(data.archs) * ref,
-        "macs_linear_ms": macs.predict_relative(data.archs) * ref,
-    }).assign(n_train=len(train))
-
-
 def compare(profile_dirs: Sequence[str | Path], models: Sequence = (), budgets_ms: Sequence[float] | None = None,
             predictor: str | None = None, input_shapes: dict[str, list[int]] | None = None,
-            progress: Progress | None = None, notes_in: Sequence[str] = (), measure_config=None) -> Comparison:
+            progress: Progress | None = None, notes_in: Sequence[str] = (), measure_config=None,
+            remeasure: int = 0) -> Comparison:
     """MACs vs measured latency on the first profile (plus ONNX ``models``), the default
-    predictor's held-out statistics, and MACs- vs latency-optimal picks on every profile.
+    predictor's held-out statistics, the MACs rule against the predictor rule under budgets
+    (``budget_rules``; their picks re-measured ``remeasure`` times each when > 0), and MACs-
+    vs latency-optimal picks on every profile.
 
     ``profile_dirs`` may hold ``Profile`` objects already opened (``open_profiles``; pass
     their machine notes as ``notes_in``).  ``measure_config``: how to time the ONNX models
@@ -116,6 +89,7 @@ def compare(profile_dirs: Sequence[str | Path], models: Sequence = (), budgets_m
     except HwnasError as e:
         ho = pd.DataFrame(columns=["key", "resolution", "macs", "measured_ms", "predicted_ms", "macs_linear_ms"])
         stats["predictor"] = {"name": name, "error": str(e)}
+        rules = {"predictor": name, "error": str(e)}
     else:
         from ..predictors.evaluate import metrics
 
@@ -127,6 +101,8 @@ def compare(profile_dirs: Sequence[str | Path], models: Sequence = (), budgets_m
             "accuracy": metrics(ho["predicted_ms"].to_numpy(float), y),
             "macs_linear_accuracy": metrics(ho["macs_linear_ms"].to_numpy(float), y),
         }
+        rules = budget_rules(prof, name, repeats=remeasure, measure_config=measure_config, first_half=ho,
+                             progress=say if remeasure else None)
         ho = ho.drop(columns="n_train")
     say(f"held-out {name} predictor")
 
@@ -150,6 +126,7 @@ def compare(profile_dirs: Sequence[str | Path], models: Sequence = (), budgets_m
         stats["models"] = onnx_pts.drop(columns=["source"]).to_dict(orient="records")
     say("other model families")
 
+    stats["budget_rules"] = rules
     stats["devices"] = compare_devices(profiles, budgets_ms)
     say("MACs-optimal vs latency-optimal")
     pair = precision_pair(profiles)
