@@ -493,8 +493,13 @@ def write_report(comparison, out_dir: str | Path, candidates=None, breakdown: di
         parts.append(f"<h2>Budget rules, judged on {on}</h2>" + _table(
             ["rule", "misses the budget", "95% interval", "within budget x 1.05", "median latency / budget"], rows,
             table_id=f"budget-rules-{sm['judged_on']}")
-            + f"<p>The predictor rule's pick has {_pct(g['mean'])} more MACs than the MACs rule's on average (95% "
+            + f"<p>The predictor rule's pick has {100 * g['mean']:+.1f}% MACs against the MACs rule's on average (95% "
             f"bootstrap interval {_pct(ci[0])} to {_pct(ci[1])}; same pick in {sm['same_pick']} of {sm['n']}).</p>")
+        rm = br.get("remeasure") if sm["judged_on"] == "remeasured_ms" else None
+        if rm:
+            parts.append(f"<p class='note'>{rm['n_archs']} distinct picks, {rm['measurements']} measurements; spread of a "
+                         f"pick's repeats: median {_pct(rm['repeat_spread_median'])}, max {_pct(rm['repeat_spread_max'])}; "
+                         f"re-measured / profile's figure: median {_f(rm['remeasured_over_profile_median'])}.</p>")
     if br.get("rows"):
         parts.append(f"<p class='note'>Each rule is fitted on one half of the measured architectures ({br['halves'][0]} / "
                      f"{br['halves'][1]}) and picks, among the other half, the architecture with the most MACs whose "
