@@ -90,6 +90,8 @@ def compare(profile_dirs: Sequence[str | Path], models: Sequence = (), budgets_m
         ho = pd.DataFrame(columns=["key", "resolution", "macs", "measured_ms", "predicted_ms", "macs_linear_ms"])
         stats["predictor"] = {"name": name, "error": str(e)}
         rules = {"predictor": name, "error": str(e)}
+        if remeasure:
+            stats["warnings"].append(f"no budget rules to re-measure: {e}")
     else:
         from ..predictors.evaluate import metrics
 
