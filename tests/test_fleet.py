@@ -67,9 +67,8 @@ def test_fleet_dir_of_another_version_is_refused_untouched(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """Two measuring nodes on this machine (each its own resource) and a head that does not measure.
-    The nodes take a lock of their own: the test does not wait for other hwnas runs on the machine."""
+def cluster():
+    """Two measuring nodes on this machine (each its own resource) and a head that does not measure."""
     ray = pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
 
@@ -77,8 +76,7 @@ def cluster(tmp_path_factory):
 
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     nodes = {tag: c.add_node(num_cpus=1, resources={"hwnas": 1, f"hwnas_{tag}": 1}) for tag in ("a", "b")}
-    env = dict(runtime_env(), env_vars={"HWNAS_LOCK_DIR": str(tmp_path_factory.mktemp("lock"))})
-    ray.init(address=c.address, runtime_env=env, logging_level="ERROR", log_to_driver=False)
+    ray.init(address=c.address, runtime_env=runtime_env(), logging_level="ERROR", log_to_driver=False)
     yield c, nodes
     ray.shutdown()
     c.shutdown()
@@ -101,6 +99,7 @@ def _rows(db):
         con.close()
 
 
+@pytest.mark.slow
 def test_node_killed_mid_profile_then_rerun_loses_and_duplicates_nothing(cluster, tmp_path):
     from hwnas.fleet.run import profile_fleet
     from hwnas.predictors import load_predictor
@@ -156,6 +155,7 @@ def test_node_killed_mid_profile_then_rerun_loses_and_duplicates_nothing(cluster
     assert r.returncode == 0 and {x["done"] for x in json.loads(r.stdout)} == {N_QUICK}
 
 
+@pytest.mark.slow
 def test_sharded_campaign_merges_into_one_profile(cluster, tmp_path):
     from hwnas.fleet.run import FleetConfig, profile_fleet
     from hwnas.profile import Profile
@@ -181,6 +181,7 @@ def test_sharded_campaign_merges_into_one_profile(cluster, tmp_path):
     assert len(Profile.load(merged).measurements) == 10
 
 
+@pytest.mark.slow
 def test_bad_nodes_are_refused_before_anything_is_written(cluster, tmp_path):
     from hwnas.fleet.run import FleetConfig, profile_fleet
 

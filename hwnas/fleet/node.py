@@ -62,9 +62,13 @@ class NodeProfiler:
     def check(self, device: dict) -> str | None:
         """Why this node cannot run the device (None when it can)."""
         try:
-            DeviceSpec.from_dict(device).check_runnable()
+            dev = DeviceSpec.from_dict(device)
+            dev.check_runnable()
         except HwnasError as e:
             return str(e)
+        cores = self.describe()["cores"]
+        if dev.intra_op_threads > len(cores):
+            return f"it runs {dev.intra_op_threads} threads and this node has {len(cores)} usable cores"
         return None
 
     def load(self, name: str, device: dict, space: dict, pplan: dict, parts: tuple[str, ...],

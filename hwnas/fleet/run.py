@@ -83,6 +83,7 @@ class Campaign:
     node: Node
     planned: int
     store: ProfileStore | None = None
+    measured_now: int = 0
 
 
 @dataclass
@@ -293,8 +294,8 @@ def profile_fleet(cfg: FleetConfig, log: Callable[[str], None] = lambda m: None,
         merged = {d.name: f"{d.name}-{layout.class_key(nodes[0].desc['fingerprint'])}" for d in cfg.devices}
         for c in camps:
             _check_existing(out / c.rel, c.device, settings, c.node)
-        for rel in merged.values() if cfg.shard else ():
-            _check_existing(out / rel, next(d for d in cfg.devices if rel.startswith(d.name + "-")), settings, None)
+        for dev in cfg.devices if cfg.shard else ():
+            _check_existing(out / merged[dev.name], dev, settings, None)
         # every check passed: from here on things are written
         profiles = dict(fleet.get("profiles", {}))
         shards = dict(fleet.get("shards", {}))
@@ -333,6 +334,12 @@ def profile_fleet(cfg: FleetConfig, log: Callable[[str], None] = lambda m: None,
                        results, time.perf_counter() - t0, failed)
 
 
+def _shard_dirs(out: Path, device: str) -> list[Path]:
+    """Every shard of ``device`` in the fleet directory (this run's nodes or earlier ones)."""
+    shards = (layout.read_fleet(out) or {}).get("shards", {})
+    return [out / layout.SHARDS / name for name, e in sorted(shards.items()) if e.get("device") == device]
+
+
 def _logged_store(store: ProfileStore) -> set[tuple[str, str]]:
     return {(k, key) for k, key in store.conn.execute("SELECT kind, key FROM fleet_log")}
 
@@ -346,7 +353,7 @@ def _plan_queues(cfg: FleetConfig, out: Path, nodes: list[Node], camps: list[Cam
         mine = [c for c in camps if c.device.name == dev.name]
         if cfg.shard:
             done: set = set()
-            for p in (out / layout.SHARDS).glob(f"{dev.name}-*"):
+            for p in _shard_dirs(out, dev.name):
                 done |= _logged(p)
             todo = [(part, t) for part, ts in tasks[dev.name].items() for t in ts if (part, t.key) not in done]
             for i, (part, t) in enumerate(todo):
@@ -389,10 +396,16 @@ def _dispatch(cfg: FleetConfig, nodes: list[Node], queues: dict[str, list], on_r
             continue
         _store_record(c.store, part, t, rec, node.name)
         node.done_now += 1
+        c.measured_now += 1
         stored += 1
         if on_record is not None:
             on_record(node.name, stored)
         submit(node)
+
+
+def _unfinished(profile_dir: Path) -> bool:
+    """No predictors yet (a finished profile is merged, adapted or trained once, not on every rerun)."""
+    return not (profile_dir / "predictors" / "index.json").is_file()
 
 
 def _finish(cfg: FleetConfig, out: Path, camps: list[Campaign], merged: dict[str, str], few: dict | None,
@@ -404,11 +417,17 @@ def _finish(cfg: FleetConfig, out: Path, camps: list[Campaign], merged: dict[str
     targets: list[tuple[str, DeviceSpec]] = []
     if cfg.shard:
         for dev in cfg.devices:
-            shards = sorted((out / layout.SHARDS).glob(f"{dev.name}-*"))
+            shards = _shard_dirs(out, dev.name)
             done = sum(len(_logged(p)) for p in shards)
             planned = next(c.planned for c in camps if c.device.name == dev.name)
             results[merged[dev.name]] = {"device": dev.name, "measured": done, "planned": planned}
+            remerge = any(c.measured_now for c in camps if c.device.name == dev.name) or \
+                not (out / merged[dev.name] / "profile.sqlite").is_file()
             if done < planned:
+                continue
+            if not remerge:
+                if _unfinished(out / merged[dev.name]):
+                    targets.append((merged[dev.name], dev))
                 continue
             first = ProfileStore(shards[0], readonly=True)
             try:
@@ -426,7 +445,7 @@ def _finish(cfg: FleetConfig, out: Path, camps: list[Campaign], merged: dict[str
         for c in camps:
             done = len(_logged(out / c.rel))
             results[c.rel] = {"device": c.device.name, "measured": done, "planned": c.planned}
-            if done == c.planned:
+            if done == c.planned and (c.measured_now or _unfinished(out / c.rel)):
                 targets.append((c.rel, c.device))
     for rel, dev in targets:
         if few:
