@@ -8,7 +8,9 @@ nodes ``{"hwnas_a": 1, "pool": 1}``, ``{"hwnas_b": 1, "pool": 1}``, ``{"hwnas_c"
 * **3 devices**: one ``fleet profile`` per device, placed by each node's own resource
   (``--resource hwnas_a``...), all three started at once; each few-shot profile is scored like
   ``benchmarks/new_device.py``: on the full profile ``profiles/<device>``'s architectures it did not
-  measure (canary units).  Then ``hwnas search`` over the three fleet directories.
+  measure (canary units), next to a control: the same few-shot profile made right after by plain
+  ``hwnas profile`` on the head.  Then ``hwnas search`` over the three fleet directories, a budget
+  per device (its profile's median measured latency).
 * **Sharded**: a reduced campaign (resolution 160, width 1.0: 93 blocks + N architectures) on one
   machine with ``hwnas profile`` + ``hwnas train``, and split over the two ``pool`` nodes with
   ``--shard``; the held-out figures are ``hwnas train``'s (the same held-out half of the
@@ -59,12 +61,31 @@ def heldout(profile_dir: Path) -> dict:
                            for k, v in h["predictors"].items() if "error" not in v}}
 
 
+def score(prof, dev: str, label: str) -> dict:
+    """A few-shot profile's noise, and its predictor on the full profile's architectures it did not measure."""
+    from hwnas.predictors.evaluate import evaluate_fewshot
+    from hwnas.profile import Profile
+
+    arch = prof.table("arch")
+    out = {"canary_reference_ms": round(prof.canary_reference_ms, 3),
+           "median_noise_rel": round(float(arch["noise_rel"].median()), 4)}
+    full_dir = ROOT / "profiles" / dev
+    if (full_dir / "predictors" / "index.json").is_file():
+        ev = evaluate_fewshot(prof, Profile.load(full_dir))
+        out["heldout_vs_full_profile"] = {"n_test": ev["n_test"], "transfer": ev["transfer"],
+                                          "reference_as_is": ev["reference_as_is"]}
+        t = ev["transfer"]
+        print(f"{dev:12s} {label:5s} transfer ±10% {100 * t['within_10pct']:5.1f}%  ±5% {100 * t['within_5pct']:5.1f}%  "
+              f"MAPE {t['mape_pct']:.2f}%  (on {ev['n_test']} archs of profiles/{dev} it did not measure); canary "
+              f"{out['canary_reference_ms']} ms, median noise {100 * out['median_noise_rel']:.1f}%", flush=True)
+    return out
+
+
 def main() -> None:
     import ray
     from ray.cluster_utils import Cluster
 
     from hwnas.fleet.layout import fleet_profiles
-    from hwnas.predictors.evaluate import evaluate_fewshot
     from hwnas.profile import Profile
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -106,19 +127,19 @@ def main() -> None:
             con = sqlite3.connect(f"file:{prof_dir / 'profile.sqlite'}?mode=ro", uri=True)
             measure_s = con.execute("SELECT sum(ended_at - started_at) FROM fleet_log").fetchone()[0]
             con.close()
-            entry = {"profile": prof_dir.name, "wall_s": round(walls[dev], 1), "measuring_s_on_node": round(measure_s, 1)}
-            full_dir = ROOT / "profiles" / dev
-            if (full_dir / "predictors" / "index.json").is_file():
-                ev = evaluate_fewshot(prof, Profile.load(full_dir))
-                entry["heldout_vs_full_profile"] = {"n_test": ev["n_test"], "transfer": ev["transfer"],
-                                                    "reference_as_is": ev["reference_as_is"]}
-                t = ev["transfer"]
-                print(f"{dev:12s} {walls[dev]:6.1f} s  transfer ±10% {100 * t['within_10pct']:5.1f}%  ±5% "
-                      f"{100 * t['within_5pct']:5.1f}%  MAPE {t['mape_pct']:.2f}%  (on {ev['n_test']} archs of "
-                      f"profiles/{dev} it did not measure)", flush=True)
+            entry = {"profile": prof_dir.name, "wall_s": round(walls[dev], 1), "measuring_s_on_node": round(measure_s, 1),
+                     **score(prof, dev, "fleet")}
+            # control: the same few-shot profile by plain `hwnas profile` on the head, right after
+            ts = time.perf_counter()
+            finish(hwnas("profile", "--device", dev, "--out", str(work / f"plain-{dev}"), "--from-profile",
+                         args.reference, "--quick", str(args.quick)), f"plain profile {dev}")
+            entry["control_plain_profile"] = {"wall_s": round(time.perf_counter() - ts, 1),
+                                              **score(Profile.load(work / f"plain-{dev}"), dev, "plain")}
             res["devices"][dev] = entry
-        print(f"3 devices on 3 nodes: {res['devices_wall_s']} s wall", flush=True)
-        budgets = {"cpu-1t": "6", "cpu-2t": "5", "cpu-1t-int8": "5"}
+        print(f"3 devices on 3 nodes: {res['devices_wall_s']} s wall (controls after it)", flush=True)
+        # a budget per device: the median measured latency of its profile (ms on that machine today)
+        budgets = {dev: f"{Profile.load(fleet_profiles(work / f'fleet-{dev}')[0]).table('arch')['corrected_ms'].median():.2f}"
+                   for dev in DEVICES}
         args_s = [x for dev in DEVICES for x in ("--profile", str(work / f"fleet-{dev}"), "--budget-ms", budgets[dev])]
         out = finish(hwnas("search", *args_s, "--population", "50", "--generations", "50", "--json"), "fleet search")
         res["search"] = [{k: r[k] for k in ("profile", "arch", "budget_ms", "predicted_latency_ms", "accuracy_estimate")}

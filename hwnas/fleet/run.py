@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from .. import fingerprint
 from ..devices import DeviceSpec
-from ..errors import InputError, ProfileError, first_line
+from ..errors import HwnasError, InputError, ProfileError, first_line
 from ..measure import MeasureConfig
 from ..profile.campaign import PARTS, ProfilePlan, Task, write_new_meta
 from ..profile.store import ProfileStore
@@ -264,8 +264,8 @@ def profile_fleet(cfg: FleetConfig, log: Callable[[str], None] = lambda m: None,
     out = Path(cfg.out_dir)
     fleet = layout.check_out_dir(out) or {}
     if fleet and fleet.get("settings", {}).get("shard", cfg.shard) != cfg.shard:
-        raise ProfileError(f"{out} holds a {'sharded' if not cfg.shard else 'per-node'} fleet; rerun with"
-                           f"{'' if not cfg.shard else 'out'} --shard or choose another --out (nothing was changed)")
+        raise ProfileError(f"{out} holds a {'per-node' if cfg.shard else 'sharded'} fleet; rerun "
+                           f"{'without' if cfg.shard else 'with'} --shard or choose another --out (nothing was changed)")
     few, archs, reference = None, None, None
     if cfg.quick is not None:
         if cfg.from_profile is None:
@@ -273,17 +273,20 @@ def profile_fleet(cfg: FleetConfig, log: Callable[[str], None] = lambda m: None,
         if cfg.quick < MIN_SHOTS:
             raise InputError(f"--quick {cfg.quick}: a few-shot profile needs at least {MIN_SHOTS} measured architectures")
         reference = load_reference(cfg.from_profile)
-        cfg.space = reference[2].space
-        cfg.pplan = ProfilePlan(n_archs=cfg.quick, n_kernels=0, n_kernel_profiles=0, zoo_per_family=0, seed=cfg.pplan.seed)
-        cfg.parts = ("arch",)
+        cfg = replace(cfg, space=reference[2].space, parts=("arch",),
+                      pplan=ProfilePlan(n_archs=cfg.quick, n_kernels=0, n_kernel_profiles=0, zoo_per_family=0,
+                                        seed=cfg.pplan.seed))
         few = {"reference": str(cfg.from_profile), "reference_device": reference[2].device.name, "n": cfg.quick,
                "seed": cfg.pplan.seed}
         archs = [str(a) for a in fewshot_archs(cfg.space, reference[0], cfg.quick, cfg.pplan.seed)]
     settings = _settings(cfg, few)
     joined = connect(cfg.address)
     try:
-        nodes = _start_nodes(cfg)
-        _check_nodes(cfg, nodes)
+        try:
+            nodes = _start_nodes(cfg)
+            _check_nodes(cfg, nodes)
+        except ray.exceptions.RayError as e:
+            raise InputError(f"a measuring node failed while starting: {first_line(e)}") from None
         tasks = {d.name: campaign_tasks(d, cfg.space, cfg.pplan, cfg.parts, archs) for d in cfg.devices}
         camps: list[Campaign] = []
         for dev in cfg.devices:
@@ -316,6 +319,10 @@ def profile_fleet(cfg: FleetConfig, log: Callable[[str], None] = lambda m: None,
                                                tuple(cfg.parts), archs))
         for c in camps:
             c.store = _open_store(out / c.rel, cfg, c.device, c.node, c.role, few)
+        for n in nodes:
+            if n.desc["niceness"] > 0:
+                log(f"warning: node {n.name} measures at niceness {n.desc['niceness']}: other processes on {n.host} "
+                    f"slow its measurements (start its raylet at niceness 0, with RAY_worker_niceness=0)")
         log(f"{len(nodes)} measuring node(s): " + ", ".join(f"{n.name} on {n.host}" for n in nodes) + "; "
             + ", ".join(f"{n.name}: {len(queues[n.name])} to measure" for n in nodes))
         try:
@@ -455,6 +462,10 @@ def _finish(cfg: FleetConfig, out: Path, camps: list[Campaign], merged: dict[str
         elif cfg.train:
             from ..predictors import train_all
 
-            train_all(out / rel)
-            log(f"trained the predictors of {out / rel}")
+            try:
+                index = train_all(out / rel)
+            except HwnasError as e:  # the profile lacks every predictor's data: it stays measured, untrained
+                log(f"{out / rel} not trained: {first_line(e)}")
+                continue
+            log(f"trained the predictors of {out / rel} (defaults: {index['default']})")
     return results
