@@ -826,6 +826,10 @@ def accuracy_cmd(arch: List[str] = typer.Argument(..., help="architecture string
     err.print(f"{est.name}: {est.meaning}", highlight=False, soft_wrap=True)
 
 
+from .fleet.cli import fleet_app  # noqa: E402  (Ray is imported only when a fleet command runs)
+app.add_typer(fleet_app, name="fleet")
+
+
 def _showwarning(message, category, filename, lineno, file=None, line=None) -> None:
     err.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
 
@@ -835,7 +839,9 @@ def main() -> None:
     try:
         app()
     except HwnasError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")

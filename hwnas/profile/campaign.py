@@ -188,6 +188,32 @@ def arch_tasks(space: SearchSpace, archs: list[Arch], batch: int) -> list[Task]:
     return tasks
 
 
+def part_task_lists(device: DeviceSpec, space: SearchSpace, pplan: ProfilePlan) -> dict[str, Callable[[], list[Task]]]:
+    """Each part's task list (built when called; deterministic for the plan's seed)."""
+    archs = profile_archs(space, pplan.n_archs, pplan.seed)
+    return {
+        "block": lambda: block_tasks(space, device.batch_size),
+        "kernel": lambda: kernel_tasks(pplan.n_kernels, pplan.seed, device.batch_size),
+        "kernel_profile": lambda: arch_tasks(space, archs[: pplan.n_kernel_profiles], device.batch_size),
+        "zoo": lambda: zoo_tasks(pplan.zoo_per_family),
+        "arch": lambda: arch_tasks(space, archs, device.batch_size),
+    }
+
+
+def measure_task(m: Measurer, part: str, t: Task, config: MeasureConfig | None = None):
+    """Measure one task of ``part`` with an open Measurer: ``(Measurement, KernelProfile or None)``,
+    or ``(None, KernelProfile)`` for the ``kernel_profile`` part (its records only)."""
+    # in the device's precision once (int8: quantized here, not again by each call below)
+    model = for_device(t.build(), m.device.precision)
+    if part == "kernel_profile":
+        return None, m.profile_kernels(model)
+    cfg = config or (MeasureConfig.small() if part in ("block", "kernel") else MeasureConfig())
+    meas = m.measure(model, t.key, cfg)
+    # kernel-campaign graphs are also profiled per kernel, records kept under their key
+    kp = m.profile_kernels(model, runs=5, warmup=2) if part in ("kernel", "zoo") else None
+    return meas, kp
+
+
 @dataclass
 class PartReport:
     part: str
@@ -293,14 +319,7 @@ def build_profile(
 
         store.set_meta("hwnas_version", hwnas.__version__)
 
-        archs = profile_archs(space, pplan.n_archs, pplan.seed)
-        task_lists: dict[str, Callable[[], list[Task]]] = {
-            "block": lambda: block_tasks(space, device.batch_size),
-            "kernel": lambda: kernel_tasks(pplan.n_kernels, pplan.seed, device.batch_size),
-            "kernel_profile": lambda: arch_tasks(space, archs[: pplan.n_kernel_profiles], device.batch_size),
-            "zoo": lambda: zoo_tasks(pplan.zoo_per_family),
-            "arch": lambda: arch_tasks(space, archs, device.batch_size),
-        }
+        task_lists = part_task_lists(device, space, pplan)
         budget_s = pplan.time_budget_min * 60.0
         start = time.perf_counter()
         reports: list[PartReport] = []
@@ -321,15 +340,10 @@ def build_profile(
                         if time.perf_counter() > deadline:
                             rep.stopped_by_budget = True
                             break
-                        # in the device's precision once (int8: quantized here, not again by each call below)
-                        model = for_device(t.build(), device.precision)
-                        if part == "kernel_profile":
-                            store.add_kernel_profile(t.key, m.profile_kernels(model))
+                        meas, kp = measure_task(m, part, t, config)
+                        if meas is None:
+                            store.add_kernel_profile(t.key, kp)
                         else:
-                            cfg = config or (MeasureConfig.small() if part in ("block", "kernel") else MeasureConfig())
-                            meas = m.measure(model, t.key, cfg)
-                            # kernel-campaign graphs are also profiled per kernel, records kept under their key
-                            kp = m.profile_kernels(model, runs=5, warmup=2) if part in ("kernel", "zoo") else None
                             store.add_measurement(part, t.key, t.target, meas, t.macs, t.params, kernel_profile=kp)
                         rep.done_now += 1
                         bar.advance()

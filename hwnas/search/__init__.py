@@ -13,7 +13,7 @@ device with the measurement engine.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -109,9 +109,11 @@ class SearchResult:
 
 
 def _profile_dirs(cfg: SearchConfig) -> list[Path]:
+    from ..fleet.layout import fleet_profiles
     from ..paths import default_profile_dir
 
     dirs = [Path(p) for p in cfg.profiles] or [default_profile_dir()]
+    dirs = [q for d in dirs for q in (fleet_profiles(d) or [d])]  # a fleet directory: each of its profiles
     for d in dirs:
         if not (d / "profile.sqlite").is_file():
             raise InputError(f"no device profile at {d}")
@@ -153,6 +155,11 @@ def run_search(cfg: SearchConfig, progress: Callable[[int, int], None] | None = 
 
     t0 = time.perf_counter()
     dirs = _profile_dirs(cfg)
+    if cfg.profiles and len(cfg.budgets_ms) == len(cfg.profiles) != len(dirs):  # a fleet's budget: for each of its profiles
+        from ..fleet.layout import fleet_profiles
+
+        per = [len(fleet_profiles(Path(p)) or [p]) for p in cfg.profiles]
+        cfg = replace(cfg, budgets_ms=tuple(b for b, k in zip(cfg.budgets_ms, per) for _ in range(k)))
     if len(cfg.budgets_ms) != len(dirs):
         raise InputError(f"give one --budget-ms per --profile: {len(cfg.budgets_ms)} budgets for {len(dirs)} profiles")
     constraints = cfg.constraints()
