@@ -90,6 +90,8 @@ def parse_input_shape(text: str) -> tuple[str, list[int]]:
         d = int(p)
         if d <= 0:
             raise InputError(f"bad {SHAPE_FLAG} {text!r}: dimension {d} must be positive")
+        if d >= 2**63:  # an ONNX dim is an int64
+            raise InputError(f"bad {SHAPE_FLAG} {text!r}: dimension {d} is too large")
         dims.append(d)
     return name, dims
 

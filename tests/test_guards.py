@@ -85,6 +85,8 @@ def test_input_shape_takes_ascii_digits_only():
     for dims in ("1,3,\uff12\uff12\uff14,224", "1_0,3"):
         with pytest.raises(InputError, match="is not an integer"):
             parse_input_shape(f"x={dims}")
+    with pytest.raises(InputError, match="dimension 99999999999999999999 is too large"):
+        parse_input_shape("x=99999999999999999999,3,224,224")
 
 
 # -- 19: device TOML fields are type-checked -------------------------------------------------
@@ -189,6 +191,13 @@ def test_search_max_params_non_finite(monkeypatch, capsys, value):
         SearchConfig(budgets_ms=(8.0,), max_params=float(value))
     code, _, err = _run_main(monkeypatch, capsys, "search", "--budget-ms", "8", "--max-params", value)
     _one_line_error(code, err, "--max-params")
+
+
+@pytest.mark.parametrize("option, value", [("--max-model-mb", "nan"), ("--max-peak-mem-mb", "inf"),
+                                           ("--max-model-mb", "-1")])
+def test_search_size_limits_non_finite(monkeypatch, capsys, option, value):
+    code, _, err = _run_main(monkeypatch, capsys, "search", "--budget-ms", "8", option, value)
+    _one_line_error(code, err, f"{option} must be a positive number")
 
 
 def test_search_max_params_float_becomes_whole():
