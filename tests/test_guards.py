@@ -187,7 +187,7 @@ def test_oversized_input_shape_and_int8_calibration_are_refused():
 def test_search_max_params_non_finite(monkeypatch, capsys, value):
     from hwnas.search import SearchConfig
 
-    with pytest.raises(InputError, match="--max-params must be a positive number"):
+    with pytest.raises(InputError, match="--max-params must be a positive"):
         SearchConfig(budgets_ms=(8.0,), max_params=float(value))
     code, _, err = _run_main(monkeypatch, capsys, "search", "--budget-ms", "8", "--max-params", value)
     _one_line_error(code, err, "--max-params")
@@ -197,7 +197,7 @@ def test_search_max_params_non_finite(monkeypatch, capsys, value):
                                            ("--max-model-mb", "-1")])
 def test_search_size_limits_non_finite(monkeypatch, capsys, option, value):
     code, _, err = _run_main(monkeypatch, capsys, "search", "--budget-ms", "8", option, value)
-    _one_line_error(code, err, f"{option} must be a positive number")
+    _one_line_error(code, err, f"{option} must be a positive")
 
 
 def test_search_max_params_float_becomes_whole():

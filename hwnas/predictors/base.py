@@ -148,7 +148,7 @@ def check_finite_latency(pred: LatencyPredictor, rel: np.ndarray, name_of: Calla
     return rel
 
 
-def positive_number(x, key: str) -> float:
+def saved_positive(x, key: str) -> float:
     """A saved positive, finite number (``canary_reference_ms``): ValueError naming ``key`` for
     anything else, which the loader reports as a corrupt file."""
     v = float(x)

@@ -27,7 +27,7 @@ from ..errors import HwnasError
 from ..measure import KernelRecord
 from ..profile import Profile
 from ..space import Arch, SearchSpace
-from .base import LatencyPredictor, TargetSpec, finite_array, positive_number
+from .base import LatencyPredictor, TargetSpec, finite_array, saved_positive
 from .data import kernel_data, model_end_to_end
 from .kernel_features import FAMILIES, FEATURE_NAMES, featurize_records, optimized_kernels, records_from_frame
 from .serialize import StackedGBM, export_model, import_model
@@ -276,7 +276,7 @@ class KernelPredictor(LatencyPredictor):
         p.n_calibration_models_ = int(d.get("n_calibration_models", 0))
         p.device_ = DeviceSpec.from_dict(d["device"]).to_dict()
         p.space_ = SearchSpace.from_dict(d["space"])
-        p.canary_reference_ms_ = positive_number(d["canary_reference_ms"], "canary_reference_ms")
+        p.canary_reference_ms_ = saved_positive(d["canary_reference_ms"], "canary_reference_ms")
         return p
 
 

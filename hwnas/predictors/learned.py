@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from ..profile import Profile
-from .base import EncodedPredictor, positive_number, require_archs
+from .base import EncodedPredictor, require_archs, saved_positive
 from .data import arch_data
 from .lut import LutPredictor
 from .serialize import export_model, import_model
@@ -75,5 +75,5 @@ class LearnedPredictor(EncodedPredictor):
         p.residual_ = d["residual"]
         p._residual = import_model(p.residual_)
         p.space_ = SearchSpace.from_dict(d["space"])
-        p.canary_reference_ms_ = positive_number(d["canary_reference_ms"], "canary_reference_ms")
+        p.canary_reference_ms_ = saved_positive(d["canary_reference_ms"], "canary_reference_ms")
         return p

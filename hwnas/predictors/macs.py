@@ -13,7 +13,7 @@ import numpy as np
 from ..cost import arch_cost
 from ..layers import plan
 from ..profile import Profile
-from .base import LatencyPredictor, TargetSpec, finite_array, positive_number, require_archs
+from .base import LatencyPredictor, TargetSpec, finite_array, require_archs, saved_positive
 from .data import arch_data
 
 FEATURES = {"macs": ("macs",), "macs+": ("macs", "params", "bytes")}
@@ -128,5 +128,5 @@ class MacsPredictor(LatencyPredictor):
         if len(p.coef_) != len(FEATURES[p.features]) + 1 or len(p.scale_) != len(FEATURES[p.features]):
             raise ValueError("coefficient count does not match the feature set")
         p.space_ = SearchSpace.from_dict(d["space"])
-        p.canary_reference_ms_ = positive_number(d["canary_reference_ms"], "canary_reference_ms")
+        p.canary_reference_ms_ = saved_positive(d["canary_reference_ms"], "canary_reference_ms")
         return p

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..profile import Profile
 from ..space import N_STAGES
-from .base import EncodedPredictor, LatencyPredictor, TargetSpec, finite_array, positive_number, require_archs
+from .base import EncodedPredictor, LatencyPredictor, TargetSpec, finite_array, require_archs, saved_positive
 from .data import arch_data
 
 ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 1e4)
@@ -152,7 +152,7 @@ class TransferPredictor(EncodedPredictor):
 
         p = cls(alphas=tuple(d["params"]["alphas"]))
         p.space_ = SearchSpace.from_dict(d["space"])
-        p.canary_reference_ms_ = positive_number(d["canary_reference_ms"], "canary_reference_ms")
+        p.canary_reference_ms_ = saved_positive(d["canary_reference_ms"], "canary_reference_ms")
         p.coef_ = finite_array(d["coef"], "coef")
         p.intercept_ = float(finite_array(d["intercept"], "intercept"))
         p.alpha_ = float(d["alpha"])
