@@ -657,7 +657,7 @@ def search(budget_ms: List[str] = typer.Option(..., "--budget-ms", help="latency
         raise InputError(f"output path {out_dir} is a file, not a directory")
     cfg = SearchConfig(budgets_ms=tuple(budgets), profiles=tuple(str(p) for p in profile or []), strategy=strategy,
                        accuracy=accuracy, latency_predictor=predictor,
-                       max_params=int(max_params) if max_params is not None else None, max_model_mb=max_model_mb,
+                       max_params=max_params, max_model_mb=max_model_mb,
                        max_peak_mem_mb=max_peak_mem_mb, population=population, generations=generations, seed=seed,
                        verify=verify)
     with _progress() as prog:

@@ -51,6 +51,8 @@ class DeviceSpec:
 
         if not isinstance(self.name, str) or not self.name:
             raise InputError("device: key 'name' must be a non-empty string")
+        if not isinstance(self.description, str):
+            raise bad("description", f"must be a string, got {self.description!r}")
         for key in ("intra_op_threads", "inter_op_threads", "batch_size"):
             v = getattr(self, key)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:

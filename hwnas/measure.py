@@ -36,6 +36,7 @@ import onnx
 
 from .devices import DeviceSpec
 from .errors import HwnasError, first_line
+from .onnx_io import check_feed_size, seeded_normal
 
 #: The canary: a mid-size architecture of the space (160 px, k5e4 everywhere, depth 3),
 #: seeded weights.  A mid-size canary tracks memory-bound slow-downs that a tiny,
@@ -260,15 +261,26 @@ def pinned(device: DeviceSpec) -> Iterator[None]:
 
 
 def lock_path() -> Path:
-    return Path(os.environ.get("HWNAS_LOCK_DIR", tempfile.gettempdir())) / "hwnas-measure.lock"
+    return Path(os.environ.get("HWNAS_LOCK_DIR") or tempfile.gettempdir()) / "hwnas-measure.lock"
 
 
 @contextlib.contextmanager
 def machine_lock(wait_message: bool = True) -> Iterator[None]:
-    """Exclusive, machine-wide lock: never two measurements at once on one machine."""
+    """Exclusive, machine-wide lock: never two measurements at once on one machine.  A lock
+    file that cannot be made or locked (``HWNAS_LOCK_DIR`` a file, missing, read-only) is a
+    one-line HwnasError."""
     path = lock_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
+
+    def unusable(e: OSError) -> HwnasError:
+        return HwnasError(f"cannot use the measurement lock file {path} ({e.strerror or first_line(e)}); "
+                          "set HWNAS_LOCK_DIR to a writable directory")
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "a+")
+    except OSError as e:
+        raise unusable(e) from None
+    with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -276,7 +288,12 @@ def machine_lock(wait_message: bool = True) -> Iterator[None]:
                 import sys
 
                 print("waiting for another hwnas measurement on this machine to finish...", file=sys.stderr)
-            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            except OSError as e:
+                raise unusable(e) from None
+        except OSError as e:  # a file system without locks
+            raise unusable(e) from None
         try:
             yield
         finally:
@@ -295,26 +312,26 @@ def static_input_shapes(session) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+#: ORT input type (substring of ``tensor(...)``, most specific first) -> the feed's numpy dtype
+_FEED_DTYPES = (("float16", np.float16), ("float", np.float32), ("int64", np.int64), ("int32", np.int32),
+                ("bool", np.bool_))
+
+
 def random_feed(session, seed: int) -> dict[str, np.ndarray]:
-    """Seeded random inputs for every graph input of ``session`` (shapes must be static)."""
-    rng = np.random.default_rng(seed)
-    feed = {}
+    """Seeded random inputs for every graph input of ``session`` (shapes must be static): float
+    inputs standard normal, drawn in their own dtype, integer and bool inputs zeros.  A feed over
+    ``MAX_FEED_BYTES`` is an InputError before anything is allocated."""
     shapes = static_input_shapes(session)
+    dtypes = {}
     for inp in session.get_inputs():
-        shape = shapes[inp.name]
-        if "float16" in inp.type:
-            feed[inp.name] = rng.standard_normal(shape).astype(np.float16)
-        elif "float" in inp.type:
-            feed[inp.name] = rng.standard_normal(shape).astype(np.float32)
-        elif "int64" in inp.type:
-            feed[inp.name] = np.zeros(shape, dtype=np.int64)
-        elif "int32" in inp.type:
-            feed[inp.name] = np.zeros(shape, dtype=np.int32)
-        elif "bool" in inp.type:
-            feed[inp.name] = np.zeros(shape, dtype=bool)
-        else:
+        dt = next((np.dtype(t) for key, t in _FEED_DTYPES if key in inp.type), None)
+        if dt is None:
             raise HwnasError(f"input {inp.name!r} has unsupported type {inp.type}")
-    return feed
+        dtypes[inp.name] = dt
+    check_feed_size([(name, shapes[name], dt) for name, dt in dtypes.items()])
+    rng = np.random.default_rng(seed)
+    return {name: seeded_normal(rng, shapes[name], dt) if dt.kind == "f" else np.zeros(shapes[name], dtype=dt)
+            for name, dt in dtypes.items()}
 
 
 def _time_runs(session, feed, min_runs: int, min_s: float, max_runs: int) -> list[float]:
@@ -375,10 +392,14 @@ class Measurer:
     def __enter__(self) -> "Measurer":
         self.device.check_runnable()
         self._stack = contextlib.ExitStack()
-        self._stack.enter_context(machine_lock())
-        self._stack.enter_context(pinned(self.device))
-        self._canary = self._prepare(canary_model(self.device.batch_size), "canary")  # in the device's precision
-        self._warm(self._canary)
+        try:
+            self._stack.enter_context(machine_lock())
+            self._stack.enter_context(pinned(self.device))
+            self._canary = self._prepare(canary_model(self.device.batch_size), "canary")  # in the device's precision
+            self._warm(self._canary)
+        except BaseException:  # e.g. a feed too large: unpin and unlock before the error goes up
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:

@@ -15,6 +15,7 @@ MACs and latency of any ONNX model can be compared with those of our own archite
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -84,12 +85,13 @@ def parse_input_shape(text: str) -> tuple[str, list[int]]:
         raise InputError(f"bad {SHAPE_FLAG} {text!r}: empty dimension; {hint}")
     dims: list[int] = []
     for p in parts:
-        try:
-            d = int(p)
-        except ValueError:
-            raise InputError(f"bad {SHAPE_FLAG} {text!r}: dimension {p!r} is not an integer; {hint}") from None
+        if not re.fullmatch(r"[+-]?[0-9]+", p):  # ASCII digits only (int() takes any Unicode digit, '_')
+            raise InputError(f"bad {SHAPE_FLAG} {text!r}: dimension {p!r} is not an integer; {hint}")
+        d = int(p)
         if d <= 0:
             raise InputError(f"bad {SHAPE_FLAG} {text!r}: dimension {d} must be positive")
+        if d >= 2**63:  # an ONNX dim is an int64
+            raise InputError(f"bad {SHAPE_FLAG} {text!r}: dimension {d} is too large")
         dims.append(d)
     return name, dims
 
@@ -255,13 +257,42 @@ def load_onnx(path: str | Path, input_shapes: dict[str, list[int]] | None = None
     return LoadedModel(model=model, path=p, inputs=inputs)
 
 
+#: the most bytes hwnas draws for one set of model inputs (a measurement feed, int8 calibration
+#: batches): 1 GiB, e.g. a batch of ~1,700 images of 3x224x224 in fp32
+MAX_FEED_BYTES = 1 << 30
+
+
+def check_feed_size(inputs: Sequence[tuple[str, Sequence[int], np.dtype]], copies: int = 1,
+                    what: str = "model inputs") -> None:
+    """InputError, before anything is allocated, when ``copies`` feeds of ``inputs`` (name, shape,
+    dtype) would take more than :data:`MAX_FEED_BYTES`; it names the largest input."""
+    sizes = [(math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize, name, tuple(shape), np.dtype(dtype))
+             for name, shape, dtype in inputs]
+    total = copies * sum(s[0] for s in sizes)
+    if total > MAX_FEED_BYTES:
+        n, name, shape, dtype = max(sizes)
+        raise InputError(
+            f"{what} of {total / 1e9:.3g} GB are over the {MAX_FEED_BYTES / 2**30:g} GiB hwnas draws for one run "
+            f"(input {name!r}: {'x'.join(map(str, shape))} {dtype}); use a smaller batch_size or {SHAPE_FLAG}"
+        )
+
+
+def seeded_normal(rng: np.random.Generator, shape: Sequence[int], dtype) -> np.ndarray:
+    """Standard-normal values drawn in ``dtype`` itself (float16 through float32): no float64
+    array, twice the size of a float32 feed, on the way."""
+    dt = np.dtype(dtype)
+    draw = dt if dt in (np.dtype(np.float32), np.dtype(np.float64)) else np.dtype(np.float32)
+    return rng.standard_normal(tuple(shape), dtype=draw).astype(dt, copy=False)
+
+
 def random_inputs(loaded: LoadedModel, seed: int = 0) -> dict[str, np.ndarray]:
     """A seeded feed: float inputs standard normal, integer and bool inputs zeros."""
+    check_feed_size([(i.name, i.shape, i.dtype) for i in loaded.inputs])
     rng = np.random.default_rng(seed)
     feed: dict[str, np.ndarray] = {}
     for inp in loaded.inputs:
         if np.issubdtype(inp.dtype, np.floating):
-            feed[inp.name] = rng.standard_normal(inp.shape).astype(inp.dtype)
+            feed[inp.name] = seeded_normal(rng, inp.shape, inp.dtype)
         else:
             feed[inp.name] = np.zeros(inp.shape, dtype=inp.dtype)
     return feed

@@ -25,18 +25,24 @@ class _SeededReader:
     """Calibration inputs: ``n`` seeded standard-normal batches for every graph input."""
 
     def __init__(self, model: onnx.ModelProto, n: int, seed: int) -> None:
+        from .onnx_io import check_feed_size
+
         inits = {i.name for i in model.graph.initializer}
         rng = np.random.default_rng(seed)
         self._batches = []
-        feeds = [i for i in model.graph.input if i.name not in inits]
+        feeds = []
+        for vi in model.graph.input:
+            if vi.name in inits:
+                continue
+            dims = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+            if any(d <= 0 for d in dims):
+                raise HwnasError(f"input {vi.name!r} has a dynamic shape; int8 calibration needs static shapes")
+            feeds.append((vi.name, dims, np.float32))
+        check_feed_size(feeds, copies=n, what=f"int8 calibration inputs ({n} batches)")  # before anything is drawn
         for _ in range(n):
-            batch = {}
-            for vi in feeds:
-                dims = [d.dim_value for d in vi.type.tensor_type.shape.dim]
-                if any(d <= 0 for d in dims):
-                    raise HwnasError(f"input {vi.name!r} has a dynamic shape; int8 calibration needs static shapes")
-                batch[vi.name] = rng.standard_normal(dims).astype(np.float32)
-            self._batches.append(batch)
+            # drawn in float64 and cast, as always: the same calibration values, so the same scales
+            # and quantized graphs as profiles made before
+            self._batches.append({name: rng.standard_normal(dims).astype(np.float32) for name, dims, _ in feeds})
         self._it = iter(self._batches)
 
     def get_next(self):

@@ -30,9 +30,11 @@ import numpy as np
 
 N_STAGES = 5
 
-_RES_RE = re.compile(r"^r(\d+)$")
-_WIDTH_RE = re.compile(r"^w(\d+(?:\.\d+)?)$")
-_BLOCK_RE = re.compile(r"^k(\d+)e(\d+)$")
+# ASCII digits only (``\d`` would take any Unicode digit, e.g. a fullwidth ``３``), whole token
+# (``$`` would let a trailing newline through)
+_RES_RE = re.compile(r"^r([0-9]+)\Z")
+_WIDTH_RE = re.compile(r"^w([0-9]+(?:\.[0-9]+)?)\Z")
+_BLOCK_RE = re.compile(r"^k([0-9]+)e([0-9]+)\Z")
 
 
 @dataclass(frozen=True, order=True)

@@ -406,8 +406,15 @@ def fit_predictor(archs: Sequence[Arch], accuracy: Sequence[float], space: Searc
     if len(tr) < 10 or len(te) < 3:
         raise InputError(f"need more pairs to fit and check an accuracy predictor: {len(archs)} given "
                          f"({len(tr)} train / {len(te)} held out; at least 10 / 3)")
+    if np.ptp(y) == 0:
+        raise InputError(f"all {len(y)} accuracies are equal ({y[0]:g}): there is no ranking for a predictor to learn")
     p = fit_auto([archs[i] for i in tr], y[tr], space, model, features, seed)
     m = rank_metrics(p.predict([archs[i] for i in te]), y[te])
+    if np.isnan(m["spearman"]):  # no predictor is saved with a fit statistic that says nothing
+        why = (f"the {len(te)} held-out accuracies are all equal" if np.ptp(y[te]) == 0
+               else f"the predictor gives all {len(te)} held-out architectures the same value")
+        raise InputError(f"cannot check the accuracy predictor: held-out Spearman is undefined ({why}); "
+                         "give pairs with more varied accuracies")
     m["n_train"] = len(tr)
     p.info["heldout"] = m
     return p, m

@@ -11,6 +11,8 @@ Saved predictors are JSON (``DIR/predictors/<name>.json``, trees as arrays, no p
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -57,15 +59,80 @@ def predictors_dir(profile_dir: str | Path) -> Path:
     return Path(profile_dir) / "predictors"
 
 
-def save_predictor(pred: LatencyPredictor, profile_dir: str | Path, name: str) -> Path:
-    from .serialize import save_json
-
+def _predictor_json(pred: LatencyPredictor) -> dict:
     d = pred.to_dict()
     d["format_version"] = FORMAT_VERSION
+    return d
+
+
+def _write_all(files: dict[str, dict], directory: Path) -> None:
+    """Write every JSON file of ``files`` (name -> object) into ``directory``, or none: each is
+    staged in a hidden file first, and only when all are written are they renamed into place.
+    A file-system error (read-only, full, not a directory) is a one-line HwnasError and leaves
+    the files there as they were."""
+    from .serialize import save_json
+
+    staged: list[tuple[Path, Path]] = []
+    placed = 0
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, obj in files.items():
+            tmp = directory / f".{name}.staged"
+            save_json(obj, tmp)
+            staged.append((tmp, directory / name))
+        for tmp, path in staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(tmp, path.stat().st_mode & 0o777)  # keep a replaced file's permissions
+            os.replace(tmp, path)
+            placed += 1
+    except OSError as e:
+        kept = "the saved files are unchanged" if not placed else f"{placed} of {len(files)} files were replaced"
+        raise HwnasError(f"cannot write trained predictors to {directory}: {e.strerror or first_line(e)} "
+                         f"({kept})") from None
+    finally:
+        for tmp, _ in staged[placed:]:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def save_predictor(pred: LatencyPredictor, profile_dir: str | Path, name: str) -> Path:
     path = predictors_dir(profile_dir) / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_json(d, path)
+    _write_all({path.name: _predictor_json(pred)}, path.parent)
     return path
+
+
+def check_writable(directory: Path) -> None:
+    """HwnasError when trained predictors cannot be saved in ``directory`` (checked before
+    minutes of fitting; the writes themselves are all-or-nothing anyway)."""
+    where = directory if directory.exists() else directory.parent
+    if not where.is_dir():
+        raise HwnasError(f"cannot write trained predictors to {directory}: {where} is not a directory")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise HwnasError(f"cannot write trained predictors to {directory}: {where} is not writable "
+                         "(the saved predictors are unchanged)")
+
+
+def save_trained(profile_dir: str | Path, predictors: dict[str, LatencyPredictor], index: dict) -> None:
+    """A training's predictors and its ``index.json``, all or none (see :func:`_write_all`)."""
+    files = {f"{name}.json": _predictor_json(pred) for name, pred in predictors.items()}
+    files["index.json"] = index
+    _write_all(files, predictors_dir(profile_dir))
+
+
+def check_format(d: dict, path: Path, what: str) -> None:
+    """A saved file's ``format_version`` (absent in files from before it existed: 0) is one this
+    hwnas reads; else a one-line HwnasError saying which hwnas is needed (an index records the
+    version that wrote it)."""
+    from .. import __version__
+
+    v = d.get("format_version", 0)
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise HwnasError(f"{what} {path} has an invalid format_version {v!r} (corrupt?); re-run `hwnas train`")
+    if v > FORMAT_VERSION:
+        by = d.get("hwnas_version")
+        need = f"hwnas {by} or newer" if isinstance(by, str) and by else "a newer hwnas"
+        raise HwnasError(f"{what} {path} has format {v}, newer than format {FORMAT_VERSION} that hwnas {__version__} "
+                         f"reads: upgrade to {need} to read it")
 
 
 def _read_predictor(path: Path) -> LatencyPredictor:
@@ -75,15 +142,16 @@ def _read_predictor(path: Path) -> LatencyPredictor:
         d = load_json(path)
     except ValueError as e:
         raise HwnasError(f"saved predictor {path} is corrupt or truncated ({e}); re-run `hwnas train`") from None
-    if int(d.get("format_version", 0)) > FORMAT_VERSION:
-        raise HwnasError(f"saved predictor {path} has format {d.get('format_version')}; upgrade hwnas to read it")
+    check_format(d, path, "saved predictor")
     cls = _CLASSES.get(d.get("name"))
     if cls is None:
         raise HwnasError(f"saved predictor {path} names an unknown predictor {d.get('name')!r}")
     try:
-        return cls.from_dict(d)
+        pred = cls.from_dict(d)
     except (KeyError, TypeError, ValueError) as e:
         raise HwnasError(f"saved predictor {path} is corrupt ({e.__class__.__name__}: {e}); re-run `hwnas train`") from None
+    pred.loaded_from = str(path)
+    return pred
 
 
 def read_index(profile_dir: str | Path) -> dict:
@@ -93,9 +161,15 @@ def read_index(profile_dir: str | Path) -> dict:
     if not path.is_file():
         raise NotTrainedError(f"profile {profile_dir} has no trained predictors; run `hwnas train --profile {profile_dir}`")
     try:
-        return load_json(path)
+        index = load_json(path)
     except ValueError as e:
         raise HwnasError(f"predictor index {path} is corrupt ({e}); re-run `hwnas train`") from None
+    check_format(index, path, "predictor index")
+    default = index.get("default")
+    if not isinstance(default, dict) or any(default.get(k) not in KNOWN_PREDICTORS for k in ("arch", "onnx")):
+        raise HwnasError(f"predictor index {path} is corrupt: 'default' must name a known predictor for 'arch' "
+                         f"and 'onnx', got {default!r}; re-run `hwnas train`")
+    return index
 
 
 def load_predictor(profile_dir: str | Path | None = None, name: str | None = None,
@@ -130,9 +204,9 @@ def train_all(profile_dir: str | Path, names: list[str] | None = None, progress=
     from .. import __version__
     from ..profile import Profile
     from .evaluate import choose_defaults, evaluate_in_space
-    from .serialize import save_json
 
     profile = Profile.load(profile_dir)
+    check_writable(predictors_dir(profile_dir))
     if profile.meta.get("few_shot"):
         from ..profile.fewshot import adapt
 
@@ -162,8 +236,6 @@ def train_all(profile_dir: str | Path, names: list[str] | None = None, progress=
     if not fitted:
         raise HwnasError(f"no predictor could be trained on {profile_dir}: " + "; ".join(skipped.values()))
     heldout = evaluate_in_space(profile, names=[n for n in fitted if n != "kernel"], progress=progress)
-    for name, (pred, _) in fitted.items():
-        save_predictor(pred, profile_dir, name)
     index = {
         "format_version": FORMAT_VERSION,
         "hwnas_version": __version__,
@@ -174,9 +246,9 @@ def train_all(profile_dir: str | Path, names: list[str] | None = None, progress=
     }
     if skipped:
         index["skipped"] = skipped
-    save_json(index, predictors_dir(profile_dir) / "index.json")
+    save_trained(profile_dir, {name: pred for name, (pred, _) in fitted.items()}, index)
     return index
 
 
 __all__ = ["LatencyPredictor", "MacsPredictor", "LutPredictor", "LearnedPredictor", "KernelPredictor",
-           "PREDICTORS", "KNOWN_PREDICTORS", "TransferPredictor", "predictor_from_dict", "make_predictor", "load_predictor", "save_predictor", "train_all", "NotTrainedError"]
+           "PREDICTORS", "KNOWN_PREDICTORS", "TransferPredictor", "predictor_from_dict", "make_predictor", "load_predictor", "save_predictor", "save_trained", "train_all", "NotTrainedError"]

@@ -9,9 +9,10 @@ profile's canary reference to give milliseconds on the profile's device, and
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Sequence, Union
+from typing import Callable, ClassVar, Sequence, Union
 
 import numpy as np
 import onnx
@@ -81,6 +82,8 @@ class LatencyPredictor:
     validates_onnx: ClassVar[bool] = False
     #: fewest end-to-end architectures needed to fit
     min_archs: ClassVar[int] = 10
+    #: the file a saved predictor was read from (None: fitted in this process); errors name it
+    loaded_from: str | None = None
 
     @property
     def label(self) -> str:
@@ -113,7 +116,8 @@ class LatencyPredictor:
                     f"predictor {self.name!r} handles architectures of the space only, not ONNX models "
                     f"({bad[0]}); use --predictor kernel"
                 )
-        return np.asarray(self._predict_relative(specs), dtype=np.float64)
+        rel = np.asarray(self._predict_relative(specs), dtype=np.float64)
+        return check_finite_latency(self, rel, lambda i: specs[i].name)
 
     def predict(self, targets: Sequence[Target]) -> np.ndarray:
         """Latency in ms on the profile's device (canary units x the profile's canary reference)."""
@@ -129,6 +133,38 @@ class LatencyPredictor:
     @classmethod
     def from_dict(cls, d: dict) -> "LatencyPredictor":  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def check_finite_latency(pred: LatencyPredictor, rel: np.ndarray, name_of: Callable[[int], str]) -> np.ndarray:
+    """``rel`` (a predictor's canary units for a batch), or a one-line HwnasError naming the first
+    target it gives no finite latency for: a saved predictor whose values were tampered with or
+    overflow (a leaf of 1e6 in the log-space residual is ``inf`` ms)."""
+    bad = ~np.isfinite(rel)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        src = f" (read from {pred.loaded_from})" if getattr(pred, "loaded_from", None) else ""
+        raise HwnasError(f"predictor {pred.label!r}{src} gives a non-finite latency ({rel[i]}) for {name_of(i)}: "
+                         "its saved values are corrupt or out of range; re-run `hwnas train`")
+    return rel
+
+
+def saved_positive(x, key: str) -> float:
+    """A saved positive, finite number (``canary_reference_ms``): ValueError naming ``key`` for
+    anything else, which the loader reports as a corrupt file."""
+    v = float(x)
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{key} must be a positive, finite number, got {x!r}")
+    return v
+
+
+def finite_array(x, key: str, min_value: float | None = None) -> np.ndarray:
+    """Saved numbers as a float array, all finite (and >= ``min_value``): ValueError naming ``key``."""
+    a = np.asarray(x, dtype=np.float64)
+    if not np.isfinite(a).all():
+        raise ValueError(f"{key} holds a non-finite value")
+    if min_value is not None and a.size and a.min() < min_value:
+        raise ValueError(f"{key} must be >= {min_value:g}, holds {a.min():g}")
+    return a
 
 
 def _fit_error(name: str, have: int, need: int) -> HwnasError:

@@ -27,7 +27,7 @@ from ..errors import HwnasError
 from ..measure import KernelRecord
 from ..profile import Profile
 from ..space import Arch, SearchSpace
-from .base import LatencyPredictor, TargetSpec
+from .base import LatencyPredictor, TargetSpec, finite_array, saved_positive
 from .data import kernel_data, model_end_to_end
 from .kernel_features import FAMILIES, FEATURE_NAMES, featurize_records, optimized_kernels, records_from_frame
 from .serialize import StackedGBM, export_model, import_model
@@ -271,12 +271,12 @@ class KernelPredictor(LatencyPredictor):
             raise ValueError(f"unknown kernel families {sorted(unknown)}")
         p._compiled = {f: import_model(v["model"]) for f, v in p.families_.items() if "model" in v}
         p._stacked = None
-        p.fallback_log_rate_ = float(d["fallback_log_rate"])
-        p.calibration_ = tuple(float(x) for x in d["calibration"])
+        p.fallback_log_rate_ = float(finite_array(d["fallback_log_rate"], "fallback_log_rate"))
+        p.calibration_ = tuple(float(x) for x in finite_array(d["calibration"], "calibration"))
         p.n_calibration_models_ = int(d.get("n_calibration_models", 0))
         p.device_ = DeviceSpec.from_dict(d["device"]).to_dict()
         p.space_ = SearchSpace.from_dict(d["space"])
-        p.canary_reference_ms_ = float(d["canary_reference_ms"])
+        p.canary_reference_ms_ = saved_positive(d["canary_reference_ms"], "canary_reference_ms")
         return p
 
 

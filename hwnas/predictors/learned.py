@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from ..profile import Profile
-from .base import EncodedPredictor, require_archs
+from .base import EncodedPredictor, require_archs, saved_positive
 from .data import arch_data
 from .lut import LutPredictor
 from .serialize import export_model, import_model
@@ -57,7 +57,8 @@ class LearnedPredictor(EncodedPredictor):
         """Canary units for ordinal-encoded architectures (vectorized fast path)."""
         self._check_fitted()
         base = self.lut_.predict_encoded(X)
-        return base * np.exp(self._residual.predict(self._features(X, base)))
+        with np.errstate(over="ignore"):  # an overflow (a tampered residual) is inf, reported by the caller
+            return base * np.exp(self._residual.predict(self._features(X, base)))
 
     def to_dict(self) -> dict:
         self._check_fitted()
@@ -74,5 +75,5 @@ class LearnedPredictor(EncodedPredictor):
         p.residual_ = d["residual"]
         p._residual = import_model(p.residual_)
         p.space_ = SearchSpace.from_dict(d["space"])
-        p.canary_reference_ms_ = float(d["canary_reference_ms"])
+        p.canary_reference_ms_ = saved_positive(d["canary_reference_ms"], "canary_reference_ms")
         return p

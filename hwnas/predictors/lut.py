@@ -17,7 +17,7 @@ from ..cost import block_cost, head_cost, stem_cost
 from ..layers import BlockSpec, table_slots
 from ..profile import Profile
 from ..space import N_STAGES, SearchSpace
-from .base import EncodedPredictor, require_archs
+from .base import EncodedPredictor, finite_array, require_archs, saved_positive
 from .data import arch_data, block_relative
 
 
@@ -141,10 +141,11 @@ class LutPredictor(EncodedPredictor):
     def from_dict(cls, d: dict) -> "LutPredictor":
         p = cls(**d["params"])
         p.space_ = SearchSpace.from_dict(d["space"])
-        p.canary_reference_ms_ = float(d["canary_reference_ms"])
-        p.coef_ = tuple(float(x) for x in d["coef"])
-        p.fixed_ = np.asarray(d["fixed"], dtype=np.float64)
-        p.stage_ = np.asarray(d["stage"], dtype=np.float64)
+        p.canary_reference_ms_ = saved_positive(d["canary_reference_ms"], "canary_reference_ms")
+        p.coef_ = tuple(float(x) for x in finite_array(d["coef"], "coef"))
+        # table entries are latencies (canary units): never negative
+        p.fixed_ = finite_array(d["fixed"], "lookup table 'fixed'", min_value=0.0)
+        p.stage_ = finite_array(d["stage"], "lookup table 'stage'", min_value=0.0)
         sp = p.space_
         want = (len(sp.resolutions), len(sp.width_mults), N_STAGES, 2, len(sp.kernels), len(sp.expands))
         if p.stage_.shape != want or p.fixed_.shape != want[:2]:

@@ -13,7 +13,7 @@ import numpy as np
 from ..cost import arch_cost
 from ..layers import plan
 from ..profile import Profile
-from .base import LatencyPredictor, TargetSpec, require_archs
+from .base import LatencyPredictor, TargetSpec, finite_array, require_archs, saved_positive
 from .data import arch_data
 
 FEATURES = {"macs": ("macs",), "macs+": ("macs", "params", "bytes")}
@@ -121,10 +121,12 @@ class MacsPredictor(LatencyPredictor):
         p = cls(**d["params"])
         if p.features not in FEATURES:
             raise ValueError(f"unknown feature set {p.features!r}")
-        p.coef_ = [float(x) for x in d["coef"]]
-        p.scale_ = np.asarray(d["scale"], dtype=np.float64)
+        p.coef_ = [float(x) for x in finite_array(d["coef"], "coef")]
+        p.scale_ = finite_array(d["scale"], "scale")
+        if (p.scale_ <= 0).any():
+            raise ValueError("scale must be positive")
         if len(p.coef_) != len(FEATURES[p.features]) + 1 or len(p.scale_) != len(FEATURES[p.features]):
             raise ValueError("coefficient count does not match the feature set")
         p.space_ = SearchSpace.from_dict(d["space"])
-        p.canary_reference_ms_ = float(d["canary_reference_ms"])
+        p.canary_reference_ms_ = saved_positive(d["canary_reference_ms"], "canary_reference_ms")
         return p

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..profile import Profile
 from ..space import N_STAGES
-from .base import EncodedPredictor, LatencyPredictor, TargetSpec, require_archs
+from .base import EncodedPredictor, LatencyPredictor, TargetSpec, finite_array, require_archs, saved_positive
 from .data import arch_data
 
 ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 1e4)
@@ -152,12 +152,12 @@ class TransferPredictor(EncodedPredictor):
 
         p = cls(alphas=tuple(d["params"]["alphas"]))
         p.space_ = SearchSpace.from_dict(d["space"])
-        p.canary_reference_ms_ = float(d["canary_reference_ms"])
-        p.coef_ = np.asarray(d["coef"], dtype=np.float64)
-        p.intercept_ = float(d["intercept"])
+        p.canary_reference_ms_ = saved_positive(d["canary_reference_ms"], "canary_reference_ms")
+        p.coef_ = finite_array(d["coef"], "coef")
+        p.intercept_ = float(finite_array(d["intercept"], "intercept"))
         p.alpha_ = float(d["alpha"])
         p.loo_rmse_ = float(d["loo_rmse"])
-        p.onnx_coef_ = tuple(float(x) for x in d["onnx_coef"])
+        p.onnx_coef_ = tuple(float(x) for x in finite_array(d["onnx_coef"], "onnx_coef"))
         p.n_archs_ = int(d["n_archs"])
         p.reference_ = predictor_from_dict(d["reference"])
         p.reference_onnx_ = predictor_from_dict(d["reference_onnx"]) if d.get("reference_onnx") else None

@@ -167,8 +167,7 @@ def adapt(profile_dir: str | Path, log: Callable[[str], None] | None = None, ref
     ``reference``: :func:`load_reference`'s result, ``profile``: the loaded few-shot profile, when
     the caller has them already (otherwise they are loaded)."""
     from .. import __version__
-    from ..predictors import FORMAT_VERSION, predictors_dir, save_predictor
-    from ..predictors.serialize import save_json
+    from ..predictors import FORMAT_VERSION, save_trained
     from ..predictors.transfer import TransferPredictor
     from . import Profile
 
@@ -181,7 +180,6 @@ def adapt(profile_dir: str | Path, log: Callable[[str], None] | None = None, ref
         raise InputError(f"reference {few['reference']} is now for another search space than {profile_dir}")
     t0 = time.perf_counter()
     pred = TransferPredictor().fit(prof, ref_arch, ref_onnx)
-    save_predictor(pred, profile_dir, "transfer")
     index = {
         "format_version": FORMAT_VERSION,
         "hwnas_version": __version__,
@@ -192,7 +190,7 @@ def adapt(profile_dir: str | Path, log: Callable[[str], None] | None = None, ref
                          reference_predictors={"arch": ref_arch.label,
                                                "onnx": ref_onnx.label if ref_onnx is not None else None}),
     }
-    save_json(index, predictors_dir(profile_dir) / "index.json")
+    save_trained(profile_dir, {"transfer": pred}, index)
     if log:
         log(f"adapted {ref_arch.label} (+ {ref_onnx.label if ref_onnx else 'no ONNX predictor'}) of "
             f"{few['reference']} with {pred.n_archs_} measurements; leave-one-out error "

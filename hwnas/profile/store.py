@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..errors import ProfileError
@@ -20,6 +21,16 @@ from ..measure import KernelProfile, Measurement
 
 SCHEMA_VERSION = 1
 DB_NAME = "profile.sqlite"
+
+#: columns that are latencies (ms, or canary units) and must be positive and finite in every row
+_POSITIVE = {
+    "measurements": ("latency_ms", "latency_p10_ms", "latency_p90_ms", "relative_to_canary", "canary_ms"),
+    "kernel_profiles": ("e2e_ms", "canary_ms"),
+}
+#: spreads and profiler times (ORT's profiler counts whole µs: a tiny kernel, even a tiny model's
+#: kernel sum, can be 0): non-negative, finite
+_NON_NEGATIVE = {"measurements": ("latency_iqr_ms", "noise_rel"), "kernel_records": ("duration_ms",),
+                 "kernel_profiles": ("kernel_sum_ms", "kernel_sum_ratio")}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -68,6 +79,30 @@ CREATE TABLE IF NOT EXISTS kernel_records (
 """
 
 
+def _not_a_profile(path: Path) -> str | None:
+    """Why the existing SQLite file ``path`` is not an hwnas profile, read without changing a
+    byte (None: it is one, or there is nothing there yet: no file, or no tables)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not tables:
+                return None
+            if "meta" not in tables:
+                return f"an SQLite database without a meta table; it holds {', '.join(sorted(tables))}"
+            if conn.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone() is None and any(
+                    conn.execute('SELECT 1 FROM "%s" LIMIT 1' % t.replace('"', '""')).fetchone() for t in tables):
+                # (all empty: a profile killed while its tables were being made, which may be redone)
+                return "its meta table has no schema_version"
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return None  # not readable as SQLite: opening it below says so (and writes nothing to it)
+    return None
+
+
 class ProfileStore:
     """Read/write access to ``DIR/profile.sqlite``."""
 
@@ -81,6 +116,9 @@ class ProfileStore:
                 self.dir.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise ProfileError(f"cannot create profile directory {self.dir}: {e.strerror}") from None
+            why = _not_a_profile(self.path)
+            if why:
+                raise ProfileError(f"{self.path} is not an hwnas profile ({why}); it is left as it is: choose another --out")
         elif not self.path.is_file():
             if self.dir.is_file():
                 raise ProfileError(f"profile path {self.dir} is a file; a profile is a directory holding {DB_NAME}")
@@ -179,17 +217,38 @@ class ProfileStore:
     def measurements(self, kind: str | None = None) -> pd.DataFrame:
         q = "SELECT * FROM measurements" + (" WHERE kind = ?" if kind else "") + " ORDER BY measured_at"
         df = pd.read_sql_query(q, self.conn, params=(kind,) if kind else None)
+        self._check_values(df, "measurements", lambda r: f"{r['kind']} {r['key']!r}")
         df["target"] = df["target"].map(json.loads)
         return df
 
     def kernel_profiles(self) -> pd.DataFrame:
-        return pd.read_sql_query("SELECT * FROM kernel_profiles ORDER BY measured_at", self.conn)
+        df = pd.read_sql_query("SELECT * FROM kernel_profiles ORDER BY measured_at", self.conn)
+        self._check_values(df, "kernel_profiles", lambda r: repr(r["arch"]))
+        return df
 
     def kernel_records(self) -> pd.DataFrame:
         df = pd.read_sql_query("SELECT * FROM kernel_records ORDER BY arch, node_index", self.conn)
+        self._check_values(df, "kernel_records", lambda r: f"{r['arch']!r} node {r['node_name']!r}")
         for c in ("input_shapes", "output_shapes", "attributes"):
             df[c] = df[c].map(json.loads)
         return df
+
+    def _check_values(self, df: pd.DataFrame, table: str, row_name) -> None:
+        """ProfileError naming the first row of ``table`` whose latency is not a positive (or, for
+        spreads and per-kernel times, non-negative), finite number: a tampered or corrupt profile
+        is never trained on or predicted from."""
+        for cols, lo_ok in ((_POSITIVE.get(table, ()), False), (_NON_NEGATIVE.get(table, ()), True)):
+            for c in cols:
+                v = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64)
+                bad = ~(np.isfinite(v) & ((v >= 0) if lo_ok else (v > 0)))
+                if bad.any():
+                    i = int(np.flatnonzero(bad)[0])
+                    val = df[c].iloc[i]
+                    val = val.item() if isinstance(val, np.generic) else val
+                    raise ProfileError(
+                        f"profile {self.path}: {table} row of {row_name(df.iloc[i])} has {c} = {val!r}; "
+                        f"it must be a {'non-negative' if lo_ok else 'positive'}, finite number (tampered or corrupt profile)"
+                    )
 
     def counts(self) -> dict[str, int]:
         out = {k: n for k, n in self.conn.execute("SELECT kind, count(*) FROM measurements GROUP BY kind")}

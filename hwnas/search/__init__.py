@@ -47,6 +47,13 @@ class SearchConfig:
     seed: int = 0
     verify: int = 0
 
+    def __post_init__(self) -> None:
+        # a bad budget or limit (NaN, inf, <= 0) fails here, before anything is loaded; --max-params
+        # may come as a float (5e6, and NaN must not reach int()): whole parameters once checked
+        self.constraints()
+        if self.max_params is not None:
+            object.__setattr__(self, "max_params", int(self.max_params))
+
     def constraints(self) -> Constraints:
         return Constraints(tuple(float(b) for b in self.budgets_ms), self.max_params, self.max_model_mb,
                            self.max_peak_mem_mb)

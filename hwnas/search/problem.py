@@ -15,6 +15,7 @@ import numpy as np
 
 from ..cost import arch_cost, cost_table, peak_activation_bytes
 from ..errors import InputError
+from ..predictors.base import check_finite_latency
 from ..space import Arch, SearchSpace
 
 MB = 2**20
@@ -105,7 +106,8 @@ class Evaluator:
         cols = []
         for pred, c in zip(self.latency_predictors, self.canary_ms):
             if hasattr(pred, "predict_encoded"):
-                rel = pred.predict_encoded(X)
+                rel = check_finite_latency(pred, np.asarray(pred.predict_encoded(X), dtype=float),
+                                           lambda i: str(self.space.genomes_to_archs(G[i:i + 1])[0]))
             else:
                 rel = pred.predict_relative(self.space.genomes_to_archs(G))
             cols.append(np.asarray(rel, dtype=float) * c)
