@@ -45,6 +45,7 @@ from .checkpoint import CHECKPOINT, FORMAT, META, SPACE_KEYS, VERSION, checkpoin
 from .evaluation import LoadedSupernet, evaluate_archs, load_supernet, recalibrate_bn
 from .network import KERNEL_MODES, DynamicBlock, Supernet, extract_subnet
 from .standalone import train_standalone
+# _epoch_batches, _make_optimizer: private, but benchmarks/accuracy_estimators.py imports them from here
 from .training import (LoopEnd, TrainConfig, TrainResult, _epoch_batches, _make_optimizer, run_epochs, sandwich_step,
                        train_supernet)
 
