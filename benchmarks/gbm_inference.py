@@ -3,7 +3,9 @@
 rebuilt from the saved JSON (``GBMModel.sklearn_estimator``), on the shipped models.
 
 * single models (the ``learned`` residual, the accuracy predictor) at fixed batch sizes, on
-  real feature rows (sampled architectures of the space);
+  real feature rows (sampled architectures of the space): scikit-learn's predict on the whole
+  batch, the traversal, and hwnas's ``predict`` (the traversal under ``SKLEARN_MIN_ROWS`` rows,
+  else scikit-learn in blocks of rows);
 * the search's own calls: an evolution search (``--generations``) is run with every gbm call
   recorded (rows and inputs), then the recorded calls are replayed through both paths and
   through hwnas's ``predict`` (the traversal under ``SKLEARN_MIN_ROWS`` rows, else scikit-learn);
@@ -56,13 +58,15 @@ def single_models(profile: str, repeats: int) -> dict:
         rows = []
         for n in BATCHES:
             Xn = F[:n]
-            same = bool(np.array_equal(model.traverse(Xn), sk(Xn)))
+            same = bool(np.array_equal(model.traverse(Xn), sk(Xn)) and np.array_equal(model.predict(Xn), sk(Xn)))
             reps = max(3, min(repeats, int(2e5 // n)))
             t_sk, t_np = _median_s(lambda: sk(Xn), reps), _median_s(lambda: model.traverse(Xn), reps)
+            t_hw = _median_s(lambda: model.predict(Xn), reps)
             rows.append({"rows": n, "sklearn_ms": 1e3 * t_sk, "numpy_ms": 1e3 * t_np, "numpy_over_sklearn": t_np / t_sk,
-                         "bit_identical": same})
+                         "hwnas_ms": 1e3 * t_hw, "hwnas_over_sklearn": t_hw / t_sk, "bit_identical": same})
             print(f"{name:20s} {n:7d} rows: sklearn {1e3 * t_sk:9.3f} ms, numpy traversal {1e3 * t_np:9.3f} ms "
-                  f"(numpy/sklearn {t_np / t_sk:5.2f}){'' if same else '  DIFFERENT'}")
+                  f"(numpy/sklearn {t_np / t_sk:5.2f}), hwnas predict {1e3 * t_hw:9.3f} ms ({t_hw / t_sk:5.2f})"
+                  f"{'' if same else '  DIFFERENT'}")
         out[name] = {"n_trees": len(model.trees), "n_features": model.n_features, "batches": rows}
     return out
 

@@ -128,6 +128,8 @@ def test_large_batches_go_through_sklearn_small_ones_through_the_traversal(monke
     monkeypatch.setattr(compiled.GBMModel, "traverse",
                         lambda self, X, orig=compiled.GBMModel.traverse: used.append("numpy") or orig(self, X))
     assert np.array_equal(model.predict(X), want) and used == []
+    monkeypatch.setattr(compiled, "_SKLEARN_BLOCK", 7)  # blocks of rows: the same figures
+    assert np.array_equal(model.predict(X[:600]), want[:600]) and used == []
     assert np.array_equal(model.predict(X[:compiled.SKLEARN_MIN_ROWS - 1]), want[:compiled.SKLEARN_MIN_ROWS - 1])
     assert used == ["numpy"]
     assert np.array_equal(model.traverse(X), want)
