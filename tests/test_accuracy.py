@@ -418,6 +418,61 @@ def test_predictor_fit_save_load_roundtrip(tmp_path, model):
         AccuracyPredictor.load(path)
 
 
+def _tamper(d: dict, model: str) -> list:
+    """Ways to spoil a saved predictor dict's regressor (each must give a one-line error)."""
+    import copy
+
+    def edit(fn):
+        e = copy.deepcopy(d)
+        fn(e["regressor"])
+        return e
+
+    out = [edit(lambda r: r.update(n_features=r["n_features"] + 1)),
+           edit(lambda r: r.update(kind="mlp" if model == "gbm" else "gbm")),
+           edit(lambda r: r.update(version=7)),
+           {**copy.deepcopy(d), "version": "2"}, {**copy.deepcopy(d), "version": 99},
+           {**copy.deepcopy(d), "model": "svm"}]
+    if model == "gbm":
+        out.append(edit(lambda r: r["trees"][0]["value"].__setitem__(0, "NaN")))
+        out.append(edit(lambda r: r["trees"][1].update(children_left=r["trees"][1]["children_left"][:-1])))
+    else:
+        out.append(edit(lambda r: r["coefs"][0][0].__setitem__(0, None)))
+        out.append(edit(lambda r: r["x_scale"].__setitem__(0, 0.0)))
+        out.append(edit(lambda r: r.update(activation="tanh")))
+    return out
+
+
+@pytest.mark.parametrize("model", ["gbm", "mlp"])
+def test_predictor_file_is_validated_and_old_mlp_files_load(tmp_path, model):
+    """Both models go through the validated model path: a tampered file gets a one-line error; a
+    version-1 file (the mlp as a bare dict) still loads and predicts the same."""
+    import json
+
+    archs = DEFAULT_SPACE.sample_many(40, seed=0)
+    y = np.array([np.log10(arch_cost(a).macs) * 10 + a.width_mult for a in archs])
+    p = AccuracyPredictor(DEFAULT_SPACE, model=model, features="ordinal+cost").fit(archs, y)
+    d = p.to_dict()
+    assert d["version"] == 2 and d["regressor"]["kind"] == model
+    for i, bad in enumerate(_tamper(d, model)):
+        path = tmp_path / f"bad{i}.json"
+        path.write_text(json.dumps(bad))
+        with pytest.raises(InputError) as info:
+            AccuracyPredictor.load(path)
+        assert str(path) in str(info.value) and "\n" not in str(info.value)
+    if model == "mlp":  # the layout version 1 wrote
+        r = d.pop("regressor")
+        d["version"] = 1
+        d["mlp"] = {"mean": r["x_mean"], "scale": r["x_scale"], "y_mean": r["y_mean"], "y_std": r["y_std"],
+                    "coefs": r["coefs"], "intercepts": r["intercepts"], "activation": r["activation"]}
+        (tmp_path / "v1.json").write_text(json.dumps(d))
+        new = DEFAULT_SPACE.sample_many(20, seed=1)
+        assert np.array_equal(AccuracyPredictor.load(tmp_path / "v1.json").predict(new), p.predict(new))
+        d["mlp"]["scale"][0] = 0.0
+        (tmp_path / "v1.json").write_text(json.dumps(d))
+        with pytest.raises(InputError, match="zero scale"):
+            AccuracyPredictor.load(tmp_path / "v1.json")
+
+
 def test_auto_predictor_is_chosen_by_cross_validation():
     from hwnas.accuracy.predictor import AUTO_CANDIDATES, fit_auto
 

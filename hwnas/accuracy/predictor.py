@@ -4,10 +4,11 @@ Fitted on (architecture, accuracy) pairs, either measured on a trained supernet 
 inherited weights (:func:`supernet_pairs`, cached in ``DIR/pairs.csv``) or read from a user CSV
 with columns ``arch,accuracy`` (:func:`read_pairs_csv`).  Two model kinds:
 
-* ``gbm``: scikit-learn gradient-boosted trees, saved through
-  :mod:`hwnas.predictors.serialize` (trees as arrays);
-* ``mlp``: scikit-learn ``MLPRegressor`` (OFA uses a 3x400 MLP) on standardized features;
-  its weight matrices are saved as JSON lists and evaluated with numpy.
+* ``gbm``: scikit-learn gradient-boosted trees;
+* ``mlp``: scikit-learn ``MLPRegressor`` (OFA uses a 3x400 MLP) on standardized features.
+
+Both are saved through :mod:`hwnas.predictors.serialize` (trees or weight matrices as JSON
+arrays; format version, structure and values checked on load).
 
 Features (``features``): the space's ``ordinal`` or ``onehot`` encoding, optionally with
 ``+cost`` (log10 MACs and log10 params of the architecture) appended.  ``auto`` (the default of
@@ -35,7 +36,9 @@ from ..errors import InputError
 from ..space import DEFAULT_SPACE, Arch, SearchSpace, stable_hash
 
 FORMAT = "hwnas-accuracy-predictor"
-VERSION = 1
+VERSION = 2
+"""2: the mlp saved as a ``regressor`` model dict (:func:`hwnas.predictors.serialize.export_mlp`);
+version 1 kept it as a bare ``mlp`` dict, still read."""
 PREDICTOR_FILE = "predictor.json"
 PAIRS_FILE = "pairs.csv"
 MODELS = ("gbm", "mlp")
@@ -98,8 +101,7 @@ class AccuracyPredictor:
         if features not in FEATURES:
             raise InputError(f"unknown predictor features {features!r}; choose from {', '.join(FEATURES)}")
         self.space, self.model, self.features, self.seed = space, model, features, seed
-        self.compiled_ = None  # gbm: CompiledModel
-        self.mlp_: dict | None = None
+        self.compiled_ = None  # a serialize.CompiledModel (gbm or mlp)
         self.info: dict = {}
 
     # -- features ------------------------------------------------------------------------------
@@ -107,6 +109,11 @@ class AccuracyPredictor:
         """(encoding kind, whether the cost columns are appended) of ``features``."""
         kind, _, extra = self.features.partition("+")
         return kind, extra == "cost"
+
+    def n_features(self) -> int:
+        """Width of the feature matrix (:meth:`transform`'s columns)."""
+        kind, cost = self._feature_parts()
+        return int(self.space.encode([self.space.smallest()], kind).shape[1]) + (2 if cost else 0)
 
     def transform(self, archs: Sequence[Arch]) -> np.ndarray:
         kind, cost = self._feature_parts()
@@ -137,11 +144,11 @@ class AccuracyPredictor:
             raise ValueError(f"{len(archs)} architectures but {len(y)} accuracies")
         if len(y) < 10:
             raise InputError(f"an accuracy predictor needs at least 10 (architecture, accuracy) pairs, got {len(y)}")
+        from ..predictors.serialize import export_mlp, export_model, import_model
+
         X = self.transform(archs)
         if self.model == "gbm":
             from sklearn.ensemble import GradientBoostingRegressor
-
-            from ..predictors.serialize import export_model, import_model
 
             est = GradientBoostingRegressor(n_estimators=300, learning_rate=0.04, max_depth=3, subsample=0.8,
                                             min_samples_leaf=3, random_state=self.seed)
@@ -156,28 +163,17 @@ class AccuracyPredictor:
             est = MLPRegressor(hidden_layer_sizes=(128, 128), alpha=1e-3, learning_rate_init=1e-3, max_iter=3000,
                                early_stopping=False, random_state=self.seed)
             est.fit(sc.transform(X), (y - mu) / sd)
-            self.mlp_ = {"mean": sc.mean_.tolist(), "scale": sc.scale_.tolist(), "y_mean": mu, "y_std": sd,
-                         "coefs": [c.tolist() for c in est.coefs_], "intercepts": [b.tolist() for b in est.intercepts_],
-                         "activation": est.activation}
+            self.compiled_ = import_model(export_mlp(est, sc, mu, sd))
         return self
 
     @property
     def fitted(self) -> bool:
-        return self.compiled_ is not None or self.mlp_ is not None
+        return self.compiled_ is not None
 
     def predict_features(self, X: np.ndarray) -> np.ndarray:
         if not self.fitted:
             raise InputError("the accuracy predictor is not fitted")
-        if self.model == "gbm":
-            return np.asarray(self.compiled_.predict(X), dtype=np.float64)
-        m = self.mlp_
-        h = (X - np.asarray(m["mean"])) / np.asarray(m["scale"])
-        n = len(m["coefs"])
-        for i, (W, b) in enumerate(zip(m["coefs"], m["intercepts"])):
-            h = h @ np.asarray(W) + np.asarray(b)
-            if i < n - 1:
-                h = np.maximum(h, 0.0) if m["activation"] == "relu" else np.tanh(h)
-        return h[:, 0] * m["y_std"] + m["y_mean"]
+        return self.compiled_.predict(X)
 
     def predict(self, archs: Sequence[Arch]) -> np.ndarray:
         return self.predict_features(self.transform(archs))
@@ -197,32 +193,36 @@ class AccuracyPredictor:
         if not self.fitted:
             raise InputError("cannot save an unfitted accuracy predictor")
         d = {"format": FORMAT, "version": VERSION, "space": self.space.to_dict(), "model": self.model,
-             "features": self.features, "seed": self.seed, "info": self.info}
-        if self.model == "gbm":
-            d["regressor"] = self.compiled_.to_dict()
-        else:
-            d["mlp"] = self.mlp_
+             "features": self.features, "seed": self.seed, "info": self.info,
+             "regressor": self.compiled_.to_dict()}
         return d
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "predictor") -> "AccuracyPredictor":
+        """A predictor from :meth:`to_dict`'s dict (any version so far), checked through
+        :func:`hwnas.predictors.serialize.import_model`; a bad one raises a one-line
+        :class:`InputError`."""
         from ..predictors.serialize import import_model
 
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise InputError(f"{where} is not an hwnas accuracy predictor")
-        if int(d.get("version", 0)) > VERSION:
-            raise InputError(f"{where} has format version {d.get('version')}; upgrade hwnas to read it")
+        version = d.get("version")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise InputError(f"{where} has an invalid format version {version!r}")
+        if version > VERSION:
+            raise InputError(f"{where} has format version {version}; upgrade hwnas to read it")
         try:
             p = cls(SearchSpace.from_dict(d["space"]), d["model"], d["features"], int(d.get("seed", 0)))
             p.info = dict(d.get("info", {}))
-            if p.model == "gbm":
-                p.compiled_ = import_model(d["regressor"])
-            else:
-                m = d["mlp"]
-                for k in ("mean", "scale", "y_mean", "y_std", "coefs", "intercepts", "activation"):
-                    m[k]
-                p.mlp_ = m
-        except (KeyError, TypeError, ValueError) as e:
+            reg = d["regressor"] if "regressor" in d or p.model == "gbm" else _legacy_mlp(d["mlp"])
+            p.compiled_ = import_model(reg)
+            if p.compiled_.kind != p.model:
+                raise ValueError(f"model {p.model!r} but a {p.compiled_.kind!r} regressor")
+            width = p.n_features()
+            if p.compiled_.n_features != width:
+                raise ValueError(f"the regressor takes {p.compiled_.n_features} features, "
+                                 f"{p.features!r} on its space gives {width}")
+        except (KeyError, TypeError, ValueError, InputError) as e:
             raise InputError(f"{where} is corrupt ({e.__class__.__name__}: {e})") from None
         return p
 
@@ -244,6 +244,17 @@ class AccuracyPredictor:
         except ValueError as e:
             raise InputError(f"accuracy predictor {path} is unreadable: {e}") from None
         return cls.from_dict(d, str(path))
+
+
+def _legacy_mlp(m: dict) -> dict:
+    """A version-1 file's bare ``mlp`` dict as a model dict of :mod:`hwnas.predictors.serialize`."""
+    from ..predictors.serialize import FORMAT as MODEL_FORMAT, VERSION as MODEL_VERSION
+
+    if not isinstance(m, dict):
+        raise TypeError(f"mlp: expected a JSON object, got {type(m).__name__}")
+    return {"format": MODEL_FORMAT, "version": MODEL_VERSION, "kind": "mlp", "n_features": len(m["mean"]),
+            "activation": m["activation"], "x_mean": m["mean"], "x_scale": m["scale"], "coefs": m["coefs"],
+            "intercepts": m["intercepts"], "y_mean": m["y_mean"], "y_std": m["y_std"]}
 
 
 # --------------------------------------------------------------------------------------------
