@@ -274,6 +274,41 @@ def test_profiler_overhead_from_bundled_profile():
     assert corrected < plain
 
 
+def test_held_out_models_never_shape_the_profiler_overhead_or_kernel_data():
+    """Excluded (held-out) models are left out of every statistic kernel_data fits, the profiler
+    overhead included: the fitted number moves when a family is excluded, and then does not move
+    when the held-out models' measurements are changed (it did before: the overhead was fitted
+    on every profiled model)."""
+    import copy
+
+    from hwnas.paths import default_profile_dir
+    from hwnas.predictors.data import kernel_data, profiler_overhead
+    from hwnas.predictors.evaluate import zoo_table
+
+    real = Profile.load(default_profile_dir(), check_machine=False)
+    zoo = zoo_table(real)
+    held = list(zoo[zoo["family"] == "shufflenet"]["key"])
+    assert held
+    o_all, o_held = profiler_overhead(real), profiler_overhead(real, held)
+    assert o_held != pytest.approx(o_all, rel=1e-3)
+    # the held-out models' end-to-end latencies doubled: nothing fitted without them may change
+    changed = copy.copy(real)
+    m = real.measurements.copy()
+    m.loc[m["key"].isin(held), "relative_to_canary"] *= 2.0
+    changed.measurements = m
+    assert profiler_overhead(changed, held) == o_held
+    assert profiler_overhead(changed) != pytest.approx(o_all, rel=1e-3)  # the change is one that shows
+    # a few models' records keep the featurizing fast: the held-out family and two others
+    few = set(held) | set(zoo[zoo["family"].isin(["squeezenet", "mobilenetv2"])]["key"])
+    for p in (real, changed):
+        p.kernel_records = real.kernel_records[real.kernel_records["arch"].isin(few)]
+        p.kernel_profiles = real.kernel_profiles[real.kernel_profiles["arch"].isin(few)]
+    assert profiler_overhead(real, held) > 0  # fitted on the others, not the 0 of too few models
+    a, b = kernel_data(real, held), kernel_data(changed, held)
+    assert not set(a.model) & set(held) and len(a.relative) > 0
+    assert np.array_equal(a.relative, b.relative)
+
+
 def test_kernel_model_context_features():
     from hwnas.predictors.kernel import _context_by_model, _context_of
     from hwnas.predictors.kernel_features import featurize
