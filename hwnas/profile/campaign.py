@@ -13,8 +13,9 @@ A profile has four parts, measured in this order:
     per-kernel records from ORT's profiler on full models of the space;
 ``zoo``
     models of other CNN families (:mod:`hwnas.zoo`: ResNet, VGG, MobileNetV2, ShuffleNet,
-    SqueezeNet, EfficientNet, DenseNet styles), measured and profiled per kernel, so
-    predictors can be judged on whole families they never saw;
+    SqueezeNet, EfficientNet, DenseNet styles; then the sealed families of
+    :mod:`hwnas.zoo_sealed`: RegNetX, GhostNet, ConvNeXt, MnasNet), measured and profiled per
+    kernel, so predictors can be judged on whole families they never saw;
 ``arch``
     end-to-end measurements of sampled architectures, for fitting and honest evaluation.
 
@@ -136,9 +137,11 @@ def kernel_tasks(n: int, seed: int, batch: int) -> list[Task]:
 def zoo_tasks(per_family: int) -> list[Task]:
     from ..onnx_io import onnx_macs, onnx_params
     from ..zoo import zoo_models
+    from ..zoo_sealed import sealed_models
 
     tasks = []
-    for m in zoo_models(per_family) if per_family else []:
+    # the tuning families, then the sealed ones (judged apart, never fitted on when judged)
+    for m in [*zoo_models(per_family), *sealed_models(per_family)] if per_family else []:
         model = m.build()
         tasks.append(Task("zoo", f"zoo:{m.name}", {"family": m.family, "name": m.name, "resolution": m.resolution},
                           m.build, onnx_macs(model), onnx_params(model)))
