@@ -89,6 +89,26 @@ def test_resume_on_other_device_or_machine_fails(tiny_profile, tmp_path):
         build_profile(load_device("cpu-1t"), other, TINY_PLAN, space=TINY_SPACE, resume=True)
 
 
+def test_resume_profile_saved_before_allow_spinning_existed(tmp_path):
+    """A profile whose saved device spec predates the optional allow_spinning key (the bundled
+    cpu-1t) resumes with the same settings today, and still refuses other settings."""
+    from hwnas.profile.campaign import check_resume, write_new_meta
+
+    st = ProfileStore(tmp_path / "old", create=True)
+    dev = load_device("cpu-1t")
+    write_new_meta(st, dev, TINY_SPACE, TINY_PLAN)
+    old = dev.to_dict()
+    del old["allow_spinning"]
+    st.set_meta("device", old)
+    check_resume(st, dev, TINY_SPACE, TINY_PLAN)
+    with pytest.raises(DeviceMismatchError, match="cpu-2t"):
+        check_resume(st, load_device("cpu-2t"), TINY_SPACE, TINY_PLAN)
+    st.set_meta("device", dict(old, allow_spinning=False))
+    with pytest.raises(DeviceMismatchError):
+        check_resume(st, dev, TINY_SPACE, TINY_PLAN)
+    st.close()
+
+
 def test_profile_errors(tmp_path):
     f = tmp_path / "file"
     f.write_text("x")

@@ -220,7 +220,9 @@ def check_resume(store: ProfileStore, device: DeviceSpec, space: SearchSpace, pp
     meta = store.meta()
     if "device" not in meta:
         return
-    if meta["device"] != device.to_dict():
+    # read through DeviceSpec, so that a spec saved before a key with a default existed
+    # (allow_spinning) compares equal to the same settings today
+    if DeviceSpec.from_dict(meta["device"], source=f"profile {store.dir}").to_dict() != device.to_dict():
         raise DeviceMismatchError(
             f"profile {store.dir} was made with device {meta['device'].get('name')!r}; cannot resume it with "
             f"device {device.name!r} (settings differ)"
