@@ -318,6 +318,32 @@ def test_held_out_models_never_shape_the_profiler_overhead_or_kernel_data():
     assert np.array_equal(a.relative, b.relative)
 
 
+def test_kernel_predictor_never_fits_on_sealed_models(prof):
+    """The sealed families are a test set: the kernel predictor (shipped or judged) is the same
+    whatever their measurements say."""
+    import copy
+
+    from hwnas.predictors.data import sealed_model_keys
+    from hwnas.zoo_sealed import SEALED_FAMILIES
+
+    sealed = sealed_model_keys(prof)
+    assert len(sealed) == len(SEALED_FAMILIES)  # one per family in the tiny profile
+    changed = copy.copy(prof)
+    m = prof.measurements.copy()
+    m.loc[m["key"].isin(sealed), "relative_to_canary"] *= 3.0
+    changed.measurements = m
+    kr = prof.kernel_records.copy()
+    kr.loc[kr["arch"].isin(sealed), "duration_ms"] *= 3.0
+    changed.kernel_records = kr
+    arch = arch_data(prof).archs[:3]
+    a = KernelPredictor(n_estimators=10).fit(prof).predict_relative(arch)
+    b = KernelPredictor(n_estimators=10).fit(changed).predict_relative(arch)
+    assert np.array_equal(a, b)
+    zoo = [k for k in prof.table("zoo")["key"] if k not in sealed][:1]
+    m.loc[m["key"].isin(zoo), "relative_to_canary"] *= 3.0  # a tuning-family model does count
+    assert not np.array_equal(a, KernelPredictor(n_estimators=10).fit(changed).predict_relative(arch))
+
+
 def _scores(errors: dict) -> dict:
     measured = np.ones(len(next(iter(errors.values()))))
     return {"predictors": {n: metrics(measured * (1 + np.asarray(e)), measured) for n, e in errors.items()}}

@@ -89,6 +89,15 @@ def kernel_data(profile: Profile, exclude_models: Iterable[str] = ()) -> KernelD
     return KernelData(rows, np.asarray(rel), np.asarray(models, dtype=object))
 
 
+def sealed_model_keys(profile: Profile) -> set[str]:
+    """Keys of the profile's zoo models of sealed families (:mod:`hwnas.zoo_sealed`): a test set
+    only, never fitted on (so the shipped predictor is the one the sealed figures judge)."""
+    from ..zoo_sealed import SEALED_FAMILIES
+
+    z = profile.measurements[profile.measurements["kind"] == "zoo"]
+    return {k for k, t in zip(z["key"], z["target"]) if t.get("family") in SEALED_FAMILIES}
+
+
 #: a kernel keeps at least this share of its profiled time when the profiler's cost is taken off
 MIN_NET_SHARE = 0.2
 
