@@ -140,7 +140,7 @@ def zoo_tasks(per_family: int) -> list[Task]:
     from ..zoo_sealed import sealed_models
 
     tasks = []
-    # the tuning families, then the sealed ones (judged apart, never fitted on when judged)
+    # the tuning families, then the sealed ones (a test set: judged apart, never fitted on)
     for m in [*zoo_models(per_family), *sealed_models(per_family)] if per_family else []:
         model = m.build()
         tasks.append(Task("zoo", f"zoo:{m.name}", {"family": m.family, "name": m.name, "resolution": m.resolution},
