@@ -41,11 +41,12 @@ def test_tiny_profile_complete(tiny_profile):
     p = Profile.load(d)
     assert p.status == "complete"
     counts = p.measurements.groupby("kind").size().to_dict()
-    assert counts == {"block": N_BLOCKS, "kernel": 24, "zoo": 7, "arch": 36}
+    assert counts == {"block": N_BLOCKS, "kernel": 24, "zoo": 7 + 4, "arch": 36}  # 7 tuning + 4 sealed families
     # kernel profiles: 3 full architectures, every campaign kernel, every zoo model
-    assert len(p.kernel_profiles) == 3 + 24 + 7 and len(p.kernel_records) > 100
+    assert len(p.kernel_profiles) == 3 + 24 + 11 and len(p.kernel_records) > 100
     assert set(p.table("zoo")["target"].map(lambda t: t["family"])) == {
-        "resnet", "vgg", "mobilenetv2", "shufflenet", "squeezenet", "efficientnet", "densenet"}
+        "resnet", "vgg", "mobilenetv2", "shufflenet", "squeezenet", "efficientnet", "densenet",
+        "regnetx", "ghostnet", "convnext", "mnasnet"}
     assert p.device.name == "cpu-1t" and p.space == TINY_SPACE
     assert p.meta["fingerprint"]["cpu_model"]
     arch = p.table("arch")
