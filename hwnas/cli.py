@@ -442,16 +442,15 @@ def evaluate(profile: Optional[Path] = typer.Option(None, "--profile", help="pro
     out.print(f"noise floor: median per-measurement spread {100 * nf['median_noise_rel']:.1f}%, "
               f"median canary drift {100 * nf['median_abs_canary_drift']:.1f}%")
     oos = res.get("out_of_space") or {}
-    if oos:
-        t = Table("held-out family", "n", "kernel ±10%", "kernel MAPE %", "MACs ±10%", "MACs MAPE %",
-                  title="out-of-space families (each fitted without its own models)")
-        for fam, v in oos["families"].items():
+    sets = [("tuning families (each fitted without its own models)", oos)] if oos else []
+    if oos.get("sealed"):
+        sets.append(("sealed families (never tuned on; fitted without any sealed model)", oos["sealed"]))
+    for title, fams in sets:
+        t = Table("held-out family", "n", "kernel ±10%", "kernel MAPE %", "MACs ±10%", "MACs MAPE %", title=title)
+        for fam, v in [*fams["families"].items(), ("all", fams["overall"])]:
             t.add_row(fam, str(v["kernel"]["n"]), f"{100 * v['kernel']['within_10pct']:.0f}%",
                       f"{v['kernel']['mape_pct']:.1f}", f"{100 * v['macs']['within_10pct']:.0f}%",
                       f"{v['macs']['mape_pct']:.1f}")
-        o = oos["overall"]
-        t.add_row("all", str(o["kernel"]["n"]), f"{100 * o['kernel']['within_10pct']:.0f}%",
-                  f"{o['kernel']['mape_pct']:.1f}", f"{100 * o['macs']['within_10pct']:.0f}%", f"{o['macs']['mape_pct']:.1f}")
         out.print(t)
 
 

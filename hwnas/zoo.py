@@ -48,6 +48,8 @@ from .layers import DEFAULT_CLASSES, make_divisible
 
 __all__ = [
     "ZooModel",
+    "candidates",
+    "spread",
     "build_densenet",
     "build_efficientnet",
     "build_mobilenetv2",
@@ -469,9 +471,12 @@ class ZooModel:
 
     def build(self, batch: int = 1, seed: int = 0) -> onnx.ModelProto:
         """The ONNX model (seeded random weights): ``input`` ``[batch, 3, r, r]`` -> ``output``."""
-        model = _BUILDERS[self.family](**dict(self.config), resolution=self.resolution, batch=batch, seed=seed)
+        model = self._builder()(**dict(self.config), resolution=self.resolution, batch=batch, seed=seed)
         model.graph.name = f"zoo_{self.name}"
         return model
+
+    def _builder(self) -> Callable[..., onnx.ModelProto]:
+        return _BUILDERS[self.family]
 
 
 def _w(width: float, prefix: str = "w") -> str:
@@ -622,12 +627,20 @@ def zoo_models(per_family: int = 6) -> list[ZooModel]:
     including the smallest and (for ``per_family > 1``) the largest.  Deterministic."""
     out: list[ZooModel] = []
     for fam in families():
-        cands = _VARIANTS[fam]
-        if not 1 <= per_family <= len(cands):
-            raise ValueError(f"per_family must be between 1 and {len(cands)}, got {per_family}")
-        if per_family == 1:
-            idx = [0]
-        else:
-            idx = [round(i * (len(cands) - 1) / (per_family - 1)) for i in range(per_family)]
-        out.extend(cands[i] for i in idx)
+        out.extend(spread(_VARIANTS[fam], per_family))
     return out
+
+
+def spread(cands: Sequence[ZooModel], per_family: int) -> list[ZooModel]:
+    """``per_family`` of a family's ``cands`` (ordered by MACs), evenly spread, the smallest and
+    (for ``per_family > 1``) the largest included."""
+    if not 1 <= per_family <= len(cands):
+        raise ValueError(f"per_family must be between 1 and {len(cands)}, got {per_family}")
+    if per_family == 1:
+        return [cands[0]]
+    return [cands[round(i * (len(cands) - 1) / (per_family - 1))] for i in range(per_family)]
+
+
+def candidates() -> list[ZooModel]:
+    """Every candidate model of every family (what any ``per_family`` can pick)."""
+    return [m for fam in families() for m in _VARIANTS[fam]]

@@ -182,8 +182,9 @@ def test_report_embeds_every_png(report):
 def test_families_and_onnx_models_in_comparison(report):
     comp, _ = report
     st = comp.stats
-    assert st["families"]["n"] == 43  # the profile's 42 zoo models of 7 families + the ONNX model
-    assert len(set(comp.points.loc[comp.points["source"] == "zoo", "family"])) == 7
+    # the profile's 42 zoo models of 7 tuning families and 24 of 4 sealed ones, + the ONNX model
+    assert st["families"]["n"] == 67
+    assert len(set(comp.points.loc[comp.points["source"] == "zoo", "family"])) == 11
     (model,) = st["models"]
     assert model["name"] == "small.onnx" and model["macs"] > 0 and model["latency_ms"] > 0
     assert len(st["devices"]["rows"]) == 3  # three default budgets on the one device

@@ -250,8 +250,17 @@ def test_cli_evaluate_json(trained):
     for name, m in ins["predictors"].items():
         if name != "learned":
             assert 0 <= m["within_5pct"] <= m["within_10pct"] <= 1
-    assert set(res["out_of_space"]["families"]) == {
+    oos = res["out_of_space"]
+    assert set(oos["families"]) == {
         "resnet", "vgg", "mobilenetv2", "shufflenet", "squeezenet", "efficientnet", "densenet"}
+    # the sealed families apart, judged by a predictor that never saw any of them; the tuning
+    # families' predictors never saw them either (one model per family in the tiny profile)
+    from hwnas.zoo_sealed import SEALED_FAMILIES
+
+    assert set(oos["sealed"]["families"]) == set(SEALED_FAMILIES)
+    assert oos["sealed"]["overall"]["kernel"]["n"] == len(SEALED_FAMILIES)
+    assert all(v["n_excluded_from_fit"] == len(SEALED_FAMILIES) for v in oos["sealed"]["families"].values())
+    assert all(v["n_excluded_from_fit"] == len(SEALED_FAMILIES) + 1 for v in oos["families"].values())
 
 
 def test_profiler_overhead_from_bundled_profile():
@@ -272,6 +281,117 @@ def test_profiler_overhead_from_bundled_profile():
     net = ks - o * n
     corrected = np.median(np.abs(net * np.median(y / net) / y - 1))
     assert corrected < plain
+
+
+def test_held_out_models_never_shape_the_profiler_overhead_or_kernel_data():
+    """Excluded (held-out) models are left out of every statistic kernel_data fits, the profiler
+    overhead included: the fitted number moves when a family is excluded, and then does not move
+    when the held-out models' measurements are changed (it did before: the overhead was fitted
+    on every profiled model)."""
+    import copy
+
+    from hwnas.paths import default_profile_dir
+    from hwnas.predictors.data import kernel_data, profiler_overhead
+    from hwnas.predictors.evaluate import zoo_table
+
+    real = Profile.load(default_profile_dir(), check_machine=False)
+    zoo = zoo_table(real)
+    held = list(zoo[zoo["family"] == "shufflenet"]["key"])
+    assert held
+    o_all, o_held = profiler_overhead(real), profiler_overhead(real, held)
+    assert o_held != pytest.approx(o_all, rel=1e-3)
+    # the held-out models' end-to-end latencies doubled: nothing fitted without them may change
+    changed = copy.copy(real)
+    m = real.measurements.copy()
+    m.loc[m["key"].isin(held), "relative_to_canary"] *= 2.0
+    changed.measurements = m
+    assert profiler_overhead(changed, held) == o_held
+    assert profiler_overhead(changed) != pytest.approx(o_all, rel=1e-3)  # the change is one that shows
+    # a few models' records keep the featurizing fast: the held-out family and two others
+    few = set(held) | set(zoo[zoo["family"].isin(["squeezenet", "mobilenetv2"])]["key"])
+    for p in (real, changed):
+        p.kernel_records = real.kernel_records[real.kernel_records["arch"].isin(few)]
+        p.kernel_profiles = real.kernel_profiles[real.kernel_profiles["arch"].isin(few)]
+    assert profiler_overhead(real, held) > 0  # fitted on the others, not the 0 of too few models
+    a, b = kernel_data(real, held), kernel_data(changed, held)
+    assert not set(a.model) & set(held) and len(a.relative) > 0
+    assert np.array_equal(a.relative, b.relative)
+
+
+def test_kernel_predictor_never_fits_on_sealed_models(prof):
+    """The sealed families are a test set: the kernel predictor (shipped or judged) is the same
+    whatever their measurements say."""
+    import copy
+
+    from hwnas.predictors.data import sealed_model_keys
+    from hwnas.zoo_sealed import SEALED_FAMILIES
+
+    sealed = sealed_model_keys(prof)
+    assert len(sealed) == len(SEALED_FAMILIES)  # one per family in the tiny profile
+    changed = copy.copy(prof)
+    m = prof.measurements.copy()
+    m.loc[m["key"].isin(sealed), "relative_to_canary"] *= 3.0
+    changed.measurements = m
+    kr = prof.kernel_records.copy()
+    kr.loc[kr["arch"].isin(sealed), "duration_ms"] *= 3.0
+    changed.kernel_records = kr
+    arch = arch_data(prof).archs[:3]
+    a = KernelPredictor(n_estimators=10).fit(prof).predict_relative(arch)
+    b = KernelPredictor(n_estimators=10).fit(changed).predict_relative(arch)
+    assert np.array_equal(a, b)
+    zoo = [k for k in prof.table("zoo")["key"] if k not in sealed][:1]
+    m.loc[m["key"].isin(zoo), "relative_to_canary"] *= 3.0  # a tuning-family model does count
+    assert not np.array_equal(a, KernelPredictor(n_estimators=10).fit(changed).predict_relative(arch))
+
+
+def _scores(errors: dict) -> dict:
+    measured = np.linspace(1.0, 3.0, len(next(iter(errors.values()))))
+    return {"predictors": {n: metrics(measured * (1 + np.asarray(e)), measured) for n, e in errors.items()}}
+
+
+def test_default_predictor_is_vectorized_and_chosen_by_mape():
+    """The issue's case: macs+ wins ±10% by one architecture but loses in MAPE and is not
+    vectorized on genomes; learned (lower MAPE, vectorized) is the default."""
+    from hwnas.predictors.evaluate import choose_defaults
+
+    rng = np.random.default_rng(0)
+    n = 210
+    learned = rng.normal(0, 0.03, n)
+    learned[:2] = 0.15  # two architectures outside ±10%
+    macs_plus = rng.normal(0, 0.05, n).clip(-0.099, 0.099)
+    macs_plus[0] = 0.12  # one outside ±10%: better within ±10% than learned
+    sc = _scores({"macs+": macs_plus, "lut": rng.normal(0, 0.045, n), "learned": learned})
+    assert sc["predictors"]["macs+"]["within_10pct"] > sc["predictors"]["learned"]["within_10pct"]
+    assert choose_defaults(sc, ["macs+", "lut", "learned", "kernel"]) == {"arch": "learned", "onnx": "kernel"}
+    # the best MAPE of all, but not vectorized on genomes: never the search's default
+    sc = _scores({"macs": rng.normal(0, 0.001, n), "lut": rng.normal(0, 0.03, n)})
+    assert choose_defaults(sc, ["macs", "lut"])["arch"] == "lut"
+
+
+def test_default_predictor_choice_survives_removing_any_one_architecture():
+    """A more complex predictor replaces a simpler one only when it stays ahead in MAPE without any
+    one held-out architecture; closer calls keep the simpler one."""
+    from hwnas.predictors.evaluate import choose_defaults
+
+    rng = np.random.default_rng(1)
+    n = 40
+    lut = rng.normal(0, 0.03, n)
+    wins = 0
+    for gap in np.linspace(0.0, 0.03, 13):  # learned's MAPE below lut's by 0 .. 2 points
+        learned = lut * (1 - gap / np.mean(np.abs(lut)))
+        learned[0] = 0.25  # one large error: the kind of architecture that could flip a close call
+        chosen = choose_defaults(_scores({"lut": lut, "learned": learned}), ["lut", "learned"])["arch"]
+        for j in range(n):
+            keep = np.arange(n) != j
+            again = _scores({"lut": lut[keep], "learned": learned[keep]})["predictors"]
+            if chosen == "learned":  # the win does not rest on any one architecture
+                assert again["learned"]["mape_pct"] < again["lut"]["mape_pct"], (gap, j)
+        wins += chosen == "learned"
+    assert 0 < wins < 13  # the sweep crosses the margin
+    tie = _scores({"lut": lut, "learned": lut * 0.999})
+    assert choose_defaults(tie, ["lut", "learned"])["arch"] == "lut"  # no real difference: the simpler one
+    clear = _scores({"lut": lut, "learned": lut * 0.5})
+    assert choose_defaults(clear, ["lut", "learned"])["arch"] == "learned"
 
 
 def test_kernel_model_context_features():

@@ -41,11 +41,12 @@ def test_tiny_profile_complete(tiny_profile):
     p = Profile.load(d)
     assert p.status == "complete"
     counts = p.measurements.groupby("kind").size().to_dict()
-    assert counts == {"block": N_BLOCKS, "kernel": 24, "zoo": 7, "arch": 36}
+    assert counts == {"block": N_BLOCKS, "kernel": 24, "zoo": 7 + 4, "arch": 36}  # 7 tuning + 4 sealed families
     # kernel profiles: 3 full architectures, every campaign kernel, every zoo model
-    assert len(p.kernel_profiles) == 3 + 24 + 7 and len(p.kernel_records) > 100
+    assert len(p.kernel_profiles) == 3 + 24 + 11 and len(p.kernel_records) > 100
     assert set(p.table("zoo")["target"].map(lambda t: t["family"])) == {
-        "resnet", "vgg", "mobilenetv2", "shufflenet", "squeezenet", "efficientnet", "densenet"}
+        "resnet", "vgg", "mobilenetv2", "shufflenet", "squeezenet", "efficientnet", "densenet",
+        "regnetx", "ghostnet", "convnext", "mnasnet"}
     assert p.device.name == "cpu-1t" and p.space == TINY_SPACE
     assert p.meta["fingerprint"]["cpu_model"]
     arch = p.table("arch")
@@ -87,6 +88,26 @@ def test_resume_on_other_device_or_machine_fails(tiny_profile, tmp_path):
         Profile.load(other)
     with pytest.raises(DeviceMismatchError, match="another machine"):
         build_profile(load_device("cpu-1t"), other, TINY_PLAN, space=TINY_SPACE, resume=True)
+
+
+def test_resume_profile_saved_before_allow_spinning_existed(tmp_path):
+    """A profile whose saved device spec predates the optional allow_spinning key (the bundled
+    cpu-1t) resumes with the same settings today, and still refuses other settings."""
+    from hwnas.profile.campaign import check_resume, write_new_meta
+
+    st = ProfileStore(tmp_path / "old", create=True)
+    dev = load_device("cpu-1t")
+    write_new_meta(st, dev, TINY_SPACE, TINY_PLAN)
+    old = dev.to_dict()
+    del old["allow_spinning"]
+    st.set_meta("device", old)
+    check_resume(st, dev, TINY_SPACE, TINY_PLAN)
+    with pytest.raises(DeviceMismatchError, match="cpu-2t"):
+        check_resume(st, load_device("cpu-2t"), TINY_SPACE, TINY_PLAN)
+    st.set_meta("device", dict(old, allow_spinning=False))
+    with pytest.raises(DeviceMismatchError):
+        check_resume(st, dev, TINY_SPACE, TINY_PLAN)
+    st.close()
 
 
 def test_profile_errors(tmp_path):

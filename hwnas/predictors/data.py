@@ -69,8 +69,9 @@ def kernel_data(profile: Profile, exclude_models: Iterable[str] = ()) -> KernelD
     campaign = set(profile.table("kernel")["key"])
     is_campaign = e2e.index.isin(campaign)
     # the profiler adds a fixed cost to every kernel it times; taken off first, so that a model
-    # of many tiny kernels is not left with that cost spread over its real ones
-    o_rel = profiler_overhead(profile)
+    # of many tiny kernels is not left with that cost spread over its real ones (fitted without
+    # the excluded models: a held-out model must not shape any fitted number)
+    o_rel = profiler_overhead(profile, excl)
     canary = kr["arch"].map(e2e["canary_ms"]).to_numpy(float)
     net = np.maximum(kr["duration_ms"].to_numpy(float) / canary - o_rel,
                      MIN_NET_SHARE * kr["duration_ms"].to_numpy(float) / canary)  # canary units
@@ -88,16 +89,26 @@ def kernel_data(profile: Profile, exclude_models: Iterable[str] = ()) -> KernelD
     return KernelData(rows, np.asarray(rel), np.asarray(models, dtype=object))
 
 
+def sealed_model_keys(profile: Profile) -> set[str]:
+    """Keys of the profile's zoo models of sealed families (:mod:`hwnas.zoo_sealed`): a test set
+    only, never fitted on (so the shipped predictor is the one the sealed figures judge)."""
+    from ..zoo_sealed import SEALED_FAMILIES
+
+    z = profile.measurements[profile.measurements["kind"] == "zoo"]
+    return {k for k, t in zip(z["key"], z["target"]) if t.get("family") in SEALED_FAMILIES}
+
+
 #: a kernel keeps at least this share of its profiled time when the profiler's cost is taken off
 MIN_NET_SHARE = 0.2
 
 
-def profiler_overhead(profile: Profile) -> float:
+def profiler_overhead(profile: Profile, exclude_models: Iterable[str] = ()) -> float:
     """The profiler's cost per timed kernel, canary units: the ``o`` of
-    end-to-end = a * kernel sum - o * kernels + c, fitted (relative error) on profiled full models."""
+    end-to-end = a * kernel sum - o * kernels + c, fitted (relative error) on profiled full
+    models, none of ``exclude_models`` (held-out models) among them."""
     e2e = model_end_to_end(profile)
     campaign = set(profile.table("kernel")["key"])
-    e2e = e2e[~e2e["arch"].isin(campaign)]
+    e2e = e2e[~e2e["arch"].isin(campaign | set(exclude_models))]
     if len(e2e) < 5:
         return 0.0
     n = profile.kernel_records.groupby("arch").size()

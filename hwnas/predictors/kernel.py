@@ -28,7 +28,7 @@ from ..measure import KernelRecord
 from ..profile import Profile
 from ..space import Arch, SearchSpace
 from .base import LatencyPredictor, TargetSpec, finite_array, saved_positive
-from .data import kernel_data, model_end_to_end
+from .data import kernel_data, model_end_to_end, sealed_model_keys
 from .kernel_features import FAMILIES, FEATURE_NAMES, featurize_records, optimized_kernels, records_from_frame
 from .serialize import StackedGBM, export_model, import_model
 
@@ -68,10 +68,11 @@ class KernelPredictor(LatencyPredictor):
             exclude_models: Sequence[str] = ()) -> "KernelPredictor":
         """Fit on ``profile``.  ``archs`` restricts which end-to-end architectures' kernel
         records and timings may be used (a held-out split stays unseen); ``exclude_models``
-        removes more profiled models (e.g. a held-out model family)."""
+        removes more profiled models (e.g. a held-out model family).  Models of the sealed
+        families are never fitted on: they are the test set (:mod:`hwnas.zoo_sealed`)."""
         from sklearn.ensemble import GradientBoostingRegressor
 
-        exclude = set(exclude_models)
+        exclude = set(exclude_models) | sealed_model_keys(profile)
         kp = profile.kernel_profiles
         arch_keys = set(profile.table("arch")["key"])
         if archs is not None:

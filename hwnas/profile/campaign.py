@@ -13,8 +13,9 @@ A profile has four parts, measured in this order:
     per-kernel records from ORT's profiler on full models of the space;
 ``zoo``
     models of other CNN families (:mod:`hwnas.zoo`: ResNet, VGG, MobileNetV2, ShuffleNet,
-    SqueezeNet, EfficientNet, DenseNet styles), measured and profiled per kernel, so
-    predictors can be judged on whole families they never saw;
+    SqueezeNet, EfficientNet, DenseNet styles; then the sealed families of
+    :mod:`hwnas.zoo_sealed`: RegNetX, GhostNet, ConvNeXt, MnasNet), measured and profiled per
+    kernel, so predictors can be judged on whole families they never saw;
 ``arch``
     end-to-end measurements of sampled architectures, for fitting and honest evaluation.
 
@@ -136,9 +137,11 @@ def kernel_tasks(n: int, seed: int, batch: int) -> list[Task]:
 def zoo_tasks(per_family: int) -> list[Task]:
     from ..onnx_io import onnx_macs, onnx_params
     from ..zoo import zoo_models
+    from ..zoo_sealed import sealed_models
 
     tasks = []
-    for m in zoo_models(per_family) if per_family else []:
+    # the tuning families, then the sealed ones (a test set: judged apart, never fitted on)
+    for m in [*zoo_models(per_family), *sealed_models(per_family)] if per_family else []:
         model = m.build()
         tasks.append(Task("zoo", f"zoo:{m.name}", {"family": m.family, "name": m.name, "resolution": m.resolution},
                           m.build, onnx_macs(model), onnx_params(model)))
@@ -243,7 +246,9 @@ def check_resume(store: ProfileStore, device: DeviceSpec, space: SearchSpace, pp
     meta = store.meta()
     if "device" not in meta:
         return
-    if meta["device"] != device.to_dict():
+    # read through DeviceSpec, so that a spec saved before a key with a default existed
+    # (allow_spinning) compares equal to the same settings today
+    if DeviceSpec.from_dict(meta["device"], source=f"profile {store.dir}").to_dict() != device.to_dict():
         raise DeviceMismatchError(
             f"profile {store.dir} was made with device {meta['device'].get('name')!r}; cannot resume it with "
             f"device {device.name!r} (settings differ)"

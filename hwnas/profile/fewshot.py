@@ -91,7 +91,9 @@ def fewshot_archs(space: SearchSpace, reference, n: int, seed: int = 0, pool: in
                 best, dist = idx, d
         used.add(best)
         chosen.append(best)
-    return [cands[i] for i in chosen]
+    # in latency order: where the top of the range is sparse, a target can take a candidate
+    # above the next target's (one outlier at the top), so the walk alone is not ordered
+    return [cands[i] for i in sorted(chosen, key=lambda i: lat[i])]
 
 
 def build_fewshot_profile(

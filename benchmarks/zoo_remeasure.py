@@ -1,0 +1,69 @@
+"""A second measurement pass over a profile's zoo models: how far is the stored figure from a fresh one?
+
+The predictor-accuracy figures on model families are judged against one stored measurement per
+model; this says how much of a figure's error the measurement alone can explain.  Each model is
+measured again (fresh session, fresh canary, the profile's device and default timing) and its
+canary-relative latency compared with the profile's.  Only measurements: no predictor is run.
+
+    python benchmarks/zoo_remeasure.py [--profile profiles/cpu-1t] [--set sealed|tuning|all]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from measurement_repeatability import agreement
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    from hwnas.measure import Measurer
+    from hwnas.paths import default_profile_dir
+    from hwnas.predictors.evaluate import zoo_table
+    from hwnas.profile import Profile
+    from hwnas.quantize import for_device
+    from hwnas.zoo_sealed import SEALED_FAMILIES, model_by_name
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default=str(default_profile_dir()))
+    ap.add_argument("--set", choices=("sealed", "tuning", "all"), default="sealed")
+    ap.add_argument("--out", default=None, help="default: benchmarks/results/zoo_remeasure_<set>.json")
+    args = ap.parse_args()
+    prof = Profile.load(args.profile)
+    df = zoo_table(prof)
+    if args.set != "all":
+        df = df[df["family"].isin(SEALED_FAMILIES) == (args.set == "sealed")]
+    t0 = time.time()
+    rows = []
+    with Measurer(prof.device) as m:
+        for name, stored, noise in zip(df["name"], df["relative_to_canary"], df["noise_rel"]):
+            r = m.measure(for_device(model_by_name(name).build(), prof.device.precision), name)
+            rows.append({"name": name, "stored": float(stored), "stored_noise_rel": float(noise),
+                         "again": r.relative_to_canary, "again_noise_rel": r.noise_rel, "canary_ms": r.canary_ms})
+            print(f"{name:28s} stored {stored:7.3f}  again {r.relative_to_canary:7.3f}  "
+                  f"({100 * (r.relative_to_canary / stored - 1):+5.1f}%)", flush=True)
+    a = np.array([r["again"] for r in rows])
+    s = np.array([r["stored"] for r in rows])
+    res = {"profile": args.profile, "set": args.set, "n": len(rows), "seconds": round(time.time() - t0, 1),
+           "canary_relative": agreement(a, s),
+           "median_noise_rel_stored": float(np.median([r["stored_noise_rel"] for r in rows])),
+           "median_noise_rel_again": float(np.median([r["again_noise_rel"] for r in rows])),
+           "canary_ms_now": float(np.median([r["canary_ms"] for r in rows])),
+           "canary_reference_ms": prof.canary_reference_ms, "models": rows}
+    out = Path(args.out or HERE / "results" / f"zoo_remeasure_{args.set}.json")
+    out.write_text(json.dumps(res, indent=2))
+    c = res["canary_relative"]
+    print(f"{args.set}: {len(rows)} models, fresh vs stored (canary-relative): {100 * c['within_5pct']:.0f}% within ±5%, "
+          f"{100 * c['within_10pct']:.0f}% within ±10%, mean |dev| {c['mean_abs_dev_pct']:.1f}%, "
+          f"max {c['max_abs_dev_pct']:.1f}%; canary now {res['canary_ms_now']:.2f} ms "
+          f"(profile {res['canary_reference_ms']:.2f} ms); saved {out}")
+
+
+if __name__ == "__main__":
+    main()
