@@ -211,9 +211,10 @@ def budget_picks(keys: Sequence[str], macs: Sequence[float], latency_ms: Sequenc
 
 
 def check_budgets(budgets_ms: Sequence[float] | None) -> None:
+    from .validate import positive_number
+
     for b in budgets_ms or ():
-        if not (isinstance(b, (int, float)) and math.isfinite(b) and b > 0):
-            raise InputError(f"budget must be a positive number of ms, got {b}")
+        positive_number(b, "budget", "ms")
 
 
 def compare_devices(profiles: Sequence, budgets_ms: Sequence[float] | None = None) -> dict:
@@ -587,6 +588,17 @@ def profiled_archs(profile) -> list[str]:
     """Architectures of the profile whose kernels were profiled (measured per-kernel records)."""
     arch_keys = set(profile.table("arch")["key"])
     return [k for k in profile.kernel_profiles["arch"] if k in arch_keys]
+
+
+def report_breakdown(profile) -> dict:
+    """The per-kernel breakdown a report shows: :func:`kernel_breakdown` of the median profiled
+    architecture, or ``{"arch": None, "missing": why}`` when the profile holds no per-kernel records
+    (measured with ``--n-kernel-profiles 0``, like ``profiles/cpu-2t``): the report then says so
+    and the rest of it is written as usual."""
+    if not profiled_archs(profile):
+        return {"arch": None, "missing": f"profile {profile.dir} holds no per-kernel records of an architecture "
+                                         f"(measured with --n-kernel-profiles 0 or stopped before that part)"}
+    return kernel_breakdown(profile)
 
 
 def kernel_breakdown(profile, arch: str | None = None, with_prediction: bool = True) -> dict:

@@ -232,7 +232,7 @@ def search_section(s: dict) -> str:
 
 
 def run_demo(out_dir: str | Path, profile_dir: str | Path | None, steps: Steps) -> DemoResult:
-    from .compare import compare, kernel_breakdown, load_profile, require_enough_archs
+    from .compare import compare, load_profile, report_breakdown, require_enough_archs
     from .paths import default_profile_dir
     from .report import prepare_out_dir, write_report
 
@@ -261,7 +261,9 @@ def run_demo(out_dir: str | Path, profile_dir: str | Path | None, steps: Steps) 
     comparison = compare([profile], budgets_ms=budgets, progress=lambda msg: adv(), notes_in=fp_notes)
     overall()
     adv = steps.task("report", 2)
-    bd = kernel_breakdown(profile)
+    bd = report_breakdown(profile)
+    if "missing" in bd:
+        steps.log(f"no per-kernel breakdown in the report: {bd['missing']}")
     adv()
     sections = [("This machine against the profile", machine_section(machine)),
                 ("Predicted latency of a few architectures", predictions_section(preds))]
