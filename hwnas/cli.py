@@ -343,8 +343,10 @@ def predict(targets: List[str] = typer.Argument(..., help="architecture strings 
     """Predict latency (ms on the profile's device, and canary-relative) for architectures or ONNX models."""
     from .predictors import KNOWN_PREDICTORS, load_predictor
     from .predictors.base import TargetSpec
+    from .profile import warn_if_other_machine
 
     d = _profile_dir(profile)
+    warn_if_other_machine(d)
     if predictor is not None and predictor not in KNOWN_PREDICTORS:
         raise InputError(f"unknown predictor {predictor!r}; choose from {', '.join(KNOWN_PREDICTORS)}")
     shapes = _parse_shapes(input_shape)

@@ -138,6 +138,7 @@ def run_searches(profile_dir: Path, space, budgets: Sequence[float], steps: Step
     accuracy_estimate, measured_latency_ms for verified ones), "best": [dict per budget],
     "notes": [...], "accuracy": meaning}``.
     """
+    from .profile import DeviceMismatchWarning
     from .search import SearchConfig, run_search, verify
 
     accuracy, note = _accuracy_choice(space)
@@ -157,7 +158,9 @@ def run_searches(profile_dir: Path, space, budgets: Sequence[float], steps: Step
                 _adv(step)
                 _s["done"] += step
 
-        res = run_search(cfg, progress)
+        with warnings.catch_warnings():  # a profile from another machine: step 1 said so already
+            warnings.simplefilter("ignore", DeviceMismatchWarning)
+            res = run_search(cfg, progress)
         adv(generations - adv_state["done"])
         vadv = steps.task(f"verify ≤ {b:g} ms (measure)", verify_top)
         verify(res, verify_top, lambda done, total, _v=vadv: _v())

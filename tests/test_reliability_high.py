@@ -271,3 +271,60 @@ def test_failed_start_leaves_no_stub(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="NaN"):
         build_profile(load_device("cpu-1t"), tmp_path / "q", ProfilePlan(time_budget_min=1))
     assert list((tmp_path / "q").iterdir()) == []
+
+
+# -- 6. a profile from another machine: predict and search warn ------------------------------------
+
+
+@pytest.fixture
+def other_machine_2t(tmp_path):
+    """A copy of the bundled cpu-2t profile whose fingerprint names another CPU."""
+    from hwnas.profile.store import ProfileStore
+
+    d = tmp_path / "cpu-2t"
+    shutil.copytree(BUNDLED_2T, d)
+    with ProfileStore(d) as s:
+        s.set_meta("fingerprint", dict(s.get_meta("fingerprint"), cpu_model="Some Other CPU"))
+    return d
+
+
+def _warnings(r) -> list[str]:
+    assert r.returncode == 0, r.stderr
+    return [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+
+
+@pytest.mark.parametrize("cmd", [["predict", OUTSIDE_R.replace("r224", "r160")],
+                                 ["search", "--budget-ms", "6", "--accuracy", "params", "--population", "10",
+                                  "--generations", "2"]])
+def test_predict_and_search_warn_of_another_machine(cmd, other_machine_2t):
+    w = _warnings(_cli(*cmd, "--profile", other_machine_2t))
+    assert len(w) == 1 and "measured on another machine" in w[0] and "Some Other CPU" in w[0], w
+    assert _warnings(_cli(*cmd, "--profile", BUNDLED_2T)) == []  # made here: no warning
+
+
+# -- 7. a slow (per-architecture) latency predictor: the probe is sized to the search ---------------
+
+
+def test_search_probe_sized_for_slow_predictor(monkeypatch):
+    from hwnas.predictors.macs import MacsPredictor
+    from hwnas.search import PROBE_SAMPLES, SearchConfig, run_search
+
+    batches = []
+    real = MacsPredictor.predict_relative
+
+    def counting(self, targets):
+        batches.append(len(targets))
+        return real(self, targets)
+
+    monkeypatch.setattr(MacsPredictor, "predict_relative", counting)
+    cfg = SearchConfig(budgets_ms=(6.0,), profiles=(str(BUNDLED_2T),), accuracy="params", latency_predictor="macs",
+                       population=10, generations=2)
+    run_search(cfg)
+    assert max(batches) >= PROBE_SAMPLES  # a quick predictor: the full probe
+    batches.clear()
+    monkeypatch.setattr(MacsPredictor, "prices_quickly", False)  # as the kernel predictor
+    res = run_search(cfg)
+    n_extremes = 2 + 4 * 2  # smallest, largest, and the smallest at each resolution x width
+    assert batches[0] <= 10 + n_extremes and max(batches) < PROBE_SAMPLES
+    assert any("prices one architecture at a time" in n for n in res.notes)
+    assert res.best[0].predicted_latency_ms <= 6.0

@@ -91,6 +91,8 @@ class LatencyPredictor:
     validates_onnx: ClassVar[bool] = False
     #: fewest end-to-end architectures needed to fit
     min_archs: ClassVar[int] = 10
+    #: prices thousands of architectures a second (False: each one is built and optimized by ORT)
+    prices_quickly: ClassVar[bool] = True
 
     @property
     def label(self) -> str:
