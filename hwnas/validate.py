@@ -13,15 +13,17 @@ import numbers
 from .errors import InputError
 
 
-def positive_number(value, what: str, unit: str = "") -> float:
-    """``value`` as a float if it is a finite number > 0 (a number, or a string that parses as
-    one), else an ``InputError`` naming ``what`` and the value."""
+def positive_number(value, what: str, unit: str = "", allow_zero: bool = False) -> float:
+    """``value`` as a float if it is a finite number > 0 (>= 0 with ``allow_zero``; a number, or a
+    string that parses as one), else an ``InputError`` naming ``what`` and the value."""
     v = value
     if isinstance(v, str):
         try:
             v = float(v)
         except ValueError:
             v = None
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v <= 0:
-        raise InputError(f"{what} must be a positive, finite number{f' of {unit}' if unit else ''}, got {value!r}")
+    if (isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v)
+            or v < 0 or (v == 0 and not allow_zero)):
+        sign = "non-negative" if allow_zero else "positive"
+        raise InputError(f"{what} must be a {sign}, finite number{f' of {unit}' if unit else ''}, got {value!r}")
     return float(v)

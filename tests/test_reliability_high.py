@@ -148,6 +148,10 @@ def test_positive_number_accepts():
     from hwnas.validate import positive_number
 
     assert positive_number(2, "x") == 2.0 and positive_number("0.5", "x") == 0.5
+    assert positive_number(0, "x", allow_zero=True) == 0.0
+    for bad in (-1, float("nan")):
+        with pytest.raises(InputError, match="non-negative, finite"):
+            positive_number(bad, "x", allow_zero=True)
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])

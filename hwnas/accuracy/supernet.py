@@ -669,7 +669,7 @@ def train_supernet(data: ImageDataset | str, out_dir: str | os.PathLike, cfg: Tr
     if time_budget_s is not None:
         from ..validate import positive_number
 
-        positive_number(time_budget_s, "time budget", "seconds")
+        positive_number(time_budget_s, "time budget", "seconds", allow_zero=True)  # 0: stop after one step
     if threads:
         torch.set_num_threads(threads)
     if isinstance(data, (str, os.PathLike)):
