@@ -332,3 +332,22 @@ def test_search_probe_sized_for_slow_predictor(monkeypatch):
     assert batches[0] <= 10 + n_extremes and max(batches) < PROBE_SAMPLES
     assert any("prices one architecture at a time" in n for n in res.notes)
     assert res.best[0].predicted_latency_ms <= 6.0
+
+
+def test_ctrl_c_at_start_keeps_a_resumable_profile(tmp_path, monkeypatch):
+    from hwnas.devices import load_device
+    from hwnas.profile import ProfilePlan, build_profile
+    from hwnas.profile import campaign
+    from hwnas.profile.store import ProfileStore
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(campaign, "profile_archs", interrupted)
+    out = tmp_path / "p"
+    with pytest.raises(KeyboardInterrupt):
+        build_profile(load_device("cpu-1t"), out, ProfilePlan(time_budget_min=1))
+    # kept, closed and compacted into one file: --resume continues it
+    assert sorted(p.name for p in out.iterdir()) == ["profile.sqlite"]
+    with ProfileStore(out, readonly=True) as s:
+        assert s.get_meta("status") == "in-progress"

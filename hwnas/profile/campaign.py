@@ -261,20 +261,22 @@ def profile_store(device: DeviceSpec, out_dir: Path, resume: bool) -> Iterator[P
     check_new_or_resume(device, out_dir, resume)
     dir_existed = out_dir.exists()
     store = ProfileStore(out_dir, create=True)
+    removed = False
     try:
         yield store
     except Exception:
         if not resume and not any(store.row_counts().values()):
             store.close()
+            removed = True
             for suffix in ("", "-wal", "-shm", "-journal"):
                 store.path.with_name(store.path.name + suffix).unlink(missing_ok=True)
             if not dir_existed:
                 with contextlib.suppress(OSError):
                     out_dir.rmdir()
-            raise
-        store.close(compact=True)
         raise
-    store.close(compact=True)
+    finally:  # also on Ctrl-C
+        if not removed:
+            store.close(compact=True)
 
 
 def write_new_meta(store: ProfileStore, device: DeviceSpec, space: SearchSpace, pplan: ProfilePlan,
