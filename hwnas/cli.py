@@ -343,8 +343,10 @@ def predict(targets: List[str] = typer.Argument(..., help="architecture strings 
     """Predict latency (ms on the profile's device, and canary-relative) for architectures or ONNX models."""
     from .predictors import KNOWN_PREDICTORS, load_predictor
     from .predictors.base import TargetSpec
+    from .profile import warn_if_other_machine
 
     d = _profile_dir(profile)
+    warn_if_other_machine(d)
     if predictor is not None and predictor not in KNOWN_PREDICTORS:
         raise InputError(f"unknown predictor {predictor!r}; choose from {', '.join(KNOWN_PREDICTORS)}")
     shapes = _parse_shapes(input_shape)
@@ -515,7 +517,7 @@ def compare_cmd(profile: Optional[List[Path]] = typer.Option(
                 json_out: bool = typer.Option(False, "--json")) -> None:
     """MACs vs measured latency: correlations, misranked pairs, counterexamples, the predictor's fix."""
     from .compare import compare as run_compare
-    from .compare import headline, kernel_breakdown
+    from .compare import headline, report_breakdown
 
     dirs = [_profile_dir(p) for p in profile] if profile else [_profile_dir(None)]
     if out_dir is not None:
@@ -538,7 +540,10 @@ def compare_cmd(profile: Optional[List[Path]] = typer.Option(
             from .report import write_report
 
             rtask = prog.add_task("report", total=2)
-            bd = kernel_breakdown(comp.profile)
+            bd = report_breakdown(comp.profile)
+            if "missing" in bd:
+                prog.console.print(f"note: no per-kernel breakdown in the report: {bd['missing']}", highlight=False,
+                                   soft_wrap=True)
             prog.advance(rtask)
             cmd = "hwnas compare " + " ".join(f"--profile {d}" for d in dirs) + f" --out {out_dir}" \
                 + (f" --remeasure {remeasure}" if remeasure else "")
@@ -652,8 +657,10 @@ def search(budget_ms: List[str] = typer.Option(..., "--budget-ms", help="latency
         if not math.isfinite(v) or v <= 0:
             raise InputError(f"--budget-ms must be a positive number of ms, got {b!r}")
         budgets.append(v)
-    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"output path {out_dir} is a file, not a directory")
+    if out_dir is not None:
+        from .report import prepare_out_dir
+
+        prepare_out_dir(out_dir)  # a bad --out fails before the search, not after it
     cfg = SearchConfig(budgets_ms=tuple(budgets), profiles=tuple(str(p) for p in profile or []), strategy=strategy,
                        accuracy=accuracy, latency_predictor=predictor,
                        max_params=max_params, max_model_mb=max_model_mb,
@@ -673,21 +680,25 @@ def search(budget_ms: List[str] = typer.Option(..., "--budget-ms", help="latency
     for cands in result.top:
         for c in cands[: max(1, verify)]:
             rows.append(c.to_dict())
-    if out_dir is not None:
-        from .search.output import save_outputs
-
-        for path in save_outputs(result, out_dir):
-            err.print(f"wrote {path}")
     if json_out:
         _emit_json(rows)
-        return
-    t = Table("profile", "arch", "pred. ms", "budget ms", "accuracy", "MMACs", "M params", "measured ms")
-    for r in rows:
-        meas = r.get("measured_latency_ms")
-        t.add_row(Path(r["profile"]).name, r["arch"], f"{r['predicted_latency_ms']:.3f}", f"{r['budget_ms']:g}",
-                  f"{r['accuracy_estimate']:.4g}", f"{r['macs'] / 1e6:.1f}", f"{r['params'] / 1e6:.2f}",
-                  "" if meas is None else f"{meas:.3f}" + ("" if r["within_budget_measured"] else " (over!)"))
-    out.print(t)
+    else:
+        t = Table("profile", "arch", "pred. ms", "budget ms", "accuracy", "MMACs", "M params", "measured ms")
+        for r in rows:
+            meas = r.get("measured_latency_ms")
+            t.add_row(Path(r["profile"]).name, r["arch"], f"{r['predicted_latency_ms']:.3f}", f"{r['budget_ms']:g}",
+                      f"{r['accuracy_estimate']:.4g}", f"{r['macs'] / 1e6:.1f}", f"{r['params'] / 1e6:.2f}",
+                      "" if meas is None else f"{meas:.3f}" + ("" if r["within_budget_measured"] else " (over!)"))
+        out.print(t)
+    if out_dir is not None:  # after the result is printed: an output error cannot lose it
+        from .search.output import save_outputs
+
+        try:
+            for path in save_outputs(result, out_dir):
+                err.print(f"wrote {path}")
+        except OSError as e:
+            raise InputError(f"could not write the search's files to {out_dir}: {e.strerror or e}"
+                             f"{f' ({e.filename})' if e.filename else ''}; the result above is complete") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -721,6 +732,9 @@ def supernet_train(data: str = typer.Option(..., "--data", help="ImageFolder-sty
     from .accuracy.data import load_dataset
     from .accuracy.supernet import CHECKPOINT, TrainConfig, train_supernet
 
+    from .validate import positive_number
+
+    budget_s = None if time_budget_min is None else 60 * positive_number(time_budget_min, "--time-budget-min", "minutes")
     _torch_threads(threads)
     if epochs is None:
         epochs = TrainConfig.epochs
@@ -739,8 +753,7 @@ def supernet_train(data: str = typer.Option(..., "--data", help="ImageFolder-sty
                         description=f"supernet epoch {info['epoch'] + 1} loss {info['loss']:.3f}")
 
         try:
-            r = train_supernet(dataset, out_dir, cfg, resume=resume, progress=on_step,
-                               time_budget_s=60 * time_budget_min if time_budget_min else None)
+            r = train_supernet(dataset, out_dir, cfg, resume=resume, progress=on_step, time_budget_s=budget_s)
         except KeyboardInterrupt:
             prog.stop()
             err.print(f"interrupted: the last checkpoint in {out_dir} (saved every epoch and every minute) is kept; "

@@ -138,6 +138,7 @@ def run_searches(profile_dir: Path, space, budgets: Sequence[float], steps: Step
     accuracy_estimate, measured_latency_ms for verified ones), "best": [dict per budget],
     "notes": [...], "accuracy": meaning}``.
     """
+    from .profile import DeviceMismatchWarning
     from .search import SearchConfig, run_search, verify
 
     accuracy, note = _accuracy_choice(space)
@@ -157,7 +158,9 @@ def run_searches(profile_dir: Path, space, budgets: Sequence[float], steps: Step
                 _adv(step)
                 _s["done"] += step
 
-        res = run_search(cfg, progress)
+        with warnings.catch_warnings():  # a profile from another machine: step 1 said so already
+            warnings.simplefilter("ignore", DeviceMismatchWarning)
+            res = run_search(cfg, progress)
         adv(generations - adv_state["done"])
         vadv = steps.task(f"verify ≤ {b:g} ms (measure)", verify_top)
         verify(res, verify_top, lambda done, total, _v=vadv: _v())
@@ -232,7 +235,7 @@ def search_section(s: dict) -> str:
 
 
 def run_demo(out_dir: str | Path, profile_dir: str | Path | None, steps: Steps) -> DemoResult:
-    from .compare import compare, kernel_breakdown, load_profile, require_enough_archs
+    from .compare import compare, load_profile, report_breakdown, require_enough_archs
     from .paths import default_profile_dir
     from .report import prepare_out_dir, write_report
 
@@ -261,7 +264,9 @@ def run_demo(out_dir: str | Path, profile_dir: str | Path | None, steps: Steps) 
     comparison = compare([profile], budgets_ms=budgets, progress=lambda msg: adv(), notes_in=fp_notes)
     overall()
     adv = steps.task("report", 2)
-    bd = kernel_breakdown(profile)
+    bd = report_breakdown(profile)
+    if "missing" in bd:
+        steps.log(f"no per-kernel breakdown in the report: {bd['missing']}")
     adv()
     sections = [("This machine against the profile", machine_section(machine)),
                 ("Predicted latency of a few architectures", predictions_section(preds))]

@@ -370,6 +370,8 @@ def write_report(comparison, out_dir: str | Path, candidates=None, breakdown: di
                  accuracy_label: str = "accuracy estimate") -> Path:
     """Write ``out_dir/report.html`` (+ PNGs, CSV and JSON data) and return its path.
 
+    ``breakdown``: a :func:`hwnas.compare.report_breakdown` (a ``"missing"`` one is named in a note).
+
     ``sections``: extra (title, HTML) blocks placed first (the demo's machine check, predictions,
     search summary).  ``candidates``: a search's candidates table for the Pareto figure.
     """
@@ -395,6 +397,7 @@ def write_report(comparison, out_dir: str | Path, candidates=None, breakdown: di
                      f"is ±10% of measured. Both predictors were fitted on the other half only."))
     if breakdown is not None:
         st = dict(st, kernel_breakdown=breakdown)
+    if breakdown is not None and "missing" not in breakdown:
         src = "measured kernel records (ORT profiler, scaled to the canary-bracketed end-to-end latency)" \
             if "measured" in breakdown else "kernel-predictor figures only (this architecture's kernels were not profiled)"
         extra = " The saved kernel predictor was fitted on this profile, this model's kernels included." \
@@ -575,6 +578,8 @@ def write_report(comparison, out_dir: str | Path, candidates=None, breakdown: di
                      + _table(cols, rows))
 
     parts.append("<h2>Figures</h2>" + "".join(_img(p, cap) for p, cap in figs))
+    if breakdown is not None and "missing" in breakdown:
+        parts.append(f"<p class='note'>No per-kernel breakdown: {_esc(breakdown['missing'])}.</p>")
     parts.append("<p class='note'>Data: <a href='points.csv'>points.csv</a> (every model: MACs, params, measured ms), "
                  "<a href='heldout.csv'>heldout.csv</a> (held-out predictions), <a href='compare.json'>compare.json</a> "
                  "(every statistic)" + ("; <a href='pareto_front.csv'>pareto_front.csv</a> (the search's Pareto front "

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
@@ -159,6 +160,10 @@ class SearchSpace:
     name: str = field(default="ofa-mbv3")
 
     def __post_init__(self) -> None:
+        # before sorting: NaN neither sorts nor fails a "<= 0" check
+        if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w > 0
+                   for w in self.width_mults):
+            raise ValueError(f"width multipliers must be positive, finite numbers, got {tuple(self.width_mults)}")
         for attr in ("resolutions", "width_mults", "depths", "kernels", "expands"):
             vals = tuple(sorted(getattr(self, attr)))
             if not vals:

@@ -2,6 +2,7 @@
 reference profile (the session's tiny cpu-1t profile, trained here)."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from hwnas.predictors import load_predictor, read_index, train_all
 from hwnas.predictors.transfer import TransferPredictor, ridge_loo
 from hwnas.profile import Profile
 from hwnas.profile.fewshot import build_fewshot_profile, fewshot_archs, load_reference
+from hwnas.profile.store import ProfileStore
 from hwnas.paths import profiles_dir
 from hwnas.space import SearchSpace
 
@@ -230,3 +232,13 @@ def test_evaluate_fewshot_against_full_profile(reference, tmp_path):
     # a full profile of another device is refused
     r = subprocess.run(cmd + ["--full-profile", str(PROFILES_DIR / "cpu-2t")], capture_output=True, text=True)
     assert r.returncode == 2 and "cpu-2t" in r.stderr and "Traceback" not in r.stderr
+    # a full profile measured on another machine: judged all the same, with a one-line warning (issue 13)
+    other = tmp_path / "other-machine"
+    shutil.copytree(reference, other)
+    with ProfileStore(other) as s:
+        s.set_meta("fingerprint", dict(s.get_meta("fingerprint"), cpu_model="Some Other CPU"))
+    r = subprocess.run(cmd + ["--full-profile", str(other), "--json"], capture_output=True, text=True,
+                       env=dict(os.environ, COLUMNS="200"))
+    assert r.returncode == 0 and json.loads(r.stdout)["n_test"] == res["n_test"]
+    warned = [ln for ln in r.stderr.splitlines() if "another machine" in ln]
+    assert len(warned) == 1 and "Some Other CPU" in warned[0] and str(few) in warned[0], r.stderr

@@ -16,7 +16,7 @@ measured right now.  One file per job:
 * ``headline``: the lesson in a few lines of text.
 """
 
-from .breakdown import kernel_breakdown, profiled_archs
+from .breakdown import kernel_breakdown, profiled_archs, report_breakdown
 from .budgets import BUDGET_QUANTILES, budget_picks, check_budgets, compare_devices, default_budgets
 from .headline import headline
 from .inputs import (MIN_ARCHS, Progress, load_models, load_profile, measure_models, open_profiles,
@@ -32,5 +32,5 @@ __all__ = [
     "compare", "compare_devices", "compare_precisions", "counterexamples", "default_arch_predictor",
     "default_budgets", "headline", "heldout_predictions", "kernel_breakdown", "largest_gap", "load_models",
     "load_profile", "measure_models", "misranked_pairs", "near_equal_spread", "open_profiles", "precision_pair",
-    "profiled_archs", "proxy_stats", "require_enough_archs",
+    "profiled_archs", "proxy_stats", "report_breakdown", "require_enough_archs",
 ]

@@ -15,6 +15,17 @@ def profiled_archs(profile) -> list[str]:
     return [k for k in profile.kernel_profiles["arch"] if k in arch_keys]
 
 
+def report_breakdown(profile) -> dict:
+    """The per-kernel breakdown a report shows: :func:`kernel_breakdown` of the median profiled
+    architecture, or ``{"arch": None, "missing": why}`` when the profile holds no per-kernel records
+    (measured with ``--n-kernel-profiles 0``, like ``profiles/cpu-2t``): the report then says so
+    and the rest of it is written as usual."""
+    if not profiled_archs(profile):
+        return {"arch": None, "missing": f"profile {profile.dir} holds no per-kernel records of an architecture "
+                                         f"(measured with --n-kernel-profiles 0 or stopped before that part)"}
+    return kernel_breakdown(profile)
+
+
 def kernel_breakdown(profile, arch: str | None = None, with_prediction: bool = True) -> dict:
     """Per-kernel-family latency of one architecture, in ms on the profile's device.
 

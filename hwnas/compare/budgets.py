@@ -10,7 +10,6 @@ instead.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
@@ -59,9 +58,10 @@ def budget_picks(keys: Sequence[str], macs: Sequence[float], latency_ms: Sequenc
 
 
 def check_budgets(budgets_ms: Sequence[float] | None) -> None:
+    from ..validate import positive_number
+
     for b in budgets_ms or ():
-        if not (isinstance(b, (int, float)) and math.isfinite(b) and b > 0):
-            raise InputError(f"budget must be a positive number of ms, got {b}")
+        positive_number(b, "budget", "ms")
 
 
 def compare_devices(profiles: Sequence, budgets_ms: Sequence[float] | None = None) -> dict:

@@ -37,6 +37,16 @@ class TargetSpec:
     path: str | None = None  # the ONNX file, when the model came from one (ORT reads it directly)
 
 
+def in_space(space: SearchSpace, arch: Arch) -> Arch:
+    """``arch`` if it lies in ``space`` (a profile's, possibly restricted, search space), else an
+    ``InputError`` naming the architecture, the value and the space."""
+    try:
+        return space.validate(arch)
+    except ValueError as e:
+        raise InputError(f"{arch} is outside this profile's search space: {e} (a predictor of the space's blocks "
+                         f"cannot price it; use --predictor macs or kernel, or a profile of that space)") from None
+
+
 def resolve(target: Target, space: SearchSpace | None = None, load: bool = True) -> TargetSpec:
     """A target as a spec.  ``load=False`` leaves an ONNX file unread (only its path is checked):
     for predictors that hand the path to ORT, which reads and validates it, and read the file
@@ -62,10 +72,10 @@ def resolve(target: Target, space: SearchSpace | None = None, load: bool = True)
                 return TargetSpec(target, path=target)
             return TargetSpec(target, model=load_onnx(target).model, path=target)
         try:
-            a = (space.parse(target) if space else Arch.parse(target))
+            a = Arch.parse(target)
         except ValueError as e:
             raise InputError(str(e)) from None
-        return TargetSpec(target, arch=a)
+        return TargetSpec(target, arch=in_space(space, a) if space else a)
     raise InputError(f"cannot predict a {type(target).__name__}; give an architecture or an ONNX model")
 
 
@@ -84,6 +94,8 @@ class LatencyPredictor:
     min_archs: ClassVar[int] = 10
     #: the file a saved predictor was read from (None: fitted in this process); errors name it
     loaded_from: str | None = None
+    #: prices thousands of architectures a second (False: each one is built and optimized by ORT)
+    prices_quickly: ClassVar[bool] = True
 
     @property
     def label(self) -> str:
@@ -187,7 +199,5 @@ class EncodedPredictor(LatencyPredictor):
         raise NotImplementedError
 
     def _predict_relative(self, specs: Sequence[TargetSpec]) -> np.ndarray:
-        archs = [s.arch for s in specs]
-        for a in archs:
-            self.space_.validate(a)
+        archs = [in_space(self.space_, s.arch) for s in specs]
         return self.predict_encoded(self.space_.encode(archs))

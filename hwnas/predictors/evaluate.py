@@ -208,8 +208,17 @@ def evaluate_fewshot(few: Profile, full: Profile) -> dict:
     measure.  Side by side: the transfer predictor, the reference predictor as is (its
     canary-relative figures taken unchanged to the new device), and the full profile's own
     default predictor on its own held-out half (from its training index)."""
+    import warnings
+
+    from .. import fingerprint
+    from ..profile import DeviceMismatchWarning
     from . import load_predictor, read_index
 
+    diffs = fingerprint.differences(full.meta.get("fingerprint", {}), few.meta.get("fingerprint", {}))
+    if diffs:  # the judge was measured elsewhere: the figures would mix two machines
+        warnings.warn(f"full profile {full.dir} was measured on another machine than few-shot profile {few.dir} "
+                      f"({diffs[0].replace('this machine', 'the few-shot profile')}); the judgement mixes two "
+                      f"machines", DeviceMismatchWarning, stacklevel=2)
     pred = load_predictor(few.dir, "transfer")
     seen = set(few.table("arch")["key"])
     t = full.table("arch")

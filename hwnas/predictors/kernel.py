@@ -51,6 +51,7 @@ class KernelPredictor(LatencyPredictor):
     handles_onnx = True
     validates_onnx = True
     min_archs = 3
+    prices_quickly = False  # an ORT graph optimization per architecture (~30 a second here)
 
     def __init__(self, n_estimators: int = 200, max_depth: int = 4, learning_rate: float = 0.1,
                  min_family_rows: int = 30, campaign_weight: float = 0.2, model_context: bool = True,

@@ -23,6 +23,27 @@ class DeviceMismatchWarning(UserWarning):
     """The profile was measured on a machine that differs from this one."""
 
 
+def other_machine(meta: dict, where) -> str | None:
+    """The warning for a profile (``meta``, at ``where``) measured on another machine, or None."""
+    diffs = fingerprint.differences(meta.get("fingerprint", {}), fingerprint.capture())
+    if not diffs:
+        return None
+    return f"profile {where} was measured on another machine ({diffs[0]}); its latencies may not hold here"
+
+
+def warn_if_other_machine(directory: str | Path) -> None:
+    """``Profile.load``'s warning about a profile from another machine, from its metadata alone
+    (for commands that read only its predictors: predict, search)."""
+    store = ProfileStore(directory, readonly=True)
+    try:
+        meta = store.meta()
+    finally:
+        store.close()
+    msg = other_machine(meta, directory)
+    if msg:
+        warnings.warn(msg, DeviceMismatchWarning, stacklevel=2)
+
+
 class Profile:
     """A measured device profile (read-only view)."""
 
@@ -37,13 +58,9 @@ class Profile:
         finally:
             store.close()
         if check_machine:
-            diffs = fingerprint.differences(self.meta.get("fingerprint", {}), fingerprint.capture())
-            if diffs:
-                warnings.warn(
-                    f"profile {self.dir} was measured on another machine ({diffs[0]}); its latencies may not hold here",
-                    DeviceMismatchWarning,
-                    stacklevel=2,
-                )
+            msg = other_machine(self.meta, self.dir)
+            if msg:
+                warnings.warn(msg, DeviceMismatchWarning, stacklevel=2)
 
     @classmethod
     def load(cls, directory: str | Path, check_machine: bool = True) -> "Profile":

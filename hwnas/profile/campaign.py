@@ -25,21 +25,23 @@ task lists are deterministic for a seed, finished keys are skipped on ``--resume
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import onnx
 
 from .. import fingerprint
 from ..cost import arch_cost, block_cost, head_cost, stem_cost
 from ..devices import DeviceSpec
-from ..errors import DeviceMismatchError, ProfileError
+from ..errors import DeviceMismatchError, InputError, ProfileError
 from ..layers import BlockSpec, HeadSpec, StemSpec, plan
 from ..measure import CANARY_ARCH, CANARY_SEED, MeasureConfig, Measurer
 from ..quantize import for_device
 from ..space import N_STAGES, Arch, Block, SearchSpace, draw_unique
+from ..validate import positive_number
 from .store import ProfileStore
 
 PARTS = ("block", "kernel", "kernel_profile", "zoo", "arch")
@@ -59,8 +61,7 @@ class ProfilePlan:
                                                   "arch": 0.42})
 
     def __post_init__(self) -> None:
-        if self.time_budget_min <= 0:
-            raise ProfileError(f"time budget must be > 0 minutes, got {self.time_budget_min}")
+        positive_number(self.time_budget_min, "time budget (--time-budget-min)", "minutes")
         for name in ("n_archs", "n_kernels", "n_kernel_profiles", "zoo_per_family"):
             if getattr(self, name) < 0:
                 raise ProfileError(f"{name} must be >= 0")
@@ -246,16 +247,22 @@ def check_resume(store: ProfileStore, device: DeviceSpec, space: SearchSpace, pp
     meta = store.meta()
     if "device" not in meta:
         return
-    # read through DeviceSpec, so that a spec saved before a key with a default existed
-    # (allow_spinning) compares equal to the same settings today
-    if DeviceSpec.from_dict(meta["device"], source=f"profile {store.dir}").to_dict() != device.to_dict():
-        raise DeviceMismatchError(
-            f"profile {store.dir} was made with device {meta['device'].get('name')!r}; cannot resume it with "
-            f"device {device.name!r} (settings differ)"
-        )
     diffs = fingerprint.differences(meta.get("fingerprint", {}), fingerprint.capture())
     if diffs:
         raise DeviceMismatchError(f"profile {store.dir} was made on another machine ({diffs[0]}); cannot resume here")
+    # parsed, so that keys added since (with their defaults) do not count as a difference
+    try:
+        made = DeviceSpec.from_dict(meta["device"], source=f"profile {store.dir}'s device")
+    except InputError as e:
+        raise ProfileError(f"cannot resume: {e}") from None
+    if made != device:
+        old, new = made.to_dict(), device.to_dict()
+        # a setting that changes latency first; the name and description only label the spec
+        key = next(k for k in sorted(new, key=lambda k: k in ("name", "description")) if old.get(k) != new[k])
+        raise DeviceMismatchError(
+            f"profile {store.dir} was made with device {made.name!r} ({key} = {old.get(key)!r}); cannot resume it "
+            f"with device {device.name!r} ({key} = {new[key]!r})"
+        )
     if meta.get("space") != space.to_dict():
         raise ProfileError(f"profile {store.dir} was made for another search space; cannot resume it")
     if meta.get("plan", {}).get("seed") != pplan.seed:
@@ -270,6 +277,35 @@ def check_new_or_resume(device: DeviceSpec, out_dir: Path, resume: bool) -> None
         raise ProfileError(f"{out_dir} already holds a profile; pass --resume to continue it or choose another --out")
     if resume and not existing:
         raise ProfileError(f"nothing to resume: no profile at {out_dir}")
+
+
+@contextlib.contextmanager
+def profile_store(device: DeviceSpec, out_dir: Path, resume: bool) -> Iterator[ProfileStore]:
+    """The store of a profile being measured (new, or resumed), closed and compacted at the end.
+
+    A new profile whose start fails before anything is measured (a graph that cannot be built,
+    the runtime refusing the device) is removed again, so that no stub blocks a retry with
+    "already holds a profile"; a resumed one, or one that holds measurements, is kept (Ctrl-C
+    keeps even an empty new one: ``--resume`` continues it)."""
+    check_new_or_resume(device, out_dir, resume)
+    dir_existed = out_dir.exists()
+    store = ProfileStore(out_dir, create=True)
+    removed = False
+    try:
+        yield store
+    except Exception:
+        if not resume and not any(store.row_counts().values()):
+            store.close()
+            removed = True
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                store.path.with_name(store.path.name + suffix).unlink(missing_ok=True)
+            if not dir_existed:
+                with contextlib.suppress(OSError):
+                    out_dir.rmdir()
+        raise
+    finally:  # also on Ctrl-C
+        if not removed:
+            store.close(compact=True)
 
 
 def write_new_meta(store: ProfileStore, device: DeviceSpec, space: SearchSpace, pplan: ProfilePlan,
@@ -313,9 +349,7 @@ def build_profile(
     pplan = pplan or ProfilePlan()
     space = space or SearchSpace()
     out_dir = Path(out_dir)
-    check_new_or_resume(device, out_dir, resume)
-    store = ProfileStore(out_dir, create=True)
-    try:
+    with profile_store(device, out_dir, resume) as store:
         if resume:
             check_resume(store, device, space, pplan)
         else:
@@ -359,6 +393,4 @@ def build_profile(
         store.set_meta("status", "complete" if complete else "partial")
         add_part_seconds(store, reports)
         return reports
-    finally:
-        store.close(compact=True)
 

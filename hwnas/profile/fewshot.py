@@ -23,9 +23,8 @@ from ..devices import DeviceSpec
 from ..errors import InputError, ProfileError
 from ..measure import MeasureConfig, Measurer
 from ..space import Arch, SearchSpace
-from .campaign import (PartReport, ProgressFactory, _null_progress, add_part_seconds, arch_tasks, check_new_or_resume,
-                       check_resume, frozen_samples, write_new_meta)
-from .store import ProfileStore
+from .campaign import (PartReport, ProgressFactory, _null_progress, add_part_seconds, arch_tasks, check_resume,
+                       frozen_samples, profile_store, write_new_meta)
 
 MIN_SHOTS = 5
 DEFAULT_SHOTS = 30
@@ -120,10 +119,8 @@ def build_fewshot_profile(
                          f"({diff}: {r.get(diff)} there, {o.get(diff)} here)")
     space = ref_prof.space
     out_dir = Path(out_dir)
-    check_new_or_resume(device, out_dir, resume)
     few = {"reference": str(reference_dir), "reference_device": ref_prof.device.name, "n": n, "seed": seed}
-    store = ProfileStore(out_dir, create=True)
-    try:
+    with profile_store(device, out_dir, resume) as store:
         from .campaign import ProfilePlan
 
         pplan = ProfilePlan(n_archs=n, n_kernels=0, n_kernel_profiles=0, zoo_per_family=0, seed=seed)
@@ -156,8 +153,6 @@ def build_fewshot_profile(
             rep.seconds = time.perf_counter() - t0
         store.set_meta("status", "complete")
         add_part_seconds(store, [rep])
-    finally:
-        store.close(compact=True)
     adapt(out_dir, log=log, reference=(ref_arch, ref_onnx, ref_prof))
     return rep
 

@@ -115,6 +115,10 @@ class SearchResult:
         return df
 
 
+#: random architectures probed for the latency range before a search (vectorized predictors)
+PROBE_SAMPLES = 2000
+
+
 def _profile_dirs(cfg: SearchConfig) -> list[Path]:
     from ..fleet.layout import fleet_profiles
     from ..paths import default_profile_dir
@@ -158,7 +162,7 @@ def run_search(cfg: SearchConfig, progress: Callable[[int, int], None] | None = 
     """Run one search; raises ``InputError`` / ``InfeasibleError`` with a one-line message."""
     from ..accuracy import make_estimator
     from ..predictors import load_predictor
-    from ..profile import Profile
+    from ..profile import Profile, warn_if_other_machine
 
     t0 = time.perf_counter()
     dirs = _profile_dirs(cfg)
@@ -167,6 +171,8 @@ def run_search(cfg: SearchConfig, progress: Callable[[int, int], None] | None = 
 
         per = [len(fleet_profiles(Path(p)) or [p]) for p in cfg.profiles]
         cfg = replace(cfg, budgets_ms=tuple(b for b, k in zip(cfg.budgets_ms, per) for _ in range(k)))
+    for d in dirs:
+        warn_if_other_machine(d)
     if len(cfg.budgets_ms) != len(dirs):
         raise InputError(f"give one --budget-ms per --profile: {len(cfg.budgets_ms)} budgets for {len(dirs)} profiles")
     constraints = cfg.constraints()
@@ -179,8 +185,16 @@ def run_search(cfg: SearchConfig, progress: Callable[[int, int], None] | None = 
     acc = make_estimator(cfg.accuracy, cfg.accuracy_dir, space)
     ev = Evaluator(space, preds, [p.canary_reference_ms_ for p in preds], acc, constraints)
     _check_static_limits(cfg, ev)
-    lo, hi, argmin = ev.latency_range(seed=cfg.seed)
     notes = []
+    n_probe = PROBE_SAMPLES
+    slow = [p.label for p in preds if not p.prices_quickly]
+    if slow:
+        # the kernel predictor (an ORT graph optimization per architecture): a probe of 2,000 samples kept
+        # the search silent for minutes before it started; a probe the size of one population instead
+        n_probe = min(PROBE_SAMPLES, cfg.population)
+        notes.append(f"predictor {slow[0]} prices one architecture at a time (tens of ms each): the latency range "
+                     f"was probed on {n_probe} random architectures and the extremes, not {PROBE_SAMPLES}")
+    lo, hi, argmin = ev.latency_range(n_samples=n_probe, seed=cfg.seed)
     for d, b, l, h, a in zip(dirs, constraints.budgets_ms, lo, hi, argmin):
         if b < l:
             raise InfeasibleError(f"budget {b:g} ms is below the smallest latency reachable on profile {d}: "

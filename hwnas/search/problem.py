@@ -7,7 +7,6 @@ keeps the full history for ``--out``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -17,6 +16,7 @@ from ..cost import arch_cost, cost_table, peak_activation_bytes
 from ..errors import InputError
 from ..predictors.base import check_finite_latency
 from ..space import Arch, SearchSpace
+from ..validate import positive_number
 
 MB = 2**20
 
@@ -38,12 +38,11 @@ class Constraints:
         if not self.budgets_ms:
             raise InputError("give a latency budget (--budget-ms)")
         for b in self.budgets_ms:
-            if not isinstance(b, (int, float)) or isinstance(b, bool) or not math.isfinite(b) or b <= 0:
-                raise InputError(f"latency budget must be a positive number of ms, got {b!r}")
+            positive_number(b, "latency budget", "ms")
         for name in ("max_params", "max_model_mb", "max_peak_mem_mb"):
             v = getattr(self, name)
-            if v is not None and (not math.isfinite(v) or v <= 0):
-                raise InputError(f"--{name.replace('_', '-')} must be a positive number, got {v!r}")
+            if v is not None:
+                positive_number(v, f"--{name.replace('_', '-')}")
 
     @property
     def needs_static(self) -> bool:

@@ -229,6 +229,10 @@ def train_supernet(data: ImageDataset | str, out_dir: str | os.PathLike, cfg: Tr
     ``progress(step_done, total_steps, info)`` is called after every step.
     """
     cfg = cfg or TrainConfig()
+    if time_budget_s is not None:
+        from ...validate import positive_number
+
+        positive_number(time_budget_s, "time budget", "seconds", allow_zero=True)  # 0: stop after one step
     if threads:
         torch.set_num_threads(threads)
     if isinstance(data, (str, os.PathLike)):
