@@ -13,113 +13,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
 
 from ..errors import HwnasError, InputError, first_line
-from ..paths import default_profile_dir
 from .base import LatencyPredictor, NotTrainedError
 from .kernel import KernelPredictor
 from .learned import LearnedPredictor
 from .lut import LutPredictor
 from .macs import MacsPredictor
+from .registry import FORMAT_VERSION, KNOWN_PREDICTORS, PREDICTORS, make_predictor, predictor_from_dict
+from .saved import load_predictor, predictors_dir, read_index, save_predictor
 from .transfer import TransferPredictor
 
-FORMAT_VERSION = 1
-
-PREDICTORS: dict[str, Callable[[], LatencyPredictor]] = {
-    "macs": lambda: MacsPredictor("macs"),
-    "macs+": lambda: MacsPredictor("macs+"),
-    "lut": LutPredictor,
-    "learned": LearnedPredictor,
-    "kernel": KernelPredictor,
-}
-_CLASSES = {"macs": MacsPredictor, "lut": LutPredictor, "learned": LearnedPredictor, "kernel": KernelPredictor,
-            "transfer": TransferPredictor}
-#: every name ``--predictor`` accepts: the fitted-from-scratch ones, and ``transfer`` (few-shot profiles)
-KNOWN_PREDICTORS = (*PREDICTORS, "transfer")
-
-
-def predictor_from_dict(d: dict) -> LatencyPredictor:
-    """A predictor from its saved dict (``to_dict``); ValueError when it names no known class."""
-    cls = _CLASSES.get(d.get("name"))
-    if cls is None:
-        raise ValueError(f"unknown predictor {d.get('name')!r}")
-    return cls.from_dict(d)
-
-
-def make_predictor(name: str) -> LatencyPredictor:
-    if name not in PREDICTORS:
-        raise InputError(f"unknown predictor {name!r}; choose from {', '.join(PREDICTORS)}")
-    return PREDICTORS[name]()
-
-
-def predictors_dir(profile_dir: str | Path) -> Path:
-    return Path(profile_dir) / "predictors"
-
-
-def save_predictor(pred: LatencyPredictor, profile_dir: str | Path, name: str) -> Path:
-    from .serialize import save_json
-
-    d = pred.to_dict()
-    d["format_version"] = FORMAT_VERSION
-    path = predictors_dir(profile_dir) / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_json(d, path)
-    return path
-
-
-def _read_predictor(path: Path) -> LatencyPredictor:
-    from .serialize import load_json
-
-    try:
-        d = load_json(path)
-    except ValueError as e:
-        raise HwnasError(f"saved predictor {path} is corrupt or truncated ({e}); re-run `hwnas train`") from None
-    if int(d.get("format_version", 0)) > FORMAT_VERSION:
-        raise HwnasError(f"saved predictor {path} has format {d.get('format_version')}; upgrade hwnas to read it")
-    cls = _CLASSES.get(d.get("name"))
-    if cls is None:
-        raise HwnasError(f"saved predictor {path} names an unknown predictor {d.get('name')!r}")
-    try:
-        return cls.from_dict(d)
-    except (KeyError, TypeError, ValueError) as e:
-        raise HwnasError(f"saved predictor {path} is corrupt ({e.__class__.__name__}: {e}); re-run `hwnas train`") from None
-
-
-def read_index(profile_dir: str | Path) -> dict:
-    from .serialize import load_json
-
-    path = predictors_dir(profile_dir) / "index.json"
-    if not path.is_file():
-        raise NotTrainedError(f"profile {profile_dir} has no trained predictors; run `hwnas train --profile {profile_dir}`")
-    try:
-        return load_json(path)
-    except ValueError as e:
-        raise HwnasError(f"predictor index {path} is corrupt ({e}); re-run `hwnas train`") from None
-
-
-def load_predictor(profile_dir: str | Path | None = None, name: str | None = None,
-                   target_kind: str = "arch") -> LatencyPredictor:
-    """A trained predictor of a profile (default: the bundled reference profile).
-
-    ``name=None`` picks the profile's default for ``target_kind`` (``arch`` or ``onnx``).
-    """
-    profile_dir = Path(profile_dir) if profile_dir else default_profile_dir()
-    if name is not None and name not in KNOWN_PREDICTORS:
-        raise InputError(f"unknown predictor {name!r}; choose from {', '.join(KNOWN_PREDICTORS)}")
-    if not (profile_dir / "profile.sqlite").is_file():
-        raise InputError(f"no device profile at {profile_dir}")
-    index = read_index(profile_dir)
-    name = name or index["default"][target_kind]
-    path = predictors_dir(profile_dir) / f"{name}.json"
-    if not path.is_file() and index.get("few_shot"):
-        raise InputError(f"{profile_dir} is a few-shot profile: it has only the 'transfer' predictor, not {name!r}")
-    why = index.get("skipped", {}).get(name)
-    if why and name not in index.get("predictors", {}):
-        raise NotTrainedError(f"predictor {name!r} could not be trained for {profile_dir}: {why}")
-    if not path.is_file():
-        raise NotTrainedError(f"predictor {name!r} was not trained for {profile_dir}; run `hwnas train --profile {profile_dir}`")
-    return _read_predictor(path)
+# The package only gathers its modules' names and trains: no module of the package imports it
+# (tests/test_imports.py), so loading, saving and the registry live in .saved and .registry.
 
 
 def train_all(profile_dir: str | Path, names: list[str] | None = None, progress=None) -> dict:
@@ -179,4 +85,5 @@ def train_all(profile_dir: str | Path, names: list[str] | None = None, progress=
 
 
 __all__ = ["LatencyPredictor", "MacsPredictor", "LutPredictor", "LearnedPredictor", "KernelPredictor",
-           "PREDICTORS", "KNOWN_PREDICTORS", "TransferPredictor", "predictor_from_dict", "make_predictor", "load_predictor", "save_predictor", "train_all", "NotTrainedError"]
+           "PREDICTORS", "KNOWN_PREDICTORS", "TransferPredictor", "predictor_from_dict", "make_predictor", "load_predictor", "save_predictor", "train_all", "NotTrainedError",
+           "FORMAT_VERSION", "predictors_dir", "read_index"]

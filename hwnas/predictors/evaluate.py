@@ -47,7 +47,7 @@ def noise_floor(profile: Profile, keys: Sequence[str]) -> dict:
 
 def evaluate_in_space(profile: Profile, names: Sequence[str], test_fraction: float = 0.5,
                       progress: Callable[[str], None] | None = None) -> dict:
-    from . import make_predictor
+    from .registry import make_predictor
 
     keys = list(profile.table("arch")["key"])
     train, test = holdout_split(keys, test_fraction)
@@ -176,7 +176,7 @@ def evaluate_fewshot(few: Profile, full: Profile) -> dict:
     measure.  Side by side: the transfer predictor, the reference predictor as is (its
     canary-relative figures taken unchanged to the new device), and the full profile's own
     default predictor on its own held-out half (from its training index)."""
-    from . import load_predictor, read_index
+    from .saved import load_predictor, read_index
 
     pred = load_predictor(few.dir, "transfer")
     seen = set(few.table("arch")["key"])
