@@ -27,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 def main() -> None:
     import onnx
 
+    from hwnas.allocator import allow_tuning
     from hwnas.devices import DeviceSpec
     from hwnas.measure import make_session
     from hwnas.paths import default_profile_dir
@@ -40,6 +41,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="fresh predictions per zoo model (default 3)")
     ap.add_argument("--out", default=str(HERE / "results" / "predictor_speed.json"))
     args = ap.parse_args()
+    allow_tuning()  # as the hwnas command line does (hwnas/allocator.py)
     res: dict = {"profile": args.profile, "n": args.n, "in_space": {}}
     for name in ("lut", "learned"):
         p = load_predictor(args.profile, name)

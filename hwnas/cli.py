@@ -83,6 +83,14 @@ def _check_out_file(path: Path) -> None:
         raise InputError(f"output directory {parent} is not writable")
 
 
+def _given(ctx: typer.Context, *params: str) -> list[str]:
+    """The options among ``params`` (parameter names) that the command line set, as flags."""
+    flags = {p.name: p.opts[0] for p in ctx.command.params}
+    # by name: typer may bring its own copy of click, whose ParameterSource is another enum
+    given = ("COMMANDLINE", "ENVIRONMENT")
+    return [flags[p] for p in params if getattr(ctx.get_parameter_source(p), "name", "DEFAULT") in given]
+
+
 def _space_from_options(resolutions: Optional[str], width_mults: Optional[str]):
     from .space import SearchSpace
 
@@ -204,7 +212,8 @@ def measure(targets: List[str] = typer.Argument(..., help="architecture strings 
 
 
 @app.command()
-def profile(device: str = typer.Option(..., "--device", help="device name or .toml path"),
+def profile(ctx: typer.Context,
+            device: str = typer.Option(..., "--device", help="device name or .toml path"),
             out_dir: Path = typer.Option(..., "--out", help="profile directory"),
             time_budget_min: float = typer.Option(15.0, "--time-budget-min", help="minutes for all parts"),
             resume: bool = typer.Option(False, "--resume", help="continue an interrupted profile"),
@@ -238,6 +247,10 @@ def profile(device: str = typer.Option(..., "--device", help="device name or .to
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"output path {out_dir} is a file, not a directory")
     if from_profile is not None:
+        unused = _given(ctx, "time_budget_min", "n_archs", "n_kernels", "n_kernel_profiles", "zoo_per_family")
+        if unused:
+            raise InputError(f"{', '.join(unused)} size a full profile; a few-shot profile (--from-profile) measures "
+                             f"--quick N architectures only: drop {'it' if len(unused) == 1 else 'them'}")
         _fewshot_profile(dev, out_dir, from_profile, DEFAULT_SHOTS if quick is None else quick, seed, resume,
                          _space_from_options(resolutions, width_mults) if (resolutions or width_mults) else None,
                          MeasureConfig.quick() if short_timing else None)
@@ -585,12 +598,19 @@ def compare_cmd(profile: Optional[List[Path]] = typer.Option(
 
 @app.command("demo")
 def demo_cmd(out_dir: Path = typer.Option(Path("hwnas-demo"), "--out", help="report directory"),
-             profile: Optional[Path] = typer.Option(None, "--profile", help="profile directory (default: bundled)")) -> None:
+             profile: Optional[Path] = typer.Option(None, "--profile", help="profile directory (default: bundled)"),
+             budget_ms: Optional[List[float]] = typer.Option(
+                 None, "--budget-ms", help="search budget (repeat; default: the profile's latency quartiles)"),
+             population: Optional[int] = typer.Option(None, "--population", min=2,
+                                                      help="each search's population (default 100; smaller is faster)"),
+             generations: Optional[int] = typer.Option(None, "--generations", min=1,
+                                                       help="each search's generations (default 500)")) -> None:
     """The main job in one command: check this machine, predict, search under 3 budgets, compare, report."""
-    from .compare import headline
+    from .compare import check_budgets, headline
     from .demo import Steps, run_demo
 
     d = _profile_dir(profile)
+    check_budgets(budget_ms)
     with _progress() as prog:
 
         class _Steps(Steps):
@@ -604,7 +624,8 @@ def demo_cmd(out_dir: Path = typer.Option(Path("hwnas-demo"), "--out", help="rep
             def warn(self, msg: str) -> None:
                 prog.console.print(f"[yellow]warning:[/yellow] {msg}", highlight=False, soft_wrap=True)
 
-        res = run_demo(out_dir, d, _Steps())
+        size = {k: v for k, v in (("population", population), ("generations", generations)) if v is not None}
+        res = run_demo(out_dir, d, _Steps(), budgets_ms=budget_ms, **size)
     m = res.machine
     out.print(f"this machine: canary {m['canary_now_ms']:.3f} ms now vs {m['canary_reference_ms']:.3f} ms in the "
               f"profile ({100 * m['difference']:+.1f}%)", highlight=False)
@@ -628,7 +649,8 @@ def demo_cmd(out_dir: Path = typer.Option(Path("hwnas-demo"), "--out", help="rep
 
 
 @app.command()
-def search(budget_ms: List[str] = typer.Option(..., "--budget-ms", help="latency budget in ms (one per --profile)"),
+def search(ctx: typer.Context,
+           budget_ms: List[str] = typer.Option(..., "--budget-ms", help="latency budget in ms (one per --profile)"),
            profile: Optional[List[Path]] = typer.Option(None, "--profile", help="profile directory (repeatable; default: bundled)"),
            strategy: str = typer.Option("evolution", "--strategy", help="evolution | random | grid | nsga2"),
            accuracy: str = typer.Option("predictor", "--accuracy", help="accuracy estimator (see `hwnas accuracy --help`)"),
@@ -645,8 +667,13 @@ def search(budget_ms: List[str] = typer.Option(..., "--budget-ms", help="latency
     """Search the space for the most accurate architecture within a latency budget."""
     import math
 
-    from .search import SearchConfig, run_search
+    from .search import STRATEGIES, SearchConfig, run_search
     from .search import verify as verify_results
+
+    unused = _given(ctx, *getattr(STRATEGIES.get(strategy), "unused_options", ()))
+    if unused:
+        raise InputError(f"--strategy {strategy} does not use {', '.join(unused)}: "
+                         f"drop {'it' if len(unused) == 1 else 'them'}")
 
     budgets = []
     for b in budget_ms:
@@ -848,6 +875,9 @@ def _showwarning(message, category, filename, lineno, file=None, line=None) -> N
 
 def main() -> None:
     warnings.showwarning = _showwarning
+    from .allocator import allow_tuning
+
+    allow_tuning()  # this process may keep the memory ORT frees (README: HWNAS_MALLOC_TUNING)
     try:
         app()
     except HwnasError as e:

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .figures import FIG_DPI, save_figure
 from .search.output import pareto_mask
 
-FIG_DPI = 110
 _RES_MARKERS = {1.0: "o", 1.2: "^"}
 
 
@@ -35,16 +35,6 @@ def _plt():
     plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9.5,
                          "axes.grid": True, "grid.alpha": 0.3, "figure.dpi": FIG_DPI})
     return plt
-
-
-def save_figure(fig, path: Path, dpi: int = FIG_DPI) -> Path:
-    """Lay out, write and close ``fig``; returns ``path``."""
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path
 
 
 def _res_colors(resolutions: Sequence[int]) -> dict:

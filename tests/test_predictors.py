@@ -149,8 +149,9 @@ def test_train_saves_loadable_predictors(trained, prof):
     assert index["default"]["onnx"] == "kernel" and index["default"]["arch"] in ("lut", "learned", "macs", "macs+")
     archs = [str(a) for a in arch_data(prof).archs[:5]]
     for name in PREDICTORS:
-        text = (d / "predictors" / f"{name}.json").read_text()
-        assert "pickle" not in text
+        saved = json.loads((d / "predictors" / f"{name}.json").read_text())  # plain JSON
+        assert saved["format_version"] == 1 and saved["name"] == name.rstrip("+")
+        assert saved["canary_reference_ms"] == prof.canary_reference_ms
     here = {n: load_predictor(d, n).predict_relative(archs).tolist() for n in ("lut", "learned", "macs+")}
     code = ("import json,sys; from hwnas.predictors import load_predictor; d,a=sys.argv[1],json.loads(sys.argv[2]);"
             "print(json.dumps({n: load_predictor(d, n).predict_relative(a).tolist() for n in ('lut','learned','macs+')}))")
@@ -249,7 +250,10 @@ def test_cli_evaluate_json(trained):
     assert "needs at least" in ins["predictors"]["learned"]["error"]  # 36 archs: the train half is too small
     for name, m in ins["predictors"].items():
         if name != "learned":
-            assert 0 <= m["within_5pct"] <= m["within_10pct"] <= 1
+            # shares of the n_test held-out architectures
+            for k in ("within_5pct", "within_10pct"):
+                assert m[k] * ins["n_test"] == pytest.approx(round(m[k] * ins["n_test"]), abs=1e-9)
+            assert m["within_5pct"] <= m["within_10pct"] and m["mape_pct"] > 0
     oos = res["out_of_space"]
     assert set(oos["families"]) == {
         "resnet", "vgg", "mobilenetv2", "shufflenet", "squeezenet", "efficientnet", "densenet"}

@@ -101,6 +101,52 @@ def test_verify_measures_on_device():
     assert isinstance(c.within_budget_measured, bool)
 
 
+def test_verify_corrects_by_the_profiles_canary_and_applies_the_tolerance(monkeypatch):
+    """verify() turns a measurement into the profile's milliseconds (canary-relative latency x the
+    profile's canary reference, whatever today's absolute figure) and judges it against the budget
+    with VERIFY_TOLERANCE.  The measurements are stand-ins with known values; today's machine is
+    made twice as slow as the profile's, so an uncorrected figure would be twice too large."""
+    import hwnas.measure
+    from hwnas.profile import Profile
+    from hwnas.search import VERIFY_TOLERANCE
+
+    r = run_search(_cfg(budgets_ms=(6.0,), verify=3))
+    top = r.top[0][:3]
+    assert len({c.arch for c in top}) == 3
+    ref = Profile.load(PROFILE, check_machine=False).canary_reference_ms
+    limit = 6.0 * (1 + VERIFY_TOLERANCE)
+    want_ms = {top[0].arch: 0.999 * limit, top[1].arch: 1.001 * limit, top[2].arch: 3.0}
+    seen = []
+
+    class Measurement:
+        def __init__(self, arch):
+            self.relative_to_canary = want_ms[arch] / ref
+            self.latency_ms = 2.0 * want_ms[arch]  # today's machine: twice the profile's canary
+
+    class StandInMeasurer:
+        def __init__(self, device, config=None):
+            seen.append(device.name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def measure(self, model, name):
+            assert model.graph.input[0].type.tensor_type.shape.dim[2].dim_value == Arch.parse(name).resolution
+            seen.append(name)
+            return Measurement(name)
+
+    monkeypatch.setattr(hwnas.measure, "Measurer", StandInMeasurer)
+    verify(r, 3)
+    assert seen == ["cpu-1t", *(c.arch for c in top)]  # one session on the profile's device, each winner once
+    for c in top:
+        assert c.measured_latency_ms == pytest.approx(want_ms[c.arch], rel=1e-12)
+        assert c.measured_latency_abs_ms == pytest.approx(2.0 * want_ms[c.arch], rel=1e-12)
+    assert [c.within_budget_measured for c in top] == [True, False, True]
+
+
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "hwnas.cli", "search", *args], capture_output=True, text=True,
                           timeout=300)

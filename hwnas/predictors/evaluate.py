@@ -46,7 +46,7 @@ def noise_floor(profile: Profile, keys: Sequence[str]) -> dict:
 
 def evaluate_in_space(profile: Profile, names: Sequence[str], test_fraction: float = 0.5,
                       progress: Callable[[str], None] | None = None) -> dict:
-    from . import make_predictor
+    from .registry import make_predictor
 
     keys = list(profile.table("arch")["key"])
     train, test = holdout_split(keys, test_fraction)
@@ -212,7 +212,7 @@ def evaluate_fewshot(few: Profile, full: Profile) -> dict:
 
     from .. import fingerprint
     from ..profile import DeviceMismatchWarning
-    from . import load_predictor, read_index
+    from .saved import load_predictor, read_index
 
     diffs = fingerprint.differences(full.meta.get("fingerprint", {}), few.meta.get("fingerprint", {}))
     if diffs:  # the judge was measured elsewhere: the figures would mix two machines

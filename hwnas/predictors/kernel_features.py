@@ -13,7 +13,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import onnx
 
+from ..allocator import tune_if_wanted
 from ..devices import DeviceSpec
 from ..measure import (KernelRecord, make_session, optimized_node_attributes, parse_kernel_trace, random_feed,
                        static_input_shapes)
@@ -252,44 +252,63 @@ def _scratch_dir() -> str | None:
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
 
-_ALLOCATOR_TUNED = False
+SCRATCH_PREFIX = "hwnas-opt-"
 
 
-def keep_freed_memory() -> None:
-    """Let this process reuse the memory ORT frees between graph optimizations (glibc only; once
-    per process; ``HWNAS_MALLOC_TUNING=0`` turns it off).
-
-    Optimizing a 50 MB model allocates and frees ~150 MB in pieces of up to a few MB.  With
-    glibc's defaults those pieces come from fresh ``mmap``s or are trimmed back to the system, so
-    every prediction page-faults them in again: here that made a 65 ms prediction take 100-120 ms
-    one time in three.  Serving allocations under 32 MB from the heap and keeping up to 512 MB of
-    freed heap removes those spikes (``benchmarks/predictor_speed.py``).  The cost: the process
-    keeps its peak heap (a few hundred MB at most) instead of returning it."""
-    global _ALLOCATOR_TUNED
-    if _ALLOCATOR_TUNED:
-        return
-    _ALLOCATOR_TUNED = True
-    if os.environ.get("HWNAS_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
+def _pid_alive(pid: int) -> bool:
     try:
-        libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # noqa: B018 - present in glibc only (musl has other mallopt semantics)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h>
-    mallopt(m_mmap_threshold, 32 * 2**20)  # glibc's maximum on 64-bit
-    mallopt(m_trim_threshold, 512 * 2**20)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    except OverflowError:
+        return False
+    return True
+
+
+def sweep_scratch(scratch_dir: str | None = None) -> list[str]:
+    """Remove scratch folders left by processes that died mid-prediction (``kill -9`` skips the
+    cleanup; in ``/dev/shm`` that is tens of MB of RAM).  A folder is named
+    ``hwnas-opt-<pid>-<random>``; those whose pid is no longer running, and that this user may
+    remove, go.  Returns the removed paths."""
+    base = scratch_dir or _scratch_dir() or tempfile.gettempdir()
+    removed = []
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return removed
+    for e in entries:
+        if not e.name.startswith(SCRATCH_PREFIX):
+            continue
+        pid = e.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+            continue
+        try:
+            if not e.is_dir(follow_symlinks=False) or e.stat(follow_symlinks=False).st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(e.path, ignore_errors=True)
+        removed.append(e.path)
+    return removed
+
+
+_SWEPT = False
 
 
 @contextlib.contextmanager
 def _scratch() -> Iterator[str]:
     """A scratch folder, removed in the background once done with: freeing a big model's
     optimized weights (tens of MB) costs milliseconds the caller need not wait for.  The thread
-    is not a daemon, so the interpreter waits for it at exit and nothing is left behind."""
-    tmp = tempfile.mkdtemp(prefix="hwnas-opt-", dir=_scratch_dir())
+    is not a daemon, so the interpreter waits for it at exit and nothing is left behind.  The
+    first one of a process also sweeps up dead processes' leftovers (:func:`sweep_scratch`)."""
+    global _SWEPT
+    base = _scratch_dir()
+    if not _SWEPT:
+        _SWEPT = True
+        sweep_scratch(base)
+    tmp = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=base)
     try:
         yield tmp
     finally:
@@ -308,7 +327,7 @@ def optimized_kernels(model: onnx.ModelProto | bytes | str, device: DeviceSpec, 
     from .static_shapes import nchwc_block, static_kernels
 
     model = for_device(model, device.precision)
-    keep_freed_memory()
+    tune_if_wanted()  # opt-in: see hwnas.allocator
     with _scratch() as tmp:
         opt = os.path.join(tmp, "optimized.onnx")
         if static:

@@ -148,7 +148,7 @@ class TransferPredictor(EncodedPredictor):
     @classmethod
     def from_dict(cls, d: dict) -> "TransferPredictor":
         from ..space import SearchSpace
-        from . import predictor_from_dict
+        from .registry import predictor_from_dict
 
         p = cls(alphas=tuple(d["params"]["alphas"]))
         p.space_ = SearchSpace.from_dict(d["space"])

@@ -32,7 +32,8 @@ DEFAULT_SHOTS = 30
 
 def load_reference(ref_dir: str | Path):
     """(arch predictor, ONNX predictor or None, Profile) of a trained reference profile, or a clear error."""
-    from ..predictors import NotTrainedError, load_predictor, read_index
+    from ..predictors.base import NotTrainedError
+    from ..predictors.saved import load_predictor, read_index
     from . import Profile
 
     ref = Path(ref_dir)
@@ -164,7 +165,8 @@ def adapt(profile_dir: str | Path, log: Callable[[str], None] | None = None, ref
     ``reference``: :func:`load_reference`'s result, ``profile``: the loaded few-shot profile, when
     the caller has them already (otherwise they are loaded)."""
     from .. import __version__
-    from ..predictors import FORMAT_VERSION, save_trained
+    from ..predictors.registry import FORMAT_VERSION
+    from ..predictors.saved import save_trained
     from ..predictors.transfer import TransferPredictor
     from . import Profile
 

@@ -32,7 +32,7 @@ def save_outputs(result, out_dir: str | Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..report import save_figure  # report imports this module: import here
+    from ..figures import save_figure
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():

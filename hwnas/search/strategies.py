@@ -38,6 +38,8 @@ class SearchProblem:
 
 class Searcher:
     name = "base"
+    #: search settings (``SearchConfig`` fields) this strategy does not read: the CLI refuses them
+    unused_options: tuple[str, ...] = ()
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
@@ -172,6 +174,7 @@ class GridSearcher(Searcher):
     the parameter limit) wins.  Deterministic: the seed is not used."""
 
     name = "grid"
+    unused_options = ("population", "generations", "seed")
 
     def __init__(self, blocks: tuple[str, ...] = ("k3e3", "k5e4", "k7e6"), seed: int = 0) -> None:
         super().__init__(seed)
