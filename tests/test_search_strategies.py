@@ -67,7 +67,7 @@ class _AdditiveEvaluator:
 
 def test_reinforce_converges_to_the_argmax_of_an_additive_reward():
     ev = _AdditiveEvaluator(TOY, seed=1)
-    s = RLSearcher(n_samples=10**9, batch=50, max_steps=250, seed=0)
+    s = RLSearcher(n_samples=10**9, batch=50, lr=0.05, max_steps=250, seed=0)
     s.run(SearchProblem(ev, (2.0,)))
     assert np.array_equal(s.best_guess(TOY), ev.best())
     assert s.history[-1]["reward"] > s.history[0]["reward"]

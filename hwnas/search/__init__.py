@@ -161,8 +161,10 @@ def _check_static_limits(cfg: SearchConfig, ev: Evaluator) -> None:
                                   f"{fmt.format(s[key])}: no architecture can meet it")
 
 
-def run_search(cfg: SearchConfig, progress: Callable[[int, int], None] | None = None) -> SearchResult:
-    """Run one search; raises ``InputError`` / ``InfeasibleError`` with a one-line message."""
+def run_search(cfg: SearchConfig, progress: Callable[[int, int], None] | None = None, searcher=None) -> SearchResult:
+    """Run one search; raises ``InputError`` / ``InfeasibleError`` with a one-line message.
+    ``searcher``: a prebuilt strategy object (default: made from ``cfg``), e.g. to read its
+    state afterwards."""
     from ..accuracy import make_estimator
     from ..predictors import load_predictor
     from ..profile import Profile
@@ -172,7 +174,7 @@ def run_search(cfg: SearchConfig, progress: Callable[[int, int], None] | None = 
     if len(cfg.budgets_ms) != len(dirs):
         raise InputError(f"give one --budget-ms per --profile: {len(cfg.budgets_ms)} budgets for {len(dirs)} profiles")
     constraints = cfg.constraints()
-    searcher = make_searcher(cfg)
+    searcher = searcher if searcher is not None else make_searcher(cfg)
     preds = [load_predictor(d, cfg.latency_predictor, target_kind="arch") for d in dirs]
     space = preds[0].space_
     for d, p in zip(dirs, preds):

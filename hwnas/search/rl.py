@@ -143,7 +143,7 @@ class RLSearcher(Searcher):
         self.reward = reward
         self.controller = controller
         # the categorical policy's logits need large steps to move within a few hundred steps
-        self.lr = lr if lr is not None else (0.05 if controller == "categorical" else 5e-3)
+        self.lr = lr if lr is not None else (0.01 if controller == "categorical" else 5e-3)
         self.baseline_decay = baseline_decay
         self.entropy = entropy
         self.hidden = hidden
