@@ -49,13 +49,13 @@ def _budgets(accuracy: str) -> tuple[list[float], float, float]:
     return [round(lo + f * (hi - lo), 2) for f in FRACTIONS], lo, hi
 
 
-def _one_run(strategy: str, budget: float, seed: int, pred, acc, space) -> dict:
-    """A search stopped once it has made max(LEVELS) predictor queries; figures per level."""
+def _one_run(strategy: str, budget: float, seed: int, pred, acc, space, cap: int = max(LEVELS)) -> dict:
+    """A search stopped once it has made ``cap`` predictor queries; figures per level (None for a
+    level beyond the cap)."""
     from hwnas.search import SearchConfig, make_searcher
     from hwnas.search.problem import Constraints, Evaluator
     from hwnas.search.strategies import SearchProblem
 
-    cap = max(LEVELS)
     ev = Evaluator(space, [pred], [pred.canary_reference_ms_], acc, Constraints((budget,)))
     _, _, argmin = ev.latency_range(seed=seed)
     crossed: dict[int, float] = {}
@@ -86,8 +86,14 @@ def _one_run(strategy: str, budget: float, seed: int, pred, acc, space) -> dict:
     wall = time.perf_counter() - t0
     h = ev.history()
     feas = h.feasible((budget,))[:, 0]
-    row = {"strategy": strategy, "budget_ms": budget, "seed": seed, "queries": int(ev.n_queries), "wall_s": wall}
+    row = {"strategy": strategy, "budget_ms": budget, "seed": seed, "queries": int(ev.n_queries), "wall_s": wall,
+           "cap": cap}
     for lv in LEVELS:
+        if lv > cap:
+            row[f"best_{lv}"] = row[f"wall_{lv}"] = None
+            row[f"ran_{lv}"] = False
+            continue
+        row[f"ran_{lv}"] = True
         f = feas[:lv]
         row[f"best_{lv}"] = float(h.accuracy[:lv][f].max()) if f.any() else None
         row[f"wall_{lv}"] = crossed.get(lv)
@@ -109,10 +115,12 @@ def part_queries(args, res: dict) -> None:
     for b in budgets:
         for strat in STRATS:
             for seed in range(args.nsga2_seeds if strat == "nsga2" else args.seeds):
-                rows.append(_one_run(strat, b, seed, pred, acc, space))
+                rows.append(_one_run(strat, b, seed, pred, acc, space,
+                                     args.nsga2_max_queries if strat == "nsga2" else max(LEVELS)))
             sel = [r for r in rows if r["budget_ms"] == b and r["strategy"] == strat]
-            best = [r["best_20000"] for r in sel if r["best_20000"] is not None]
-            print(f"budget {b:6.2f} ms {strat:9s}: best at 20k {np.mean(best) if best else float('nan'):.4f} "
+            top = max(lv for lv in LEVELS if sel[0][f"ran_{lv}"])
+            best = [r[f"best_{top}"] for r in sel if r[f"best_{top}"] is not None]
+            print(f"budget {b:6.2f} ms {strat:9s}: best at {top} {np.mean(best) if best else float('nan'):.4f} "
                   f"(sd {np.std(best) if best else float('nan'):.4f}), feasible {len(best)}/{len(sel)}, "
                   f"{np.mean([r['wall_s'] for r in sel]):.1f} s/run", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
@@ -125,9 +133,13 @@ def part_queries(args, res: dict) -> None:
         for b in budgets:
             sel = [r for r in rows if r["budget_ms"] == b and r["strategy"] == strat]
             for lv in LEVELS:
+                if not sel[0][f"ran_{lv}"]:
+                    summary[f"{strat}|{b}|{lv}"] = {"mean": None, "sd": None, "min": None, "max": None,
+                                                    "feasible_share": None, "wall_s_mean": None, "runs": 0}
+                    continue
                 v = [r[f"best_{lv}"] for r in sel if r[f"best_{lv}"] is not None]
                 w = [r[f"wall_{lv}"] for r in sel if r[f"wall_{lv}"] is not None]
-                summary[f"{strat}|{b}|{lv}"] = {
+                summary[f"{strat}|{b}|{lv}"] = {"runs": len(sel),
                     "mean": float(np.mean(v)) if v else None, "sd": float(np.std(v)) if v else None,
                     "min": float(np.min(v)) if v else None, "max": float(np.max(v)) if v else None,
                     "feasible_share": len(v) / len(sel), "wall_s_mean": float(np.mean(w)) if w else None}
@@ -284,6 +296,7 @@ def main() -> None:
     ap.add_argument("--accuracy", default="predictor")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--nsga2-seeds", type=int, default=3, help="NSGA-II is ~40x slower per query (pymoo)")
+    ap.add_argument("--nsga2-max-queries", type=int, default=5000, help="NSGA-II stops here (pymoo slows down)")
     ap.add_argument("--supernet", default=None, help="trained supernet directory for the gradient part")
     ap.add_argument("--gradient-steps", type=int, default=120)
     ap.add_argument("--probe-steps", type=int, default=6)
