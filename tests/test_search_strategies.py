@@ -20,7 +20,7 @@ from hwnas.search.gradient import (Choices, GradientConfig, LatencyTable, Supern
 from hwnas.search.problem import Evaluation
 from hwnas.search.rl import RLSearcher, active_decisions, mnas_reward
 from hwnas.search.strategies import SearchProblem
-from hwnas.space import N_STAGES, Arch, Block, SearchSpace
+from hwnas.space import N_STAGES, SearchSpace
 
 PROFILE = str(default_profile_dir())
 TOY = SearchSpace(resolutions=(128, 160), width_mults=(1.0,), depths=(1, 2), kernels=(3, 5), expands=(3, 4))

@@ -54,7 +54,7 @@ def mnas_reward(accuracy: np.ndarray, latency_ms: np.ndarray, budgets_ms, mode: 
 def active_decisions(space: SearchSpace, G: np.ndarray) -> np.ndarray:
     """(n, L) bool: which decisions of genomes ``G`` shape the architecture (resolution, width
     and depths always; a block slot only within its stage's depth)."""
-    n, md = len(G), space.max_depth
+    n = len(G)
     act = np.ones(G.shape, dtype=bool)
     act[:, 2 + N_STAGES:] = np.repeat(space._active_slots(G).reshape(n, -1), 2, axis=1)
     return act
