@@ -652,8 +652,19 @@ def demo_cmd(out_dir: Path = typer.Option(Path("hwnas-demo"), "--out", help="rep
 def search(ctx: typer.Context,
            budget_ms: List[str] = typer.Option(..., "--budget-ms", help="latency budget in ms (one per --profile)"),
            profile: Optional[List[Path]] = typer.Option(None, "--profile", help="profile directory (repeatable; default: bundled)"),
-           strategy: str = typer.Option("evolution", "--strategy", help="evolution | random | grid | nsga2"),
-           accuracy: str = typer.Option("predictor", "--accuracy", help="accuracy estimator (see `hwnas accuracy --help`)"),
+           strategy: str = typer.Option("evolution", "--strategy", help="evolution | random | grid | nsga2 | rl | gradient"),
+           accuracy: Optional[str] = typer.Option(None, "--accuracy",
+                                                  help="accuracy estimator (see `hwnas accuracy --help`; default "
+                                                       "predictor, for --strategy gradient supernet)"),
+           accuracy_dir: Optional[Path] = typer.Option(None, "--accuracy-dir",
+                                                       help="trained supernet / accuracy predictor directory"),
+           n_samples: Optional[int] = typer.Option(None, "--n-samples", min=1,
+                                                   help="random / rl: architectures to score (default population x generations)"),
+           rl_reward: str = typer.Option("soft", "--rl-reward", help="rl: MnasNet reward, soft | hard"),
+           rl_controller: str = typer.Option("categorical", "--rl-controller", help="rl: categorical | lstm"),
+           resolution: Optional[int] = typer.Option(None, "--resolution", help="gradient: fixed resolution (default: each)"),
+           width_mult: Optional[float] = typer.Option(None, "--width-mult", help="gradient: fixed width (default: each)"),
+           gradient_steps: int = typer.Option(300, "--gradient-steps", min=1, help="gradient: weight steps per run"),
            predictor: Optional[str] = typer.Option(None, "--predictor", help="latency predictor (default: the profile's)"),
            max_params: Optional[float] = typer.Option(None, "--max-params", help="maximum parameters"),
            max_model_mb: Optional[float] = typer.Option(None, "--max-model-mb", help="maximum fp32 model size, MB"),
@@ -688,8 +699,13 @@ def search(ctx: typer.Context,
         from .report import prepare_out_dir
 
         prepare_out_dir(out_dir)  # a bad --out fails before the search, not after it
+    if accuracy is None:
+        accuracy = "supernet" if strategy == "gradient" else "predictor"
     cfg = SearchConfig(budgets_ms=tuple(budgets), profiles=tuple(str(p) for p in profile or []), strategy=strategy,
-                       accuracy=accuracy, latency_predictor=predictor,
+                       accuracy=accuracy, accuracy_dir=str(accuracy_dir) if accuracy_dir is not None else None,
+                       latency_predictor=predictor, n_samples=n_samples, rl_reward=rl_reward,
+                       rl_controller=rl_controller, resolution=resolution, width_mult=width_mult,
+                       gradient_steps=gradient_steps,
                        max_params=max_params, max_model_mb=max_model_mb,
                        max_peak_mem_mb=max_peak_mem_mb, population=population, generations=generations, seed=seed,
                        verify=verify)

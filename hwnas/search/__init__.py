@@ -22,7 +22,12 @@ import numpy as np
 from ..errors import InputError
 from ..space import Arch
 from .problem import MB, Constraints, Evaluator, InfeasibleError
-from .strategies import STRATEGIES, EvolutionSearcher, GridSearcher, NSGA2Searcher, RandomSearcher, SearchProblem
+from .gradient import GradientConfig, GradientSearcher
+from .rl import RLSearcher
+from .strategies import STRATEGIES as _BASE_STRATEGIES
+from .strategies import EvolutionSearcher, GridSearcher, NSGA2Searcher, RandomSearcher, SearchProblem
+
+STRATEGIES = {**_BASE_STRATEGIES, "rl": RLSearcher, "gradient": GradientSearcher}
 
 VERIFY_TOLERANCE = 0.05
 
@@ -46,6 +51,11 @@ class SearchConfig:
     n_samples: int | None = None  # random search: evaluations (default population x generations)
     seed: int = 0
     verify: int = 0
+    rl_reward: str = "soft"  # rl: MnasNet's soft or hard latency term
+    rl_controller: str = "categorical"  # rl: one softmax per decision, or an LSTM
+    resolution: int | None = None  # gradient: fixed resolution (None: a run per resolution x width)
+    width_mult: float | None = None  # gradient: fixed width multiplier
+    gradient_steps: int = 300  # gradient: weight steps per run
 
     def __post_init__(self) -> None:
         # a bad budget or limit (NaN, inf, <= 0) fails here, before anything is loaded; --max-params
@@ -144,6 +154,12 @@ def make_searcher(cfg: SearchConfig):
         return RandomSearcher(n_samples=cfg.n_samples or cfg.population * cfg.generations, seed=cfg.seed)
     if cfg.strategy == "grid":
         return GridSearcher(seed=cfg.seed)
+    if cfg.strategy == "rl":
+        return RLSearcher(n_samples=cfg.n_samples or cfg.population * cfg.generations, reward=cfg.rl_reward,
+                          controller=cfg.rl_controller, seed=cfg.seed)
+    if cfg.strategy == "gradient":
+        return GradientSearcher(cfg.accuracy_dir, [str(d) for d in _profile_dirs(cfg)], cfg.resolution, cfg.width_mult,
+                                GradientConfig(steps=cfg.gradient_steps), seed=cfg.seed)
     return NSGA2Searcher(population=cfg.population, generations=cfg.generations, seed=cfg.seed)
 
 
@@ -158,8 +174,10 @@ def _check_static_limits(cfg: SearchConfig, ev: Evaluator) -> None:
                                   f"{fmt.format(s[key])}: no architecture can meet it")
 
 
-def run_search(cfg: SearchConfig, progress: Callable[[int, int], None] | None = None) -> SearchResult:
-    """Run one search; raises ``InputError`` / ``InfeasibleError`` with a one-line message."""
+def run_search(cfg: SearchConfig, progress: Callable[[int, int], None] | None = None, searcher=None) -> SearchResult:
+    """Run one search; raises ``InputError`` / ``InfeasibleError`` with a one-line message.
+    ``searcher``: a prebuilt strategy object (default: made from ``cfg``), e.g. to read its
+    state afterwards."""
     from ..accuracy import make_estimator
     from ..predictors import load_predictor
     from ..profile import Profile, warn_if_other_machine
@@ -176,12 +194,14 @@ def run_search(cfg: SearchConfig, progress: Callable[[int, int], None] | None = 
     if len(cfg.budgets_ms) != len(dirs):
         raise InputError(f"give one --budget-ms per --profile: {len(cfg.budgets_ms)} budgets for {len(dirs)} profiles")
     constraints = cfg.constraints()
-    searcher = make_searcher(cfg)
+    searcher = searcher if searcher is not None else make_searcher(cfg)
     preds = [load_predictor(d, cfg.latency_predictor, target_kind="arch") for d in dirs]
     space = preds[0].space_
     for d, p in zip(dirs, preds):
         if p.space_.to_dict() != space.to_dict():
             raise InputError(f"profile {d} was made for another search space than {dirs[0]}")
+    if hasattr(searcher, "prepare"):  # loads what the strategy needs (gradient: the supernet), one-line errors
+        searcher.prepare(space)
     acc = make_estimator(cfg.accuracy, cfg.accuracy_dir, space)
     ev = Evaluator(space, preds, [p.canary_reference_ms_ for p in preds], acc, constraints)
     _check_static_limits(cfg, ev)
