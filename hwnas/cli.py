@@ -372,6 +372,11 @@ def predict(targets: List[str] = typer.Argument(..., help="architecture strings 
         r = {"target": spec.name, "kind": kind, "latency_ms": rel * pred.canary_reference_ms_,
              "relative_to_canary": rel, "predictor": pred.label,
              "profile": str(d), "canary_reference_ms": pred.canary_reference_ms_}
+        iv = pred.interval(kind)
+        if iv is not None:
+            lo, hi = iv.bounds(r["latency_ms"])
+            r.update(latency_ms_lo=float(lo), latency_ms_hi=float(hi), interval_coverage=iv.coverage,
+                     interval_source=iv.source)
         if breakdown:
             if not hasattr(pred, "breakdown"):
                 raise InputError(f"--breakdown needs the kernel predictor (use --predictor kernel)")
@@ -385,9 +390,11 @@ def predict(targets: List[str] = typer.Argument(..., help="architecture strings 
     if json_out:
         _emit_json(results)
         return
-    t = Table("target", "predicted ms", "rel. to canary", "predictor")
+    t = Table("target", "predicted ms", "interval ms", "rel. to canary", "predictor")
     for r in results:
-        t.add_row(r["target"], f"{r['latency_ms']:.3f}", f"{r['relative_to_canary']:.3f}", r["predictor"])
+        iv = (f"{r['latency_ms_lo']:.3f}-{r['latency_ms_hi']:.3f} ({100 * r['interval_coverage']:.0f}%)"
+              if "latency_ms_lo" in r else "-")
+        t.add_row(r["target"], f"{r['latency_ms']:.3f}", iv, f"{r['relative_to_canary']:.3f}", r["predictor"])
     out.print(t)
     for r in results:
         if "kernels" in r:

@@ -35,6 +35,8 @@ PREDICTORS: dict[str, Callable[[], LatencyPredictor]] = {
 }
 _CLASSES = {"macs": MacsPredictor, "lut": LutPredictor, "learned": LearnedPredictor, "kernel": KernelPredictor,
             "transfer": TransferPredictor}
+#: predictors of any ONNX model, judged on whole zoo families held out
+ONNX_PREDICTORS = ("kernel", "macs")
 #: every name ``--predictor`` accepts: the fitted-from-scratch ones, and ``transfer`` (few-shot profiles)
 KNOWN_PREDICTORS = (*PREDICTORS, "transfer")
 
@@ -119,7 +121,23 @@ def load_predictor(profile_dir: str | Path | None = None, name: str | None = Non
         raise NotTrainedError(f"predictor {name!r} could not be trained for {profile_dir}: {why}")
     if not path.is_file():
         raise NotTrainedError(f"predictor {name!r} was not trained for {profile_dir}; run `hwnas train --profile {profile_dir}`")
-    return _read_predictor(path)
+    pred = _read_predictor(path)
+    pred.intervals_ = _read_intervals(index.get("intervals", {}).get(name, {}), path)
+    return pred
+
+
+def _read_intervals(d: dict, path: Path) -> dict:
+    """The saved prediction intervals of one predictor, per target kind (``arch``, ``onnx``)."""
+    from .interval import PredictionInterval
+
+    out = {}
+    for kind, v in (d or {}).items():
+        try:
+            out[kind] = PredictionInterval.from_dict(v)
+        except ValueError as e:
+            raise HwnasError(f"prediction interval of {path.stem} in {path.parent / 'index.json'} is corrupt ({e}); "
+                             f"re-run `hwnas train`") from None
+    return out
 
 
 def train_all(profile_dir: str | Path, names: list[str] | None = None, progress=None) -> dict:
@@ -161,7 +179,15 @@ def train_all(profile_dir: str | Path, names: list[str] | None = None, progress=
             progress(f"trained {name}")
     if not fitted:
         raise HwnasError(f"no predictor could be trained on {profile_dir}: " + "; ".join(skipped.values()))
-    heldout = evaluate_in_space(profile, names=[n for n in fitted if n != "kernel"], progress=progress)
+    heldout = evaluate_in_space(profile, names=list(fitted), progress=progress)
+    intervals = {name: {"arch": m["interval"]} for name, m in heldout["predictors"].items() if "interval" in m}
+    if any(n in fitted for n in ONNX_PREDICTORS):
+        from .evaluate import evaluate_families
+
+        families = evaluate_families(profile, progress=progress).get("overall", {})
+        for name in ONNX_PREDICTORS:
+            if name in fitted and "interval" in families.get(name, {}):
+                intervals.setdefault(name, {})["onnx"] = families[name]["interval"]
     for name, (pred, _) in fitted.items():
         save_predictor(pred, profile_dir, name)
     index = {
@@ -171,6 +197,7 @@ def train_all(profile_dir: str | Path, names: list[str] | None = None, progress=
         "predictors": {name: {"fit_s": fit_s} for name, (_, fit_s) in fitted.items()},
         "default": choose_defaults(heldout, list(fitted)),
         "heldout": heldout,
+        "intervals": intervals,
     }
     if skipped:
         index["skipped"] = skipped

@@ -16,6 +16,7 @@ from scipy import stats
 from ..errors import HwnasError
 from ..profile import Profile
 from .data import arch_data, holdout_split
+from .interval import DEFAULT_COVERAGE, PredictionInterval
 
 FAST_ARCH_PREDICTORS = ("lut", "learned", "macs", "macs+")
 
@@ -36,6 +37,14 @@ def metrics(predicted: np.ndarray, measured: np.ndarray) -> dict:
         out["spearman"] = float(stats.spearmanr(p, m).statistic)
         out["kendall"] = float(stats.kendalltau(p, m).statistic)
     return out
+
+
+def _add_interval(m: dict, predicted, measured, source: str) -> None:
+    """``m["interval"]``: the conformal interval of these held-out residuals (when there are enough)."""
+    try:
+        m["interval"] = PredictionInterval.from_residuals(predicted, measured, DEFAULT_COVERAGE, source).to_dict()
+    except ValueError:
+        pass
 
 
 def noise_floor(profile: Profile, keys: Sequence[str]) -> dict:
@@ -59,7 +68,9 @@ def evaluate_in_space(profile: Profile, names: Sequence[str], test_fraction: flo
         except HwnasError as e:  # e.g. too few architectures in the train half for this one
             out["predictors"][name] = {"error": str(e)}
             continue
-        out["predictors"][name] = metrics(pred.predict_relative(test_data.archs), test_data.relative)
+        predicted = pred.predict_relative(test_data.archs)
+        out["predictors"][name] = metrics(predicted, test_data.relative)
+        _add_interval(out["predictors"][name], predicted, test_data.relative, "in-space test half")
         if progress:
             progress(f"evaluated {name}")
     return out
@@ -105,6 +116,8 @@ def evaluate_families(profile: Profile, progress: Callable[[str], None] | None =
             progress(f"held out {fam}")
     out["overall"] = {"kernel": metrics(np.array(all_p), np.array(all_m)),
                       "macs": metrics(np.array(all_macs), np.array(all_m))}
+    _add_interval(out["overall"]["kernel"], all_p, all_m, "zoo families held out")
+    _add_interval(out["overall"]["macs"], all_macs, all_m, "zoo families held out")
     return out
 
 

@@ -35,10 +35,11 @@ def _lut_of(pred: LatencyPredictor):
     return getattr(pred, "lut_", None) or (pred if hasattr(pred, "lut_parts") else None)
 
 
-def ridge_loo(F: np.ndarray, y: np.ndarray, alphas: Sequence[float] = ALPHAS) -> tuple[np.ndarray, float, float, float]:
+def ridge_loo(F: np.ndarray, y: np.ndarray,
+              alphas: Sequence[float] = ALPHAS) -> tuple[np.ndarray, float, float, float, np.ndarray]:
     """Ridge on standardized ``F`` with an unpenalized intercept; alpha by leave-one-out MSE.
 
-    Returns (coef on the raw features, intercept, alpha, LOO RMSE)."""
+    Returns (coef on the raw features, intercept, alpha, LOO RMSE, LOO residuals)."""
     mu, sd = F.mean(axis=0), F.std(axis=0)
     sd[sd < 1e-12] = 1.0
     Z = (F - mu) / sd
@@ -54,10 +55,10 @@ def ridge_loo(F: np.ndarray, y: np.ndarray, alphas: Sequence[float] = ALPHAS) ->
         r = (yc - Z @ w) / np.maximum(1.0 - h, 1e-6)
         loo = float(np.sqrt(np.mean(r**2)))
         if best is None or loo < best[2] - 1e-12:
-            best = (w, a, loo)
-    w, a, loo = best
+            best = (w, a, loo, r)
+    w, a, loo, r = best
     coef = w / sd
-    return coef, float(ym - mu @ coef), float(a), loo
+    return coef, float(ym - mu @ coef), float(a), loo, r
 
 
 class TransferPredictor(EncodedPredictor):
@@ -86,7 +87,7 @@ class TransferPredictor(EncodedPredictor):
         base = reference.predict_encoded(X)
         y = np.log(data.relative) - np.log(base)
         F = self._features(X, base)
-        self.coef_, self.intercept_, self.alpha_, self.loo_rmse_ = ridge_loo(F, y, self.alphas)
+        self.coef_, self.intercept_, self.alpha_, self.loo_rmse_, self.loo_residuals_ = ridge_loo(F, y, self.alphas)
         # ONNX path: a power law on the reference prediction alone, the same log-ratio ``y``;
         # the exponent is shrunk towards 1 (a pure scale) so that N = 5 cannot tilt it wildly
         A = np.stack([np.ones(len(base)), np.log(base)], axis=1)
@@ -112,6 +113,24 @@ class TransferPredictor(EncodedPredictor):
         cols.append((blocks[..., 0] * present).sum(axis=(1, 2)) / n / max(sp.kernels))
         cols.append((blocks[..., 1] * present).sum(axis=(1, 2)) / n / max(sp.expands))
         return np.stack(cols, axis=1)
+
+    def loo_intervals(self, reference_onnx_interval=None) -> dict:
+        """Prediction intervals of this transfer (``arch``, and ``onnx`` when the reference's ONNX
+        predictor has one): conformal on the leave-one-out residuals of the N measured
+        architectures; for ONNX models the reference's family-held-out bounds widened by them."""
+        from .interval import MIN_RESIDUALS, PredictionInterval
+
+        r = np.asarray(self.loo_residuals_, dtype=float)
+        if len(r) < MIN_RESIDUALS:
+            return {}
+        arch = PredictionInterval.from_log_residuals(r, source=f"few-shot leave-one-out ({len(r)} architectures)")
+        out = {"arch": arch}
+        if reference_onnx_interval is not None:
+            ref = reference_onnx_interval
+            out["onnx"] = PredictionInterval(ref.coverage, ref.log_lo + arch.log_lo, ref.log_hi + arch.log_hi,
+                                             min(ref.n_residuals, arch.n_residuals),
+                                             f"reference's {ref.source} + few-shot leave-one-out")
+        return out
 
     # -- prediction -------------------------------------------------------------------------
     def predict_encoded(self, X: np.ndarray) -> np.ndarray:
@@ -142,6 +161,7 @@ class TransferPredictor(EncodedPredictor):
                 "canary_reference_ms": self.canary_reference_ms_, "coef": self.coef_.tolist(),
                 "intercept": self.intercept_, "alpha": self.alpha_, "loo_rmse": self.loo_rmse_,
                 "onnx_coef": list(self.onnx_coef_), "n_archs": self.n_archs_,
+                "loo_residuals": [float(x) for x in self.loo_residuals_],
                 "reference": self.reference_.to_dict(),
                 "reference_onnx": self.reference_onnx_.to_dict() if self.reference_onnx_ is not None else None}
 
@@ -159,6 +179,8 @@ class TransferPredictor(EncodedPredictor):
         p.loo_rmse_ = float(d["loo_rmse"])
         p.onnx_coef_ = tuple(float(x) for x in d["onnx_coef"])
         p.n_archs_ = int(d["n_archs"])
+        # saved before intervals existed: no residuals, no interval
+        p.loo_residuals_ = np.asarray(d.get("loo_residuals", []), dtype=np.float64)
         p.reference_ = predictor_from_dict(d["reference"])
         p.reference_onnx_ = predictor_from_dict(d["reference_onnx"]) if d.get("reference_onnx") else None
         if len(p.coef_) != p._features(p.space_.encode([p.space_.smallest()]), np.ones(1)).shape[1]:
