@@ -640,6 +640,10 @@ def search(budget_ms: List[str] = typer.Option(..., "--budget-ms", help="latency
            generations: int = typer.Option(500, "--generations"),
            seed: int = typer.Option(0, "--seed"),
            verify: int = typer.Option(0, "--verify", min=0, help="re-measure the best K on the device"),
+           measured: bool = typer.Option(False, "--measured", help="measurement in the loop: the winner is an "
+                                         "architecture measured here within the budget"),
+           measure_margin: float = typer.Option(0.02, "--measure-margin", help="with --measured: the winner must "
+                                                "measure this fraction under the budget (noise margin)"),
            json_out: bool = typer.Option(False, "--json"),
            out_dir: Optional[Path] = typer.Option(None, "--out", help="save every candidate (CSV) and plots (PNG)")) -> None:
     """Search the space for the most accurate architecture within a latency budget."""
@@ -664,9 +668,18 @@ def search(budget_ms: List[str] = typer.Option(..., "--budget-ms", help="latency
                        max_params=int(max_params) if max_params is not None else None, max_model_mb=max_model_mb,
                        max_peak_mem_mb=max_peak_mem_mb, population=population, generations=generations, seed=seed,
                        verify=verify)
+    if measured and not (math.isfinite(measure_margin) and 0 <= measure_margin < 0.5):
+        raise InputError(f"--measure-margin must be a fraction in [0, 0.5), got {measure_margin!r}")
+    loop = []
     with _progress() as prog:
         task = prog.add_task(f"search ({strategy})", total=None)
         result = run_search(cfg, progress=lambda done, total: prog.update(task, completed=done, total=total))
+        if measured:
+            from .search.measured import measure_in_loop
+
+            mt = prog.add_task("measure near the budget", total=None)
+            loop = measure_in_loop(result, margin=measure_margin,
+                                   progress=lambda done, total: prog.update(mt, completed=done, total=total))
         if verify:
             vt = prog.add_task("verify on device", total=None)
             verify_results(result, verify, progress=lambda done, total: prog.update(vt, completed=done, total=total))
@@ -674,6 +687,10 @@ def search(budget_ms: List[str] = typer.Option(..., "--budget-ms", help="latency
         err.print(f"note: {n}", soft_wrap=True)
     err.print(f"{result.n_queries} candidates evaluated in {result.seconds:.2f} s; accuracy = {result.accuracy_meaning}",
               soft_wrap=True)
+    for r in loop:
+        err.print(f"measured {r.n_measured} of {r.n_plausible} candidates whose interval crossed {r.budget_ms:g} ms "
+                  f"({r.seconds:.1f} s): winner measured {r.winner_measured_ms:.3f} ms (predicted "
+                  f"{r.winner_predicted_ms:.3f} ms)", soft_wrap=True)
     rows = []
     for cands in result.top:
         for c in cands[: max(1, verify)]:
