@@ -307,6 +307,44 @@ def _profile_dir(profile: Optional[Path]) -> Path:
     return d
 
 
+_CALIBRATE_HELP = ("when the profile was made on another machine, first make (once, cached) a few-shot profile "
+                   "of this machine from it and use that")
+
+
+def _on_this_machine(d: Path, calibrate: bool, shots: int) -> Path:
+    """The profile to use here for ``d``: ``d`` itself, or this machine's calibration of it."""
+    if not calibrate:
+        return d
+    from .profile.calibrate import calibrated_profile
+    from .profile.fewshot import MIN_SHOTS
+
+    if shots < MIN_SHOTS:
+        raise InputError(f"--calibration-shots must be at least {MIN_SHOTS}, got {shots}")
+    with _progress() as prog:
+
+        class _Bar:
+            def __init__(self, part: str, total: int, done: int) -> None:
+                self.id = prog.add_task(f"calibrating this machine: {part}", total=total, completed=done)
+
+            def advance(self, n: int = 1) -> None:
+                prog.advance(self.id, n)
+
+            def close(self) -> None:
+                pass
+
+        try:
+            cal = calibrated_profile(d, shots, progress=_Bar, log=lambda m: prog.console.print(m, highlight=False,
+                                                                                               soft_wrap=True))
+        except KeyboardInterrupt:
+            prog.stop()
+            err.print("calibration interrupted: what was measured is kept; run the command again to resume it")
+            raise typer.Exit(130)
+    if cal.reason != "same machine":
+        err.print(f"profile {d} was made on another machine ({cal.differences[0]}): using {cal.reason} "
+                  f"{cal.profile_dir} (--no-calibrate to use {d} as is)", highlight=False, soft_wrap=True)
+    return cal.profile_dir
+
+
 @app.command()
 def train(profile: Path = typer.Option(..., "--profile", help="profile directory"),
           predictor: Optional[List[str]] = typer.Option(None, "--predictor", help="train only these (repeatable)")) -> None:
@@ -339,12 +377,13 @@ def predict(targets: List[str] = typer.Argument(..., help="architecture strings 
             predictor: Optional[str] = typer.Option(None, "--predictor", help="predictor name (default per target type)"),
             input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help="NAME=1,3,224,224"),
             breakdown: bool = typer.Option(False, "--breakdown", help="per-kernel predictions (kernel predictor)"),
+            calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help=_CALIBRATE_HELP),
+            calibration_shots: int = typer.Option(30, "--calibration-shots", help="architectures a calibration measures"),
             json_out: bool = typer.Option(False, "--json")) -> None:
     """Predict latency (ms on the profile's device, and canary-relative) for architectures or ONNX models."""
     from .predictors import KNOWN_PREDICTORS, load_predictor
     from .predictors.base import TargetSpec
 
-    d = _profile_dir(profile)
     if predictor is not None and predictor not in KNOWN_PREDICTORS:
         raise InputError(f"unknown predictor {predictor!r}; choose from {', '.join(KNOWN_PREDICTORS)}")
     shapes = _parse_shapes(input_shape)
@@ -360,6 +399,7 @@ def predict(targets: List[str] = typer.Argument(..., help="architecture strings 
                 specs.append(("onnx", TargetSpec(t, path=t)))
         else:
             specs.append(("arch", TargetSpec(t, arch=parse_arch(t))))
+    d = _on_this_machine(_profile_dir(profile), calibrate, calibration_shots)
     cache: dict = {}
     results = []
     for kind, spec in specs:
@@ -585,12 +625,15 @@ def compare_cmd(profile: Optional[List[Path]] = typer.Option(
 
 @app.command("demo")
 def demo_cmd(out_dir: Path = typer.Option(Path("hwnas-demo"), "--out", help="report directory"),
-             profile: Optional[Path] = typer.Option(None, "--profile", help="profile directory (default: bundled)")) -> None:
+             profile: Optional[Path] = typer.Option(None, "--profile", help="profile directory (default: bundled)"),
+             calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help=_CALIBRATE_HELP),
+             calibration_shots: int = typer.Option(30, "--calibration-shots",
+                                                   help="architectures a calibration measures")) -> None:
     """The main job in one command: check this machine, predict, search under 3 budgets, compare, report."""
     from .compare import headline
     from .demo import Steps, run_demo
 
-    d = _profile_dir(profile)
+    d = _on_this_machine(_profile_dir(profile), calibrate, calibration_shots)
     with _progress() as prog:
 
         class _Steps(Steps):
@@ -644,6 +687,8 @@ def search(budget_ms: List[str] = typer.Option(..., "--budget-ms", help="latency
                                          "architecture measured here within the budget"),
            measure_margin: float = typer.Option(0.02, "--measure-margin", help="with --measured: the winner must "
                                                 "measure this fraction under the budget (noise margin)"),
+           calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help=_CALIBRATE_HELP),
+           calibration_shots: int = typer.Option(30, "--calibration-shots", help="architectures a calibration measures"),
            json_out: bool = typer.Option(False, "--json"),
            out_dir: Optional[Path] = typer.Option(None, "--out", help="save every candidate (CSV) and plots (PNG)")) -> None:
     """Search the space for the most accurate architecture within a latency budget."""
@@ -663,7 +708,8 @@ def search(budget_ms: List[str] = typer.Option(..., "--budget-ms", help="latency
         budgets.append(v)
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"output path {out_dir} is a file, not a directory")
-    cfg = SearchConfig(budgets_ms=tuple(budgets), profiles=tuple(str(p) for p in profile or []), strategy=strategy,
+    dirs = [_on_this_machine(p, calibrate, calibration_shots) for p in (profile or [_profile_dir(None)])]
+    cfg = SearchConfig(budgets_ms=tuple(budgets), profiles=tuple(str(p) for p in dirs), strategy=strategy,
                        accuracy=accuracy, latency_predictor=predictor,
                        max_params=int(max_params) if max_params is not None else None, max_model_mb=max_model_mb,
                        max_peak_mem_mb=max_peak_mem_mb, population=population, generations=generations, seed=seed,
