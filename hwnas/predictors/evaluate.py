@@ -201,8 +201,11 @@ def evaluate_fewshot(few: Profile, full: Profile) -> dict:
     meas = t["relative_to_canary"].to_numpy(float)
     out = {"few_shot": dict(few.meta["few_shot"]), "full_profile": str(full.dir), "n_test": len(archs),
            "noise_floor": noise_floor(full, archs),
-           "transfer": metrics(pred.predict_relative(archs), meas),
+           "transfer": metrics(predicted := pred.predict_relative(archs), meas),
            "reference_as_is": metrics(pred.reference_.predict_relative(archs), meas)}
+    iv = pred.interval("arch")
+    if iv is not None:  # the few-shot interval (leave-one-out) judged on measurements it never saw
+        out["transfer"]["interval"] = dict(iv.to_dict(), covered=float(np.mean(iv.contains(predicted, meas))))
     try:
         idx = read_index(full.dir)
         name = idx["default"]["arch"]
