@@ -40,6 +40,7 @@ def three_way(keys):
 
 
 def in_space(profile) -> dict:
+    from hwnas.errors import HwnasError
     from hwnas.predictors import make_predictor
     from hwnas.predictors.data import arch_data
     from hwnas.predictors.interval import PredictionInterval
@@ -48,7 +49,11 @@ def in_space(profile) -> dict:
     B, C = arch_data(profile, parts["B"]), arch_data(profile, parts["C"])
     out = {"n": {k: len(v) for k, v in parts.items()}, "predictors": {}}
     for name in PREDICTORS:
-        pred = make_predictor(name).fit(profile, parts["A"])
+        try:
+            pred = make_predictor(name).fit(profile, parts["A"])
+        except HwnasError as e:  # e.g. the kernel predictor on a profile without kernel records
+            print(f"  {name:8s} skipped: {e}", flush=True)
+            continue
         iv = PredictionInterval.from_residuals(pred.predict_relative(B.archs), B.relative)
         pc = pred.predict_relative(C.archs)
         cov = float(np.mean(iv.contains(pc, C.relative)))
@@ -67,6 +72,8 @@ def families(profile) -> dict:
     out: dict = {}
     for name in ("kernel", "macs"):
         inside, total, per = 0, 0, {}
+        if len(fam) < 2:
+            continue
         for f, g in fam.items():
             others = [m for h, gg in fam.items() if h != f for m in gg["models"]]
             iv = PredictionInterval.from_residuals([m[name] for m in others], [m["measured"] for m in others])
