@@ -123,3 +123,32 @@ def test_transfer_intervals_from_leave_one_out():
     assert both.log_lo == pytest.approx(-0.25) and both.log_hi == pytest.approx(0.18)
     t.loo_residuals_ = np.zeros(MIN_RESIDUALS - 1)
     assert t.loo_intervals(ref) == {}
+
+
+def test_weighted_ridge_with_unit_weights_is_plain_ridge():
+    rng = np.random.default_rng(3)
+    F = rng.normal(size=(25, 4))
+    y = F @ np.array([0.2, -0.1, 0.05, 0.0]) + rng.normal(0, 0.02, 25)
+    plain = ridge_loo(F, y)
+    unit = ridge_loo(F, y, weights=np.ones(25))
+    np.testing.assert_allclose(plain[0], unit[0], atol=1e-12)
+    assert plain[1] == pytest.approx(unit[1], abs=1e-12) and plain[2] == unit[2]
+    np.testing.assert_allclose(plain[4], unit[4], atol=1e-12)
+
+
+def test_robust_transfer_fit_resists_a_few_bad_measurements():
+    from hwnas.predictors.transfer import robust_ridge_loo
+
+    rng = np.random.default_rng(4)
+    F = rng.normal(size=(30, 3))
+    law = np.array([0.15, -0.08, 0.05])
+    y = F @ law + 0.3 + rng.normal(0, 0.01, 30)
+    bad = y.copy()
+    bad[[3, 17]] += np.log(1.6)  # two runs disturbed by a busy machine: 60% slow
+    plain = ridge_loo(F, bad)
+    robust = robust_ridge_loo(F, bad)
+    clean = ridge_loo(F, y)
+    X = rng.normal(size=(200, 3))
+    err = lambda fit: np.max(np.abs((X @ fit[0] + fit[1]) - (X @ clean[0] + clean[1])))
+    assert err(robust) < 0.01 < err(plain)  # the robust law stays within 1% of the clean one; plain does not
+    assert robust[5][[3, 17]].max() < 0.2 and np.median(robust[5]) == 1.0
