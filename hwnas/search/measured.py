@@ -2,11 +2,11 @@
 
 A prediction is a point inside an interval (:mod:`hwnas.predictors.interval`).  After the search
 has scored its candidates, they are walked in the order of the search's objective (accuracy,
-then predicted latency) and the ones that can still fit -- the lower end of their interval at
-or below the budget -- are measured on this machine in small batches, each canary-bracketed.
-A measurement replaces the prediction: the first candidate measured within the budget (with a
-safety ``margin`` for the measurement's own noise) wins, and no more accurate candidate is
-left unmeasured.  Every measurement also moves a shared correction of the predictor's bias on
+then predicted latency) and the ones with a real chance to fit -- at least 20% under the
+predictor's residual law, read from its interval -- are measured on this machine in small
+batches, each canary-bracketed.  A measurement replaces the prediction: the most accurate
+candidate measured within the budget (with a safety ``margin`` for the measurement's own noise)
+wins, and no more accurate candidate with that chance is left unmeasured.  Every measurement also moves a shared correction of the predictor's bias on
 the candidates near the budget (the mean log-ratio measured / predicted, shrunk towards zero),
 so a predictor that is off here stops proposing candidates that cannot fit.
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import Callable, Sequence
 
 import numpy as np
@@ -33,6 +34,8 @@ DEFAULT_BATCH = 4
 DEFAULT_MAX_MEASUREMENTS = 40
 #: the bias correction counts as this many zero residuals (shrinks one noisy measurement)
 PRIOR_WEIGHT = 3.0
+#: a candidate is measured when its chance to fit (under the interval and the bias) is at least this
+MIN_FIT_PROBABILITY = 0.2
 #: interval used when a profile saved none (trained before intervals existed): +-10%
 FALLBACK_LOG_HALF_WIDTH = math.log(1.10)
 
@@ -58,38 +61,51 @@ class LoopReport:
         return asdict(self)
 
 
-def walk(order: Sequence[int], predicted_ms: np.ndarray, log_lo: float, budget_ms: float,
+def fit_probability(predicted_ms: np.ndarray, limit_ms: float, log_mu: float, log_sigma: float) -> np.ndarray:
+    """P(measured <= limit) per prediction, residuals log(measured / predicted) ~ N(mu, sigma)."""
+    from scipy.special import ndtr
+
+    return ndtr((np.log(limit_ms / np.asarray(predicted_ms, dtype=float)) - log_mu) / log_sigma)
+
+
+def walk(order: Sequence[int], predicted_ms: np.ndarray, interval: tuple[float, float, float], budget_ms: float,
          measure: Callable[[list[int]], list[float]], *, batch: int = DEFAULT_BATCH, margin: float = DEFAULT_MARGIN,
-         max_measurements: int = DEFAULT_MAX_MEASUREMENTS) -> tuple[int | None, dict[int, float], float]:
+         max_measurements: int = DEFAULT_MAX_MEASUREMENTS,
+         min_probability: float = MIN_FIT_PROBABILITY) -> tuple[int | None, dict[int, float], float]:
     """The loop's logic, free of any device: (winner row or None, {row: measured ms}, bias).
 
     ``order``: candidate rows, best first by the search's objective; ``predicted_ms`` per row;
-    ``measure(rows)``: measured ms of those rows, in order."""
+    ``interval``: (log_lo, log_hi, coverage) of the predictor's residuals, read as a normal law;
+    ``measure(rows)``: measured ms of those rows, in order.  Each batch takes, in order, the
+    unmeasured candidates more accurate than the current winner whose chance to fit is at least
+    ``min_probability`` under the current bias; it ends when none is left."""
     if batch < 1 or max_measurements < 1:
         raise ValueError("batch and max_measurements must be >= 1")
+    log_lo, log_hi, coverage = interval
+    z = NormalDist().inv_cdf((1.0 + coverage) / 2.0)
+    mu0, sigma = (log_lo + log_hi) / 2.0, max((log_hi - log_lo) / (2.0 * z), 1e-3)
     limit = budget_ms * (1.0 - margin)
+    order = np.asarray(list(order), dtype=np.int64)
+    pred = np.asarray(predicted_ms, dtype=float)[order]
+    done = np.zeros(len(order), dtype=bool)
     measured: dict[int, float] = {}
     log_bias = 0.0
-    pos = 0
-    order = list(order)
+    best = len(order)  # position of the winner in ``order`` (len: none yet)
     while len(measured) < max_measurements:
-        # the next candidates, in order, whose corrected interval still reaches below the budget
-        todo: list[int] = []
-        while pos < len(order) and len(todo) < min(batch, max_measurements - len(measured)):
-            i = order[pos]
-            pos += 1
-            if predicted_ms[i] * math.exp(log_bias + log_lo) <= budget_ms:
-                todo.append(i)
-        if not todo:
-            return None, measured, math.exp(log_bias)
-        for i, ms in zip(todo, measure(todo)):
+        ok = ~done & (fit_probability(pred, limit, mu0 + log_bias, sigma) >= min_probability)
+        ok[best:] = False
+        pos = np.flatnonzero(ok)[: min(batch, max_measurements - len(measured))]
+        if pos.size == 0:
+            break
+        rows = [int(order[k]) for k in pos]
+        for k, i, ms in zip(pos, rows, measure(rows)):
             measured[i] = float(ms)
-        for i in todo:  # in order: the first within the limit is the most accurate measured fit
-            if measured[i] <= limit:
-                return i, measured, math.exp(log_bias)
+            done[k] = True
+            if ms <= limit and k < best:
+                best = int(k)
         r = np.log([measured[i] / predicted_ms[i] for i in measured])
         log_bias = float(r.sum() / (len(r) + PRIOR_WEIGHT))
-    return None, measured, math.exp(log_bias)
+    return (int(order[best]) if best < len(order) else None), measured, math.exp(log_bias)
 
 
 def measure_in_loop(result, *, batch: int = DEFAULT_BATCH, margin: float = DEFAULT_MARGIN,
@@ -115,7 +131,9 @@ def measure_in_loop(result, *, batch: int = DEFAULT_BATCH, margin: float = DEFAU
         d = cands[0].profile
         prof = Profile.load(d, check_machine=False)
         iv = load_predictor(d, cfg.latency_predictor, target_kind="arch").interval("arch")
-        log_lo = iv.log_lo if iv is not None else -FALLBACK_LOG_HALF_WIDTH
+        interval = ((iv.log_lo, iv.log_hi, iv.coverage) if iv is not None
+                    else (-FALLBACK_LOG_HALF_WIDTH, FALLBACK_LOG_HALF_WIDTH, 0.9))
+        log_lo = interval[0]
         source = iv.source if iv is not None else "none saved: +-10% assumed"
         pred = res.latency_ms[:, j]
         ok = res.static_ok & (pred * math.exp(log_lo) <= budget)
@@ -135,7 +153,7 @@ def measure_in_loop(result, *, batch: int = DEFAULT_BATCH, margin: float = DEFAU
                         progress(n_done, max_measurements)
                 return out
 
-            win, measured, bias = walk(rows, pred, log_lo, budget, measure, batch=batch, margin=margin,
+            win, measured, bias = walk(rows, pred, interval, budget, measure, batch=batch, margin=margin,
                                        max_measurements=max_measurements)
         log = [{"arch": str(archs[i]), "predicted_ms": float(pred[i]), "measured_ms": ms,
                 "within": bool(ms <= budget * (1 - margin))} for i, ms in measured.items()]
