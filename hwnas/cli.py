@@ -320,6 +320,44 @@ def _profile_dir(profile: Optional[Path]) -> Path:
     return d
 
 
+_CALIBRATE_HELP = ("when the profile was made on another machine, first make (once, cached) a few-shot profile "
+                   "of this machine from it and use that")
+
+
+def _on_this_machine(d: Path, calibrate: bool, shots: int) -> Path:
+    """The profile to use here for ``d``: ``d`` itself, or this machine's calibration of it."""
+    if not calibrate:
+        return d
+    from .profile.calibrate import calibrated_profile
+    from .profile.fewshot import MIN_SHOTS
+
+    if shots < MIN_SHOTS:
+        raise InputError(f"--calibration-shots must be at least {MIN_SHOTS}, got {shots}")
+    with _progress() as prog:
+
+        class _Bar:
+            def __init__(self, part: str, total: int, done: int) -> None:
+                self.id = prog.add_task(f"calibrating this machine: {part}", total=total, completed=done)
+
+            def advance(self, n: int = 1) -> None:
+                prog.advance(self.id, n)
+
+            def close(self) -> None:
+                pass
+
+        try:
+            cal = calibrated_profile(d, shots, progress=_Bar, log=lambda m: prog.console.print(m, highlight=False,
+                                                                                               soft_wrap=True))
+        except KeyboardInterrupt:
+            prog.stop()
+            err.print("calibration interrupted: what was measured is kept; run the command again to resume it")
+            raise typer.Exit(130)
+    if cal.reason != "same machine":
+        err.print(f"profile {d} was made on another machine ({cal.differences[0]}): using {cal.reason} "
+                  f"{cal.profile_dir} (--no-calibrate to use {d} as is)", highlight=False, soft_wrap=True)
+    return cal.profile_dir
+
+
 @app.command()
 def train(profile: Path = typer.Option(..., "--profile", help="profile directory"),
           predictor: Optional[List[str]] = typer.Option(None, "--predictor", help="train only these (repeatable)")) -> None:
@@ -352,14 +390,14 @@ def predict(targets: List[str] = typer.Argument(..., help="architecture strings 
             predictor: Optional[str] = typer.Option(None, "--predictor", help="predictor name (default per target type)"),
             input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", help="NAME=1,3,224,224"),
             breakdown: bool = typer.Option(False, "--breakdown", help="per-kernel predictions (kernel predictor)"),
+            calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help=_CALIBRATE_HELP),
+            calibration_shots: int = typer.Option(30, "--calibration-shots", help="architectures a calibration measures"),
             json_out: bool = typer.Option(False, "--json")) -> None:
     """Predict latency (ms on the profile's device, and canary-relative) for architectures or ONNX models."""
     from .predictors import KNOWN_PREDICTORS, load_predictor
     from .predictors.base import TargetSpec
     from .profile import warn_if_other_machine
 
-    d = _profile_dir(profile)
-    warn_if_other_machine(d)
     if predictor is not None and predictor not in KNOWN_PREDICTORS:
         raise InputError(f"unknown predictor {predictor!r}; choose from {', '.join(KNOWN_PREDICTORS)}")
     shapes = _parse_shapes(input_shape)
@@ -375,6 +413,8 @@ def predict(targets: List[str] = typer.Argument(..., help="architecture strings 
                 specs.append(("onnx", TargetSpec(t, path=t)))
         else:
             specs.append(("arch", TargetSpec(t, arch=parse_arch(t))))
+    d = _on_this_machine(_profile_dir(profile), calibrate, calibration_shots)
+    warn_if_other_machine(d)  # --no-calibrate on another machine's profile
     cache: dict = {}
     results = []
     for kind, spec in specs:
@@ -387,6 +427,11 @@ def predict(targets: List[str] = typer.Argument(..., help="architecture strings 
         r = {"target": spec.name, "kind": kind, "latency_ms": rel * pred.canary_reference_ms_,
              "relative_to_canary": rel, "predictor": pred.label,
              "profile": str(d), "canary_reference_ms": pred.canary_reference_ms_}
+        iv = pred.interval(kind)
+        if iv is not None:
+            lo, hi = iv.bounds(r["latency_ms"])
+            r.update(latency_ms_lo=float(lo), latency_ms_hi=float(hi), interval_coverage=iv.coverage,
+                     interval_source=iv.source)
         if breakdown:
             if not hasattr(pred, "breakdown"):
                 raise InputError(f"--breakdown needs the kernel predictor (use --predictor kernel)")
@@ -400,9 +445,11 @@ def predict(targets: List[str] = typer.Argument(..., help="architecture strings 
     if json_out:
         _emit_json(results)
         return
-    t = Table("target", "predicted ms", "rel. to canary", "predictor")
+    t = Table("target", "predicted ms", "interval ms", "rel. to canary", "predictor")
     for r in results:
-        t.add_row(r["target"], f"{r['latency_ms']:.3f}", f"{r['relative_to_canary']:.3f}", r["predictor"])
+        iv = (f"{r['latency_ms_lo']:.3f}-{r['latency_ms_hi']:.3f} ({100 * r['interval_coverage']:.0f}%)"
+              if "latency_ms_lo" in r else "-")
+        t.add_row(r["target"], f"{r['latency_ms']:.3f}", iv, f"{r['relative_to_canary']:.3f}", r["predictor"])
     out.print(t)
     for r in results:
         if "kernels" in r:
@@ -604,13 +651,16 @@ def demo_cmd(out_dir: Path = typer.Option(Path("hwnas-demo"), "--out", help="rep
              population: Optional[int] = typer.Option(None, "--population", min=2,
                                                       help="each search's population (default 100; smaller is faster)"),
              generations: Optional[int] = typer.Option(None, "--generations", min=1,
-                                                       help="each search's generations (default 500)")) -> None:
+                                                       help="each search's generations (default 500)"),
+             calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help=_CALIBRATE_HELP),
+             calibration_shots: int = typer.Option(30, "--calibration-shots",
+                                                   help="architectures a calibration measures")) -> None:
     """The main job in one command: check this machine, predict, search under 3 budgets, compare, report."""
     from .compare import check_budgets, headline
     from .demo import Steps, run_demo
 
-    d = _profile_dir(profile)
     check_budgets(budget_ms)
+    d = _on_this_machine(_profile_dir(profile), calibrate, calibration_shots)
     with _progress() as prog:
 
         class _Steps(Steps):
@@ -673,6 +723,12 @@ def search(ctx: typer.Context,
            generations: int = typer.Option(500, "--generations"),
            seed: int = typer.Option(0, "--seed"),
            verify: int = typer.Option(0, "--verify", min=0, help="re-measure the best K on the device"),
+           measured: bool = typer.Option(False, "--measured", help="measurement in the loop: the winner is an "
+                                         "architecture measured here within the budget"),
+           measure_margin: float = typer.Option(0.02, "--measure-margin", help="with --measured: the winner must "
+                                                "measure this fraction under the budget (noise margin)"),
+           calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help=_CALIBRATE_HELP),
+           calibration_shots: int = typer.Option(30, "--calibration-shots", help="architectures a calibration measures"),
            json_out: bool = typer.Option(False, "--json"),
            out_dir: Optional[Path] = typer.Option(None, "--out", help="save every candidate (CSV) and plots (PNG)")) -> None:
     """Search the space for the most accurate architecture within a latency budget."""
@@ -701,7 +757,8 @@ def search(ctx: typer.Context,
         prepare_out_dir(out_dir)  # a bad --out fails before the search, not after it
     if accuracy is None:
         accuracy = "supernet" if strategy == "gradient" else "predictor"
-    cfg = SearchConfig(budgets_ms=tuple(budgets), profiles=tuple(str(p) for p in profile or []), strategy=strategy,
+    dirs = [_on_this_machine(p, calibrate, calibration_shots) for p in (profile or [_profile_dir(None)])]
+    cfg = SearchConfig(budgets_ms=tuple(budgets), profiles=tuple(str(p) for p in dirs), strategy=strategy,
                        accuracy=accuracy, accuracy_dir=str(accuracy_dir) if accuracy_dir is not None else None,
                        latency_predictor=predictor, n_samples=n_samples, rl_reward=rl_reward,
                        rl_controller=rl_controller, resolution=resolution, width_mult=width_mult,
@@ -709,9 +766,18 @@ def search(ctx: typer.Context,
                        max_params=max_params, max_model_mb=max_model_mb,
                        max_peak_mem_mb=max_peak_mem_mb, population=population, generations=generations, seed=seed,
                        verify=verify)
+    if measured and not (math.isfinite(measure_margin) and 0 <= measure_margin < 0.5):
+        raise InputError(f"--measure-margin must be a fraction in [0, 0.5), got {measure_margin!r}")
+    loop = []
     with _progress() as prog:
         task = prog.add_task(f"search ({strategy})", total=None)
         result = run_search(cfg, progress=lambda done, total: prog.update(task, completed=done, total=total))
+        if measured:
+            from .search.measured import measure_in_loop
+
+            mt = prog.add_task("measure near the budget", total=None)
+            loop = measure_in_loop(result, margin=measure_margin,
+                                   progress=lambda done, total: prog.update(mt, completed=done, total=total))
         if verify:
             vt = prog.add_task("verify on device", total=None)
             verify_results(result, verify, progress=lambda done, total: prog.update(vt, completed=done, total=total))
@@ -719,6 +785,10 @@ def search(ctx: typer.Context,
         err.print(f"note: {n}", soft_wrap=True)
     err.print(f"{result.n_queries} candidates evaluated in {result.seconds:.2f} s; accuracy = {result.accuracy_meaning}",
               soft_wrap=True)
+    for r in loop:
+        err.print(f"measured {r.n_measured} of {r.n_plausible} candidates whose interval crossed {r.budget_ms:g} ms "
+                  f"({r.seconds:.1f} s): winner measured {r.winner_measured_ms:.3f} ms (predicted "
+                  f"{r.winner_predicted_ms:.3f} ms)", soft_wrap=True)
     rows = []
     for cands in result.top:
         for c in cands[: max(1, verify)]:

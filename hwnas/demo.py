@@ -140,6 +140,7 @@ def run_searches(profile_dir: Path, space, budgets: Sequence[float], steps: Step
     """
     from .profile import DeviceMismatchWarning
     from .search import SearchConfig, run_search, verify
+    from .search.measured import measure_in_loop
 
     accuracy, note = _accuracy_choice(space)
     notes = [note] if note else []
@@ -162,6 +163,11 @@ def run_searches(profile_dir: Path, space, budgets: Sequence[float], steps: Step
             warnings.simplefilter("ignore", DeviceMismatchWarning)
             res = run_search(cfg, progress)
         adv(generations - adv_state["done"])
+        # measurement in the loop: the winner is an architecture measured within the budget
+        ladv = steps.task(f"measure near {b:g} ms", None)
+        [loop] = measure_in_loop(res, progress=lambda done, total, _l=ladv: _l())
+        notes.append(f"budget {b:g} ms: {loop.n_measured} of {loop.n_plausible} candidates whose interval crossed "
+                     f"the budget measured; winner measured {loop.winner_measured_ms:.3f} ms")
         vadv = steps.task(f"verify ≤ {b:g} ms (measure)", verify_top)
         verify(res, verify_top, lambda done, total, _v=vadv: _v())
         meaning = res.accuracy_meaning

@@ -47,12 +47,12 @@ def test_ridge_loo_recovers_a_linear_law():
     rng = np.random.default_rng(0)
     F = rng.standard_normal((40, 3))
     y = 0.5 + F @ np.array([1.0, -2.0, 0.0]) + 0.01 * rng.standard_normal(40)
-    coef, intercept, alpha, loo = ridge_loo(F, y)
+    coef, intercept, alpha, loo, _ = ridge_loo(F, y)
     assert np.allclose(coef, [1.0, -2.0, 0.0], atol=0.05)
     assert abs(intercept - 0.5) < 0.05
     assert loo < 0.05 and alpha <= 1.0
     # pure noise: the penalty grows and the fit shrinks to the mean
-    coef0, _, alpha0, _ = ridge_loo(F, rng.standard_normal(40))
+    coef0, _, alpha0, _, _ = ridge_loo(F, rng.standard_normal(40))
     assert alpha0 >= 100 and np.abs(coef0).max() < 0.2
 
 

@@ -20,7 +20,7 @@ from .kernel import KernelPredictor
 from .learned import LearnedPredictor
 from .lut import LutPredictor
 from .macs import MacsPredictor
-from .registry import FORMAT_VERSION, KNOWN_PREDICTORS, PREDICTORS, make_predictor, predictor_from_dict
+from .registry import FORMAT_VERSION, KNOWN_PREDICTORS, ONNX_PREDICTORS, PREDICTORS, make_predictor, predictor_from_dict
 from .saved import check_writable, load_predictor, predictors_dir, read_index, save_predictor, save_trained
 from .transfer import TransferPredictor
 
@@ -67,7 +67,15 @@ def train_all(profile_dir: str | Path, names: list[str] | None = None, progress=
             progress(f"trained {name}")
     if not fitted:
         raise HwnasError(f"no predictor could be trained on {profile_dir}: " + "; ".join(skipped.values()))
-    heldout = evaluate_in_space(profile, names=[n for n in fitted if n != "kernel"], progress=progress)
+    heldout = evaluate_in_space(profile, names=list(fitted), progress=progress)
+    intervals = {name: {"arch": m["interval"]} for name, m in heldout["predictors"].items() if "interval" in m}
+    if any(n in fitted for n in ONNX_PREDICTORS):
+        from .evaluate import evaluate_families
+
+        families = evaluate_families(profile, progress=progress).get("overall", {})
+        for name in ONNX_PREDICTORS:
+            if name in fitted and "interval" in families.get(name, {}):
+                intervals.setdefault(name, {})["onnx"] = families[name]["interval"]
     index = {
         "format_version": FORMAT_VERSION,
         "hwnas_version": __version__,
@@ -75,6 +83,7 @@ def train_all(profile_dir: str | Path, names: list[str] | None = None, progress=
         "predictors": {name: {"fit_s": fit_s} for name, (_, fit_s) in fitted.items()},
         "default": choose_defaults(heldout, list(fitted)),
         "heldout": heldout,
+        "intervals": intervals,
     }
     if skipped:
         index["skipped"] = skipped

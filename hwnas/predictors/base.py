@@ -131,6 +131,12 @@ class LatencyPredictor:
         rel = np.asarray(self._predict_relative(specs), dtype=np.float64)
         return check_finite_latency(self, rel, lambda i: specs[i].name)
 
+    def interval(self, kind: str = "arch"):
+        """The prediction interval saved with this predictor for ``kind`` (``arch``: architectures
+        of the space, ``onnx``: any ONNX model), a :class:`~hwnas.predictors.interval.PredictionInterval`,
+        or None where the profile had too few held-out measurements to compute one."""
+        return getattr(self, "intervals_", {}).get(kind)
+
     def predict(self, targets: Sequence[Target]) -> np.ndarray:
         """Latency in ms on the profile's device (canary units x the profile's canary reference)."""
         return self.predict_relative(targets) * self.canary_reference_ms_

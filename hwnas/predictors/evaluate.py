@@ -17,6 +17,7 @@ from scipy import stats
 from ..errors import HwnasError
 from ..profile import Profile
 from .data import arch_data, holdout_split
+from .interval import DEFAULT_COVERAGE, PredictionInterval
 
 def metrics(predicted: np.ndarray, measured: np.ndarray) -> dict:
     """MAPE, RMSPE, largest single error (percent), share within ±5% / ±10%, Spearman and Kendall."""
@@ -35,6 +36,14 @@ def metrics(predicted: np.ndarray, measured: np.ndarray) -> dict:
         out["spearman"] = float(stats.spearmanr(p, m).statistic)
         out["kendall"] = float(stats.kendalltau(p, m).statistic)
     return out
+
+
+def _add_interval(m: dict, predicted, measured, source: str) -> None:
+    """``m["interval"]``: the conformal interval of these held-out residuals (when there are enough)."""
+    try:
+        m["interval"] = PredictionInterval.from_residuals(predicted, measured, DEFAULT_COVERAGE, source).to_dict()
+    except ValueError:
+        pass
 
 
 def noise_floor(profile: Profile, keys: Sequence[str]) -> dict:
@@ -58,7 +67,9 @@ def evaluate_in_space(profile: Profile, names: Sequence[str], test_fraction: flo
         except HwnasError as e:  # e.g. too few architectures in the train half for this one
             out["predictors"][name] = {"error": str(e)}
             continue
-        out["predictors"][name] = metrics(pred.predict_relative(test_data.archs), test_data.relative)
+        predicted = pred.predict_relative(test_data.archs)
+        out["predictors"][name] = metrics(predicted, test_data.relative)
+        _add_interval(out["predictors"][name], predicted, test_data.relative, "in-space test half")
         if progress:
             progress(f"evaluated {name}")
     return out
@@ -128,6 +139,8 @@ def _judge_families(profile: Profile, df, macs, never: frozenset, fits: dict,
                       "macs": metrics(np.array(all_macs), np.array(all_m))}
     out["noise_floor"] = {"median_noise_rel": float(df["noise_rel"].median()),
                           "median_abs_canary_drift": float(df["canary_drift"].abs().median())}
+    _add_interval(out["overall"]["kernel"], all_p, all_m, "zoo families held out")
+    _add_interval(out["overall"]["macs"], all_macs, all_m, "zoo families held out")
     return out
 
 
@@ -229,8 +242,11 @@ def evaluate_fewshot(few: Profile, full: Profile) -> dict:
     meas = t["relative_to_canary"].to_numpy(float)
     out = {"few_shot": dict(few.meta["few_shot"]), "full_profile": str(full.dir), "n_test": len(archs),
            "noise_floor": noise_floor(full, archs),
-           "transfer": metrics(pred.predict_relative(archs), meas),
+           "transfer": metrics(predicted := pred.predict_relative(archs), meas),
            "reference_as_is": metrics(pred.reference_.predict_relative(archs), meas)}
+    iv = pred.interval("arch")
+    if iv is not None:  # the few-shot interval (leave-one-out) judged on measurements it never saw
+        out["transfer"]["interval"] = dict(iv.to_dict(), covered=float(np.mean(iv.contains(predicted, meas))))
     try:
         idx = read_index(full.dir)
         name = idx["default"]["arch"]

@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ..cost import block_cost, head_cost, stem_cost
+from ..errors import HwnasError
 from ..layers import BlockSpec, table_slots
 from ..profile import Profile
 from ..space import N_STAGES, SearchSpace
@@ -66,6 +67,9 @@ class LutPredictor(EncodedPredictor):
             slot = ("fixed", *at) if len(at) == 2 else ("stage", *at)
             self._place(spec, slot, table, stage, fixed, missing, measured_x, measured_y)
         self.interpolated_keys_: list[str] = []
+        if missing and not measured_y:
+            raise HwnasError("profile holds no block measurements to build a lookup table from "
+                             "(a time budget reached before its block part?); resume it with `hwnas profile --resume`")
         if missing:
             X = np.asarray(measured_x)
             coef, *_ = np.linalg.lstsq(X, np.log(np.asarray(measured_y)), rcond=None)

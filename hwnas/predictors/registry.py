@@ -25,6 +25,8 @@ PREDICTORS: dict[str, Callable[[], LatencyPredictor]] = {
 }
 #: the classes of the fitted-from-scratch predictors, by saved ``name`` (``macs+`` saves as ``macs``)
 FITTED_CLASSES = {"macs": MacsPredictor, "lut": LutPredictor, "learned": LearnedPredictor, "kernel": KernelPredictor}
+#: predictors of any ONNX model, judged on whole zoo families held out
+ONNX_PREDICTORS = ("kernel", "macs")
 #: every name ``--predictor`` accepts: the fitted-from-scratch ones, and ``transfer`` (few-shot profiles)
 KNOWN_PREDICTORS = (*PREDICTORS, "transfer")
 

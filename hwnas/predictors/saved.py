@@ -154,4 +154,20 @@ def load_predictor(profile_dir: str | Path | None = None, name: str | None = Non
         raise NotTrainedError(f"predictor {name!r} could not be trained for {profile_dir}: {why}")
     if not path.is_file():
         raise NotTrainedError(f"predictor {name!r} was not trained for {profile_dir}; run `hwnas train --profile {profile_dir}`")
-    return _read_predictor(path)
+    pred = _read_predictor(path)
+    pred.intervals_ = _read_intervals(index.get("intervals", {}).get(name, {}), path)
+    return pred
+
+
+def _read_intervals(d: dict, path: Path) -> dict:
+    """The saved prediction intervals of one predictor, per target kind (``arch``, ``onnx``)."""
+    from .interval import PredictionInterval
+
+    out = {}
+    for kind, v in (d or {}).items():
+        try:
+            out[kind] = PredictionInterval.from_dict(v)
+        except ValueError as e:
+            raise HwnasError(f"prediction interval of {path.stem} in {path.parent / 'index.json'} is corrupt ({e}); "
+                             f"re-run `hwnas train`") from None
+    return out

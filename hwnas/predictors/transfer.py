@@ -9,7 +9,9 @@ The features say *where* an architecture spends its time on the reference device
 of stem/head and of each stage in its lookup-table sum), its resolution, width and size:
 a second thread speeds up big convolutions more than small ones, int8 helps pointwise more
 than depthwise.  The ridge penalty is chosen by leave-one-out error (closed form), so with few
-measurements the fit shrinks towards a single scale factor.
+measurements the fit shrinks towards a single scale factor; the fit is Huber-weighted (iteratively
+reweighted), so one or two measurements far off the law -- a noisy run on a busy machine -- do not
+tilt it.
 
 For ONNX models the reference's ONNX predictor (kernel-level) is mapped with a two-parameter
 power law ``latency_new = exp(a) * base^b`` fitted on the same N architectures; no
@@ -35,29 +37,58 @@ def _lut_of(pred: LatencyPredictor):
     return getattr(pred, "lut_", None) or (pred if hasattr(pred, "lut_parts") else None)
 
 
-def ridge_loo(F: np.ndarray, y: np.ndarray, alphas: Sequence[float] = ALPHAS) -> tuple[np.ndarray, float, float, float]:
+def ridge_loo(F: np.ndarray, y: np.ndarray, alphas: Sequence[float] = ALPHAS,
+              weights: np.ndarray | None = None) -> tuple[np.ndarray, float, float, float, np.ndarray]:
     """Ridge on standardized ``F`` with an unpenalized intercept; alpha by leave-one-out MSE.
 
-    Returns (coef on the raw features, intercept, alpha, LOO RMSE)."""
+    ``weights``: per-row weights (weighted least squares; the LOO error is weighted alike).
+    Returns (coef on the raw features, intercept, alpha, LOO RMSE, LOO residuals)."""
     mu, sd = F.mean(axis=0), F.std(axis=0)
     sd[sd < 1e-12] = 1.0
     Z = (F - mu) / sd
-    ym = y.mean()
-    yc = y - ym
     n, p = Z.shape
+    wt = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
+    sw = wt.sum()
+    zm = (wt @ Z) / sw if weights is not None else np.zeros(p)
+    ym = float(wt @ y / sw)
+    Zc = Z - zm
+    yc = y - ym
     best = None
     for a in alphas:
-        G = Z.T @ Z + a * np.eye(p)
-        w = np.linalg.solve(G, Z.T @ yc)
-        # hat matrix of the centred problem, plus the intercept's 1/n
-        h = np.einsum("ij,ji->i", Z, np.linalg.solve(G, Z.T)) + 1.0 / n
-        r = (yc - Z @ w) / np.maximum(1.0 - h, 1e-6)
-        loo = float(np.sqrt(np.mean(r**2)))
+        G = Zc.T @ (Zc * wt[:, None]) + a * np.eye(p)
+        b = np.linalg.solve(G, Zc.T @ (wt * yc))
+        # hat matrix of the centred weighted problem, plus the intercept's share
+        h = wt * np.einsum("ij,ji->i", Zc, np.linalg.solve(G, Zc.T)) + wt / sw
+        r = (yc - Zc @ b) / np.maximum(1.0 - h, 1e-6)
+        loo = float(np.sqrt(wt @ r**2 / sw))
         if best is None or loo < best[2] - 1e-12:
-            best = (w, a, loo)
-    w, a, loo = best
-    coef = w / sd
-    return coef, float(ym - mu @ coef), float(a), loo
+            best = (b, a, loo, r)
+    b, a, loo, r = best
+    coef = b / sd
+    return coef, float(ym - zm @ b - mu @ coef), float(a), loo, r
+
+
+#: Huber's constant (95% efficiency under normal errors) and the floor of the residual scale (log units)
+HUBER_C = 1.345
+MIN_SCALE = 0.01
+
+
+def robust_ridge_loo(F: np.ndarray, y: np.ndarray, alphas: Sequence[float] = ALPHAS,
+                     max_iter: int = 30) -> tuple[np.ndarray, float, float, float, np.ndarray, np.ndarray]:
+    """:func:`ridge_loo` with Huber weights by iteratively reweighted least squares: a few
+    measurements far off the law (a noisy run, a stall) lose their pull instead of tilting it.
+    The scale is the residuals' MAD (floored at 1%).  Returns ridge_loo's tuple plus the weights."""
+    wt = np.ones(len(y))
+    for _ in range(max_iter):
+        coef, b0, a, loo, r = ridge_loo(F, y, alphas, wt)
+        res = y - (F @ coef + b0)
+        scale = max(1.4826 * float(np.median(np.abs(res - np.median(res)))), MIN_SCALE)
+        new = np.minimum(1.0, HUBER_C * scale / np.maximum(np.abs(res), 1e-12))
+        if np.max(np.abs(new - wt)) < 1e-6:
+            break
+        wt = new
+    coef, b0, a, loo, r = ridge_loo(F, y, alphas, wt)
+    return coef, b0, a, loo, r, wt
 
 
 class TransferPredictor(EncodedPredictor):
@@ -86,11 +117,13 @@ class TransferPredictor(EncodedPredictor):
         base = reference.predict_encoded(X)
         y = np.log(data.relative) - np.log(base)
         F = self._features(X, base)
-        self.coef_, self.intercept_, self.alpha_, self.loo_rmse_ = ridge_loo(F, y, self.alphas)
+        (self.coef_, self.intercept_, self.alpha_, self.loo_rmse_, self.loo_residuals_,
+         self.weights_) = robust_ridge_loo(F, y, self.alphas)
         # ONNX path: a power law on the reference prediction alone, the same log-ratio ``y``;
         # the exponent is shrunk towards 1 (a pure scale) so that N = 5 cannot tilt it wildly
         A = np.stack([np.ones(len(base)), np.log(base)], axis=1)
-        ab = np.linalg.solve(A.T @ A + np.diag([0.0, 1.0]), A.T @ y)
+        W = self.weights_[:, None]  # the arch fit's Huber weights: the same noisy runs lose their pull here too
+        ab = np.linalg.solve(A.T @ (A * W) + np.diag([0.0, 1.0]), A.T @ (W[:, 0] * y))
         self.onnx_coef_ = (float(ab[0]), float(1.0 + ab[1]))
         self.n_archs_ = len(data.archs)
         return self
@@ -112,6 +145,24 @@ class TransferPredictor(EncodedPredictor):
         cols.append((blocks[..., 0] * present).sum(axis=(1, 2)) / n / max(sp.kernels))
         cols.append((blocks[..., 1] * present).sum(axis=(1, 2)) / n / max(sp.expands))
         return np.stack(cols, axis=1)
+
+    def loo_intervals(self, reference_onnx_interval=None) -> dict:
+        """Prediction intervals of this transfer (``arch``, and ``onnx`` when the reference's ONNX
+        predictor has one): conformal on the leave-one-out residuals of the N measured
+        architectures; for ONNX models the reference's family-held-out bounds widened by them."""
+        from .interval import MIN_RESIDUALS, PredictionInterval
+
+        r = np.asarray(self.loo_residuals_, dtype=float)
+        if len(r) < MIN_RESIDUALS:
+            return {}
+        arch = PredictionInterval.from_log_residuals(r, source=f"few-shot leave-one-out ({len(r)} architectures)")
+        out = {"arch": arch}
+        if reference_onnx_interval is not None:
+            ref = reference_onnx_interval
+            out["onnx"] = PredictionInterval(ref.coverage, ref.log_lo + arch.log_lo, ref.log_hi + arch.log_hi,
+                                             min(ref.n_residuals, arch.n_residuals),
+                                             f"reference's {ref.source} + few-shot leave-one-out")
+        return out
 
     # -- prediction -------------------------------------------------------------------------
     def predict_encoded(self, X: np.ndarray) -> np.ndarray:
@@ -142,6 +193,7 @@ class TransferPredictor(EncodedPredictor):
                 "canary_reference_ms": self.canary_reference_ms_, "coef": self.coef_.tolist(),
                 "intercept": self.intercept_, "alpha": self.alpha_, "loo_rmse": self.loo_rmse_,
                 "onnx_coef": list(self.onnx_coef_), "n_archs": self.n_archs_,
+                "loo_residuals": [float(x) for x in self.loo_residuals_],
                 "reference": self.reference_.to_dict(),
                 "reference_onnx": self.reference_onnx_.to_dict() if self.reference_onnx_ is not None else None}
 
@@ -159,6 +211,8 @@ class TransferPredictor(EncodedPredictor):
         p.loo_rmse_ = float(d["loo_rmse"])
         p.onnx_coef_ = tuple(float(x) for x in finite_array(d["onnx_coef"], "onnx_coef"))
         p.n_archs_ = int(d["n_archs"])
+        # saved before intervals existed: no residuals, no interval
+        p.loo_residuals_ = np.asarray(d.get("loo_residuals", []), dtype=np.float64)
         p.reference_ = predictor_from_dict(d["reference"])
         p.reference_onnx_ = predictor_from_dict(d["reference_onnx"]) if d.get("reference_onnx") else None
         if len(p.coef_) != p._features(p.space_.encode([p.space_.smallest()]), np.ones(1)).shape[1]:

@@ -179,12 +179,14 @@ def adapt(profile_dir: str | Path, log: Callable[[str], None] | None = None, ref
         raise InputError(f"reference {few['reference']} is now for another search space than {profile_dir}")
     t0 = time.perf_counter()
     pred = TransferPredictor().fit(prof, ref_arch, ref_onnx)
+    intervals = pred.loo_intervals(ref_onnx.interval("onnx") if ref_onnx is not None else None)
     index = {
         "format_version": FORMAT_VERSION,
         "hwnas_version": __version__,
         "trained_at": time.time(),
         "predictors": {"transfer": {"fit_s": round(time.perf_counter() - t0, 2)}},
         "default": {"arch": "transfer", "onnx": "transfer"},
+        "intervals": {"transfer": {k: v.to_dict() for k, v in intervals.items()}},
         "few_shot": dict(few, loo_rmse_log=pred.loo_rmse_, ridge_alpha=pred.alpha_,
                          reference_predictors={"arch": ref_arch.label,
                                                "onnx": ref_onnx.label if ref_onnx is not None else None}),
