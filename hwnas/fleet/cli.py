@@ -45,7 +45,7 @@ def fleet_profile(address: str = typer.Option(..., "--address", help="the cluste
                   train: bool = typer.Option(True, "--train/--no-train", help="train each finished full profile")) -> None:
     """Profile DEVICE on every measuring node (one measurement at a time per node), streamed into
     DIR/<device>-<machine>/ on the head; rerun the same command to resume."""
-    from ..cli import _space_from_options
+    from ..cli.common import _space_from_options
     from ..devices import load_device
     from ..measure import MeasureConfig
     from ..profile import ProfilePlan

@@ -1,0 +1,212 @@
+"""Commands that measure: devices, export, measure, profile, and train (fits a profile's predictors)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import InputError
+from .common import (_check_out_file, _emit_json, _given, _parse_shapes, _profile_dir, _progress, _space_from_options,
+                     app, err, load_target, out, parse_arch)
+
+
+@app.command()
+def devices(json_out: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """List the bundled device specs (devices/*.toml)."""
+    from ..devices import list_devices
+
+    devs = list_devices()
+    if json_out:
+        _emit_json([d.to_dict() for d in devs])
+        return
+    t = Table("name", "provider", "threads (intra/inter)", "mode", "opt", "precision", "batch", "cores")
+    for d in devs:
+        t.add_row(d.name, d.execution_provider.replace("ExecutionProvider", ""), f"{d.intra_op_threads}/{d.inter_op_threads}",
+                  d.execution_mode, d.graph_optimization_level, d.precision, str(d.batch_size),
+                  ",".join(map(str, d.core_affinity)) or "any")
+    out.print(t)
+
+
+
+@app.command()
+def export(arch: str = typer.Argument(..., help="architecture string"),
+           out_path: Path = typer.Option(..., "--out", help="output .onnx file"),
+           device: Optional[str] = typer.Option(None, "--device", help="device whose batch size to use")) -> None:
+    """Write the ONNX graph of an architecture."""
+    import onnx
+
+    from ..builders.onnx_graph import build_onnx
+    from ..devices import load_device
+
+    a = parse_arch(arch)
+    batch = load_device(device).batch_size if device else 1
+    _check_out_file(out_path)
+    model = build_onnx(a, batch=batch)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(out_path)
+    err.print(f"wrote {out_path} ({out_path.stat().st_size / 1e6:.1f} MB, batch {batch})")
+
+
+@app.command()
+def measure(targets: List[str] = typer.Argument(..., help="architecture strings or .onnx paths"),
+            device: str = typer.Option(..., "--device", help="device name (devices/*.toml) or .toml path"),
+            input_shape: Optional[List[str]] = typer.Option(None, "--input-shape",
+                                                            help="NAME=1,3,224,224 for dynamic ONNX inputs"),
+            quick: bool = typer.Option(False, "--quick", help="shorter timing (noisier)"),
+            json_out: bool = typer.Option(False, "--json")) -> None:
+    """Measure real ONNX Runtime latency, bracketed by the canary model."""
+    from ..devices import load_device
+    from ..measure import MeasureConfig, Measurer
+
+    dev = load_device(device)
+    shapes = _parse_shapes(input_shape)
+    models = [(t, *load_target(t, dev.batch_size, shapes)) for t in targets]
+    results = []
+    with Measurer(dev, MeasureConfig.quick() if quick else None) as m:
+        with _progress() as prog:
+            task = prog.add_task("measure", total=len(models))
+            for name, kind, model in models:
+                r = m.measure(model, name).to_dict()
+                r["kind"] = kind
+                r["device"] = dev.name
+                results.append(r)
+                prog.advance(task)
+    if json_out:
+        _emit_json(results)
+        return
+    t = Table("target", "latency ms (p10-p90)", "rel. to canary", "canary ms", "noise")
+    for r in results:
+        t.add_row(r["target"], f"{r['latency_ms']:.3f} ({r['latency_p10_ms']:.3f}-{r['latency_p90_ms']:.3f})",
+                  f"{r['relative_to_canary']:.3f}", f"{r['canary_ms']:.3f}", f"{100 * r['noise_rel']:.1f}%")
+    out.print(t)
+
+
+@app.command()
+def profile(ctx: typer.Context,
+            device: str = typer.Option(..., "--device", help="device name or .toml path"),
+            out_dir: Path = typer.Option(..., "--out", help="profile directory"),
+            time_budget_min: float = typer.Option(15.0, "--time-budget-min", help="minutes for all parts"),
+            resume: bool = typer.Option(False, "--resume", help="continue an interrupted profile"),
+            n_archs: int = typer.Option(400, "--n-archs", min=0, help="end-to-end architectures (at most)"),
+            n_kernels: int = typer.Option(400, "--n-kernels", min=0, help="kernel-campaign ops (at most)"),
+            n_kernel_profiles: int = typer.Option(30, "--n-kernel-profiles", min=0,
+                                                  help="full models profiled per kernel (at most)"),
+            zoo_per_family: int = typer.Option(6, "--zoo-per-family", min=0,
+                                               help="models per out-of-space family (ResNet, VGG, ...)"),
+            seed: int = typer.Option(0, "--seed"),
+            resolutions: Optional[str] = typer.Option(None, "--resolutions",
+                                                      help="comma-separated resolutions (default 128,160,192,224)"),
+            width_mults: Optional[str] = typer.Option(None, "--width-mults", help="comma-separated (default 1.0,1.2)"),
+            short_timing: bool = typer.Option(False, "--short-timing", help="shorter timing per measurement (noisier)"),
+            from_profile: Optional[Path] = typer.Option(None, "--from-profile",
+                                                        help="few-shot: adapt this trained reference profile"),
+            quick: Optional[int] = typer.Option(None, "--quick", help="few-shot: architectures to measure "
+                                                "(default 30; needs --from-profile)")) -> None:
+    """Measure a device profile: block lookup table, kernel campaign, kernel records, end-to-end archs.
+
+    With --from-profile REF [--quick N]: a few-shot profile, N architectures measured here and
+    REF's predictors adapted to this device (minutes instead of a full profile)."""
+    from ..devices import load_device
+    from ..measure import MeasureConfig
+    from ..profile import ProfilePlan, build_profile
+    from ..profile.fewshot import DEFAULT_SHOTS
+
+    dev = load_device(device)
+    if quick is not None and from_profile is None:
+        raise InputError("--quick N makes a few-shot profile and needs --from-profile REF (a trained profile)")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"output path {out_dir} is a file, not a directory")
+    if from_profile is not None:
+        unused = _given(ctx, "time_budget_min", "n_archs", "n_kernels", "n_kernel_profiles", "zoo_per_family")
+        if unused:
+            raise InputError(f"{', '.join(unused)} size a full profile; a few-shot profile (--from-profile) measures "
+                             f"--quick N architectures only: drop {'it' if len(unused) == 1 else 'them'}")
+        _fewshot_profile(dev, out_dir, from_profile, DEFAULT_SHOTS if quick is None else quick, seed, resume,
+                         _space_from_options(resolutions, width_mults) if (resolutions or width_mults) else None,
+                         MeasureConfig.quick() if short_timing else None)
+        return
+    space = _space_from_options(resolutions, width_mults)
+    pplan = ProfilePlan(n_archs=n_archs, n_kernels=n_kernels, n_kernel_profiles=n_kernel_profiles,
+                        zoo_per_family=zoo_per_family,
+                        time_budget_min=time_budget_min, seed=seed)
+    with _measuring_into(out_dir) as bars:
+        reports = build_profile(dev, out_dir, pplan, space=space, resume=resume,
+                                config=MeasureConfig.quick() if short_timing else None, progress=bars)
+    for r in reports:
+        msg = f"{r.part:15s} {r.done_before + r.done_now:5d}/{r.planned:<5d} measured ({r.done_now} now) in {r.seconds:7.1f} s"
+        if r.stopped_by_budget:
+            msg += "  [time budget reached]"
+        err.print(msg)
+    err.print(f"profile written to {out_dir}")
+
+
+@contextlib.contextmanager
+def _measuring_into(out_dir: Path):
+    """Progress bars for a profile being measured into ``out_dir`` (yields a ``ProgressFactory``,
+    see ``hwnas.profile.campaign``); on Ctrl-C, says what is saved and exits 130."""
+    from ..profile.store import ProfileStore
+
+    with _progress() as prog:
+
+        class _Bar:
+            def __init__(self, part: str, total: int, done: int) -> None:
+                self.id = prog.add_task(part, total=total, completed=done)
+
+            def advance(self, n: int = 1) -> None:
+                prog.advance(self.id, n)
+
+            def close(self) -> None:
+                pass
+
+        try:
+            yield _Bar
+        except KeyboardInterrupt:
+            prog.stop()
+            n = ProfileStore(out_dir).row_counts() if (out_dir / "profile.sqlite").exists() else {}
+            err.print(f"interrupted: saved so far {n}; run again with --resume to continue")
+            raise typer.Exit(130)
+
+
+def _fewshot_profile(dev, out_dir: Path, ref: Path, n: int, seed: int, resume: bool, space, config) -> None:
+    from ..profile.fewshot import build_fewshot_profile
+
+    t0 = time.perf_counter()
+    with _measuring_into(out_dir) as bars:
+        rep = build_fewshot_profile(dev, out_dir, ref, n, seed=seed, resume=resume, space=space, config=config,
+                                    progress=bars, log=lambda m: err.print(m))
+    err.print(f"few-shot profile: {rep.done_before + rep.done_now} architectures measured ({rep.done_now} now, "
+              f"{rep.seconds:.1f} s), {time.perf_counter() - t0:.1f} s in all")
+    err.print(f"profile written to {out_dir}")
+
+
+
+@app.command()
+def train(profile: Path = typer.Option(..., "--profile", help="profile directory"),
+          predictor: Optional[List[str]] = typer.Option(None, "--predictor", help="train only these (repeatable)")) -> None:
+    """Fit every latency predictor on a profile and store them with it (JSON, no pickle)."""
+    from ..predictors import KNOWN_PREDICTORS, train_all
+
+    d = _profile_dir(profile)
+    for name in predictor or []:
+        if name not in KNOWN_PREDICTORS:
+            raise InputError(f"unknown predictor {name!r}; choose from {', '.join(KNOWN_PREDICTORS)}")
+    index = train_all(d, list(predictor) if predictor else None, progress=lambda msg: err.print(msg))
+    if index.get("few_shot"):
+        err.print(f"saved to {d / 'predictors'}")
+        return
+    h = index["heldout"]
+    err.print(f"held-out check ({h['n_train']} train / {h['n_test']} test architectures, canary units):")
+    for name, m in h["predictors"].items():
+        if "error" in m:
+            err.print(f"  {name:8s} not evaluated: {m['error']}")
+            continue
+        err.print(f"  {name:8s} within ±10%: {100 * m['within_10pct']:5.1f}%  within ±5%: {100 * m['within_5pct']:5.1f}%"
+                  f"  MAPE {m['mape_pct']:.2f}%")
+    err.print(f"defaults: architectures -> {index['default']['arch']}, ONNX models -> {index['default']['onnx']}")
+    err.print(f"saved to {d / 'predictors'}")

@@ -1,0 +1,146 @@
+"""Accuracy estimation (hwnas.accuracy): the ``supernet`` sub-app and the accuracy command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import InputError
+from .common import _emit_json, _progress, app, err, out, parse_arch
+
+
+supernet_app = typer.Typer(no_args_is_help=True, help="Weight-sharing supernet and accuracy predictor.")
+app.add_typer(supernet_app, name="supernet")
+
+
+def _torch_threads(threads: Optional[int]) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+@supernet_app.command("train")
+def supernet_train(data: str = typer.Option(..., "--data", help="ImageFolder-style directory, .npz file, or builtin:digits"),
+                   out_dir: Path = typer.Option(..., "--out", help="output directory (supernet.pt + supernet.json)"),
+                   epochs: Optional[int] = typer.Option(None, "--epochs", min=1,
+                                                        help="total epochs (default 20; with --resume: the checkpoint's; "
+                                                             "a new total stretches the cosine schedule)"),
+                   resume: bool = typer.Option(False, "--resume", help="continue the checkpoint in --out"),
+                   batch_size: int = typer.Option(64, "--batch-size", min=2),
+                   seed: int = typer.Option(0, "--seed"),
+                   threads: Optional[int] = typer.Option(None, "--threads", min=1,
+                                                         help="torch threads (default: torch's; 1 is faster on a busy machine)"),
+                   time_budget_min: Optional[float] = typer.Option(None, "--time-budget-min",
+                                                                   help="stop (with a checkpoint) after this many minutes")) -> None:
+    """Train a weight-sharing supernet (sandwich rule) on a dataset; resumable."""
+    from ..accuracy.data import load_dataset
+    from ..accuracy.supernet import CHECKPOINT, TrainConfig, train_supernet
+
+    from ..validate import positive_number
+
+    budget_s = None if time_budget_min is None else 60 * positive_number(time_budget_min, "--time-budget-min", "minutes")
+    _torch_threads(threads)
+    if epochs is None:
+        epochs = TrainConfig.epochs
+        if resume:
+            from ..accuracy.supernet import read_meta
+
+            epochs = int(read_meta(out_dir)["config"]["epochs"])
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed)
+    dataset = load_dataset(data)
+    err.print(f"data: {dataset.description}")
+    with _progress() as prog:
+        task = prog.add_task("supernet", total=None)
+
+        def on_step(done: int, total: int, info: dict) -> None:
+            prog.update(task, completed=done, total=total,
+                        description=f"supernet epoch {info['epoch'] + 1} loss {info['loss']:.3f}")
+
+        try:
+            r = train_supernet(dataset, out_dir, cfg, resume=resume, progress=on_step, time_budget_s=budget_s)
+        except KeyboardInterrupt:
+            prog.stop()
+            err.print(f"interrupted: the last checkpoint in {out_dir} (saved every epoch and every minute) is kept; "
+                      f"run again with --resume to continue")
+            raise typer.Exit(130)
+    size = (out_dir / CHECKPOINT).stat().st_size / 1e6
+    msg = f"{r.epochs_done}/{r.epochs} epochs in {r.seconds:.0f} s; checkpoint {out_dir / CHECKPOINT} ({size:.0f} MB)"
+    if r.stopped_by_budget:
+        msg += " [time budget reached: --resume continues]"
+    err.print(msg)
+    if not r.stopped_by_budget:
+        err.print(f"next: hwnas supernet fit-predictor --dir {out_dir}")
+
+
+@supernet_app.command("fit-predictor")
+def supernet_fit_predictor(acc_dir: Path = typer.Option(..., "--dir", help="supernet directory (from `supernet train`)"),
+                           n: int = typer.Option(300, "--n", min=13, help="subnets to measure with inherited weights"),
+                           csv_path: Optional[Path] = typer.Option(None, "--csv", help="fit on your own arch,accuracy CSV instead"),
+                           model: str = typer.Option("auto", "--model", help="auto (cross-validated), gbm or mlp"),
+                           features: str = typer.Option("auto", "--features",
+                                                        help="auto, ordinal, onehot, ordinal+cost or onehot+cost"),
+                           seed: int = typer.Option(1, "--seed", help="seed of the sampled subnets"),
+                           threads: Optional[int] = typer.Option(None, "--threads", min=1)) -> None:
+    """Fit the accuracy predictor on (subnet, inherited-weight accuracy) pairs or a CSV; held-out figures."""
+    from ..accuracy.predictor import PREDICTOR_FILE, fit_predictor, read_pairs_csv, supernet_pairs
+
+    _torch_threads(threads)
+    if acc_dir.exists() and not acc_dir.is_dir():
+        raise InputError(f"--dir {acc_dir} is a file, not a directory")
+    if csv_path is not None:
+        archs, acc = read_pairs_csv(csv_path)
+        source = f"pairs from {csv_path}"
+        target = "accuracy (as in the CSV)"
+    else:
+        from ..accuracy.supernet import load_supernet
+
+        ls = load_supernet(acc_dir)
+        with _progress() as prog:
+            task = prog.add_task("inherited-weight accuracy", total=n)
+            archs, acc = supernet_pairs(acc_dir, n, seed=seed, loaded=ls,
+                                        progress=lambda done, total: prog.update(task, completed=done))
+        source = f"supernet subnets ({acc_dir})"
+        target = f"top-1 % with inherited weights on {ls.data.source}"
+    pred, m = fit_predictor(archs, acc, model=model, features=features)
+    pred.info.update({"source": source, "target": target, "n_pairs": len(archs)})
+    acc_dir.mkdir(parents=True, exist_ok=True)
+    path = pred.save(acc_dir / PREDICTOR_FILE)
+    err.print(f"model: {pred.model} on '{pred.features}' features"
+              + (f" (cross-validated Spearman {pred.info['cv'][pred.model + '/' + pred.features]:.3f})"
+                 if "cv" in pred.info else ""))
+    err.print(f"held-out ({m['n']} pairs, fitted on {m['n_train']}): RMSE {m['rmse']:.3f}  MAE {m['mae']:.3f}  "
+              f"Spearman {m['spearman']:.3f}  Kendall {m['kendall']:.3f}")
+    err.print(f"saved {path}")
+
+
+@app.command("accuracy")
+def accuracy_cmd(arch: List[str] = typer.Argument(..., help="architecture strings"),
+                 estimator: str = typer.Option("predictor", "--estimator",
+                                               help="predictor, supernet, naswot, params or macs"),
+                 accuracy_dir: Optional[Path] = typer.Option(None, "--accuracy-dir",
+                                                             help="trained supernet/predictor (default: profiles/accuracy)"),
+                 json_out: bool = typer.Option(False, "--json")) -> None:
+    """Estimate the accuracy of architectures (higher is better; the meaning is printed)."""
+    from ..accuracy import make_estimator
+
+    archs = [parse_arch(a) for a in arch]
+    est = make_estimator(estimator, accuracy_dir)
+    if estimator in ("supernet", "naswot") and len(archs) > 1:
+        with _progress() as prog:
+            task = prog.add_task(estimator, total=len(set(map(str, archs))))
+            values = est.estimate(archs, progress=lambda k: prog.advance(task, k))
+    else:
+        values = est.estimate(archs)
+    d = est.describe()
+    if json_out:
+        _emit_json([{"arch": str(a), "value": float(v), **d} for a, v in zip(archs, values)])
+        return
+    t = Table("architecture", f"{est.name} ({est.unit})")
+    for a, v in zip(archs, values):
+        t.add_row(str(a), f"{v:.6g}" if abs(v) >= 1e4 else f"{v:.2f}")
+    out.print(t)
+    err.print(f"{est.name}: {est.meaning}", highlight=False, soft_wrap=True)
