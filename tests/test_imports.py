@@ -25,13 +25,23 @@ def _modules() -> dict[str, tuple[Path, bool]]:
     return mods
 
 
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
 def import_graph(mods: dict[str, tuple[Path, bool]]) -> dict[str, set[str]]:
     """Module -> the hwnas modules it imports anywhere in its file.  ``from X import Y`` is an
     edge to ``X.Y`` when that is a module, else to ``X``."""
     graph: dict[str, set[str]] = {m: set() for m in mods}
     for mod, (path, is_pkg) in mods.items():
         here = mod.split(".") if is_pkg else mod.split(".")[:-1]
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        tree = ast.parse(path.read_text(), str(path))
+        typing_only = {id(n) for b in ast.walk(tree) if isinstance(b, ast.If) and _is_type_checking(b.test)
+                       for stmt in b.body for n in ast.walk(stmt)}
+        for node in ast.walk(tree):
+            if id(node) in typing_only:  # ``if TYPE_CHECKING:`` imports never run
+                continue
             targets = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]

@@ -73,7 +73,7 @@ def test_ridge_loo_residuals_are_leave_one_out():
 def test_train_saves_intervals_that_load_and_cover(tiny_profile, tmp_path):
     d = tmp_path / "p"
     shutil.copytree(tiny_profile[0], d, ignore=shutil.ignore_patterns("predictors"))
-    index = train_all(d, ["lut", "kernel"])
+    index = train_all(d, ["lut", "kernel"], kernel_intervals=True)
     iv = index["intervals"]
     assert set(iv["lut"]) == {"arch"} and set(iv["kernel"]) == {"arch", "onnx"}
     assert iv["kernel"]["onnx"]["source"] == "zoo families held out"

@@ -196,7 +196,8 @@ def train(profile: Path = typer.Option(..., "--profile", help="profile directory
     for name in predictor or []:
         if name not in KNOWN_PREDICTORS:
             raise InputError(f"unknown predictor {name!r}; choose from {', '.join(KNOWN_PREDICTORS)}")
-    index = train_all(d, list(predictor) if predictor else None, progress=lambda msg: err.print(msg))
+    index = train_all(d, list(predictor) if predictor else None, progress=lambda msg: err.print(msg),
+                      kernel_intervals=True)
     if index.get("few_shot"):
         err.print(f"saved to {d / 'predictors'}")
         return

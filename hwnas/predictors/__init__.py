@@ -28,10 +28,15 @@ from .transfer import TransferPredictor
 # (tests/test_imports.py), so loading, saving and the registry live in .saved and .registry.
 
 
-def train_all(profile_dir: str | Path, names: list[str] | None = None, progress=None) -> dict:
+def train_all(profile_dir: str | Path, names: list[str] | None = None, progress=None,
+              kernel_intervals: bool = False) -> dict:
     """Fit every predictor on the whole profile, choose defaults by held-out accuracy, save all.
 
-    Returns the index written to ``DIR/predictors/index.json``.
+    Every predictor gets its prediction interval for architectures from the held-out half;
+    ``kernel_intervals`` also judges the kernel predictor on that half and holds out each zoo family
+    (one kernel fit per family: a minute or more on a full profile) for the ONNX intervals of
+    ``kernel`` and ``macs`` -- ``hwnas train`` does.  Returns the index written to
+    ``DIR/predictors/index.json``.
     """
     from .. import __version__
     from ..profile import Profile
@@ -67,9 +72,10 @@ def train_all(profile_dir: str | Path, names: list[str] | None = None, progress=
             progress(f"trained {name}")
     if not fitted:
         raise HwnasError(f"no predictor could be trained on {profile_dir}: " + "; ".join(skipped.values()))
-    heldout = evaluate_in_space(profile, names=list(fitted), progress=progress)
+    heldout = evaluate_in_space(profile, names=[n for n in fitted if kernel_intervals or n != "kernel"],
+                                progress=progress)
     intervals = {name: {"arch": m["interval"]} for name, m in heldout["predictors"].items() if "interval" in m}
-    if any(n in fitted for n in ONNX_PREDICTORS):
+    if kernel_intervals and any(n in fitted for n in ONNX_PREDICTORS):
         from .evaluate import evaluate_families
 
         families = evaluate_families(profile, progress=progress).get("overall", {})

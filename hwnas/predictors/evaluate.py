@@ -154,7 +154,7 @@ def choose_defaults(heldout: dict, names: Sequence[str]) -> dict:
     single errors / n: then it stays ahead in MAPE with any one held-out architecture removed, so
     no single architecture decides the choice (closer calls keep the simpler predictor).
     ONNX models: the kernel predictor (the only one that reads any graph's kernels)."""
-    from . import PREDICTORS
+    from .registry import PREDICTORS
     from .base import EncodedPredictor
 
     scores = heldout.get("predictors", {})
