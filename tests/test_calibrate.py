@@ -40,6 +40,7 @@ def test_same_machine_profile_is_used_as_is(tiny_profile, tmp_path, monkeypatch)
     assert not (tmp_path / "calibrated").exists()
 
 
+@pytest.mark.slow
 def test_cli_calibrates_on_first_use_then_reuses_the_cache(foreign, tmp_path):
     from hwnas.space import SearchSpace
 

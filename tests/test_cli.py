@@ -144,6 +144,7 @@ def trained_tiny(tiny_profile, tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_demo_on_a_small_profile(trained_tiny, tmp_path):
     from hwnas.predictors import load_predictor
     from hwnas.profile import Profile
@@ -213,6 +214,7 @@ def test_fewshot_profile_refuses_full_profile_sizes(tmp_path, extra, named):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_grid_search_refuses_population_generations_seed():
     for extra, named in ((["--population", "20"], "--population"), (["--generations", "3"], "--generations"),
                          (["--seed", "1"], "--seed")):

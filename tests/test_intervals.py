@@ -70,6 +70,7 @@ def test_ridge_loo_residuals_are_leave_one_out():
     assert r[0] == pytest.approx(y[0] - (F[0] @ c0 + b0), abs=0.02)
 
 
+@pytest.mark.slow
 def test_train_saves_intervals_that_load_and_cover(tiny_profile, tmp_path):
     d = tmp_path / "p"
     shutil.copytree(tiny_profile[0], d, ignore=shutil.ignore_patterns("predictors"))

@@ -239,6 +239,7 @@ def test_cli_dynamic_onnx_asks_for_input_shape(trained, tmp_path):
     assert json.loads(r.stdout)[0]["latency_ms"] > 0
 
 
+@pytest.mark.slow
 def test_cli_evaluate_json(trained):
     d, _ = trained
     r = _cli("evaluate", "--profile", str(d), "--json")

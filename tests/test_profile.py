@@ -151,6 +151,7 @@ def _wait_rows(db, n, proc, timeout=120):
     raise AssertionError("profile made no progress")
 
 
+@pytest.mark.slow
 def test_ctrl_c_and_kill_9_then_resume(tmp_path):
     out = tmp_path / "p"
     db = out / "profile.sqlite"

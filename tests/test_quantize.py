@@ -71,6 +71,7 @@ def test_quantize_rejects_dynamic_shapes():
         quantize_int8(m)
 
 
+@pytest.mark.slow
 def test_int8_vs_fp32_comparison(tiny_profile, tmp_path):
     from conftest import TINY_SPACE
 

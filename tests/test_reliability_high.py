@@ -61,6 +61,7 @@ def test_compare_out_without_kernel_records(tmp_path):
     assert "no per-kernel breakdown" in r.stderr
 
 
+@pytest.mark.slow
 def test_demo_without_kernel_records(tmp_path, monkeypatch):
     from hwnas import demo
     from hwnas.demo import Steps, run_demo
@@ -297,6 +298,7 @@ def _warnings(r) -> list[str]:
     return [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cmd", [["predict", OUTSIDE_R.replace("r224", "r160")],
                                  ["search", "--budget-ms", "6", "--accuracy", "params", "--population", "10",
                                   "--generations", "2"]])
