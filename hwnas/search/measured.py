@@ -55,7 +55,7 @@ class LoopReport:
     bias_correction: float  # final multiplicative correction of the predictor near the budget
     seconds: float
     interval_source: str
-    measured: list = field(default_factory=list)  # [{arch, predicted_ms, measured_ms, within}]
+    measured: list = field(default_factory=list)  # [{arch, rank (0: best by the objective), predicted_ms, measured_ms, within}]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -155,7 +155,8 @@ def measure_in_loop(result, *, batch: int = DEFAULT_BATCH, margin: float = DEFAU
 
             win, measured, bias = walk(rows, pred, interval, budget, measure, batch=batch, margin=margin,
                                        max_measurements=max_measurements)
-        log = [{"arch": str(archs[i]), "predicted_ms": float(pred[i]), "measured_ms": ms,
+        rank = {int(i): k for k, i in enumerate(rows)}
+        log = [{"arch": str(archs[i]), "rank": rank[i], "predicted_ms": float(pred[i]), "measured_ms": ms,
                 "within": bool(ms <= budget * (1 - margin))} for i, ms in measured.items()]
         if win is None:
             raise InfeasibleError(
