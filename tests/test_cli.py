@@ -118,11 +118,16 @@ def test_measure_an_architecture_and_an_onnx_file(tmp_path):
     small = tmp_path / "small.onnx"
     _ok(hwnas("export", DEFAULT_SPACE.smallest(), "--out", small))
     big = str(DEFAULT_SPACE.largest())
-    res = json.loads(_ok(hwnas("measure", small, big, "--device", "cpu-1t", "--quick", "--json")).stdout)
+    res = json.loads(_ok(hwnas("measure", small, big, "--device", "cpu-1t", "--quick", "--kernels", "--json")).stdout)
     assert [(r["target"], r["kind"], r["device"]) for r in res] == [(str(small), "onnx", "cpu-1t"), (big, "arch", "cpu-1t")]
     for r in res:
         assert 0 < r["latency_p10_ms"] <= r["latency_ms"] <= r["latency_p90_ms"]
         assert r["canary_ms"] > 0 and r["relative_to_canary"] > 0
+        # --kernels: every post-fusion kernel, in the families `predict --breakdown` names, adding up
+        # to the measured latency
+        fams = {k["family"] for k in r["kernels"]}
+        assert {"pwconv", "dwconv", "gemm"} <= fams and "uncovered" not in fams
+        assert sum(k["latency_ms"] for k in r["kernels"]) == pytest.approx(r["latency_ms"], rel=1e-6)
     # 15x the MACs: far more time than the noise of a loaded machine
     assert res[1]["relative_to_canary"] > 3 * res[0]["relative_to_canary"]
     _user_error(hwnas("measure", big, "--device", "no-such-device"), "no-such-device")

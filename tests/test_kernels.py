@@ -14,7 +14,9 @@ from hwnas.kernels import (
     IR_VERSION,
     OPS,
     OPSET,
+    TOKEN_OPS,
     KernelSampler,
+    TokenKernelSampler,
     KernelSpec,
     build_kernel_onnx,
 )
@@ -44,6 +46,13 @@ EXAMPLES: dict[str, KernelSpec] = {
     "conv_relu": KernelSpec("conv_relu", in_ch=8, out_ch=16, res=14, kernel=3),
     "conv_hswish": KernelSpec("conv_hswish", in_ch=16, out_ch=16, res=14, kernel=3, groups=16, stride=2),
     "conv_add": KernelSpec("conv_add", in_ch=16, res=14, kernel=3),
+    "linear": KernelSpec("linear", in_ch=16, out_ch=24, res=10),
+    "gelu": KernelSpec("gelu", in_ch=16, res=10),
+    "layernorm": KernelSpec("layernorm", in_ch=16, res=10),
+    "add_layernorm": KernelSpec("add_layernorm", in_ch=16, res=10),
+    "softmax": KernelSpec("softmax", in_ch=10, res=10, groups=2),
+    "attn_qk": KernelSpec("attn_qk", in_ch=8, res=10, groups=2),
+    "attn_av": KernelSpec("attn_av", in_ch=10, out_ch=8, res=10, groups=2),
 }
 
 
@@ -108,6 +117,55 @@ def test_weights_are_seeded():
     a, b, c = build_kernel_onnx(spec, seed=3), build_kernel_onnx(spec, seed=3), build_kernel_onnx(spec, seed=4)
     assert a.SerializeToString() == b.SerializeToString()
     assert a.graph.initializer[0].raw_data != c.graph.initializer[0].raw_data
+
+
+def test_token_ops_compute_what_they_say_and_fuse_as_in_models():
+    from hwnas.devices import load_device
+    from hwnas.predictors.kernel_features import kernel_family, optimized_kernels
+
+    rng = np.random.default_rng(1)
+    lin = EXAMPLES["linear"]
+    m = build_kernel_onnx(lin)
+    w, b = (onnx.numpy_helper.to_array(t) for t in m.graph.initializer)
+    x = rng.standard_normal(lin.input_shape).astype(np.float32)
+    assert np.allclose(_session(m).run(None, {"input": x})[0], x @ w + b, atol=1e-4)
+    qk = EXAMPLES["attn_qk"]
+    x = rng.standard_normal(qk.input_shape).astype(np.float32)
+    want = x @ np.swapaxes(x, -1, -2) / math.sqrt(qk.in_ch)
+    assert np.allclose(_session(build_kernel_onnx(qk)).run(None, {"input": x})[0], want, atol=1e-4)
+    av = EXAMPLES["attn_av"]
+    x = rng.standard_normal(av.input_shape).astype(np.float32)
+    assert np.allclose(_session(build_kernel_onnx(av)).run(None, {"input": x})[0], x @ x[..., : av.out_ch], atol=1e-4)
+    ln = EXAMPLES["layernorm"]
+    x = rng.standard_normal(ln.input_shape).astype(np.float32)
+    y = _session(build_kernel_onnx(ln)).run(None, {"input": x})[0]
+    g, beta = (onnx.numpy_helper.to_array(t) for t in build_kernel_onnx(ln).graph.initializer)
+    assert np.allclose((y - beta) / g, (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-6),
+                       atol=1e-3)
+    # ORT runs them as it runs a transformer: one fused kernel each, in the families the predictor knows
+    dev = load_device("cpu-1t")
+    main = {}
+    for op in ("linear", "gelu", "add_layernorm", "attn_qk", "softmax"):
+        recs = optimized_kernels(build_kernel_onnx(EXAMPLES[op]), dev)
+        main[op] = [r.op_type for r in recs if r.op_type not in ("Reshape",)]
+    assert main == {"linear": ["Gemm"], "gelu": ["Gelu"], "add_layernorm": ["SkipLayerNormalization"],
+                    "attn_qk": ["FusedMatMul"], "softmax": ["Softmax"]}
+    assert kernel_family("SkipLayerNormalization", [(1, 10, 16)] * 2) == "layernorm"
+    assert kernel_family("Gelu", [(1, 10, 16)]) == "activation"
+
+
+def test_token_spec_rules():
+    assert KernelSpec("attn_qk", in_ch=64, res=197, groups=3).output_shape == (1, 3, 197, 197)
+    assert KernelSpec("attn_qk", in_ch=64, res=197, groups=3).macs == 3 * 197 * 197 * 64
+    assert KernelSpec("linear", in_ch=192, out_ch=768, res=197).macs == 197 * 192 * 768
+    with pytest.raises(ValueError, match="out_ch"):
+        KernelSpec("linear", in_ch=8, res=4)
+    with pytest.raises(ValueError, match="must be <= res"):
+        KernelSpec("attn_av", in_ch=10, res=10, out_ch=12)
+    with pytest.raises(ValueError, match="groups"):
+        KernelSpec("layernorm", in_ch=8, res=4, groups=2)
+    with pytest.raises(ValueError, match="not drawn by KernelSampler"):
+        KernelSampler(0, op_weights={"linear": 1.0})
 
 
 @pytest.mark.parametrize("op", sorted(CONV_OPS) + ["gemm"])
@@ -180,10 +238,29 @@ def test_sampler_deterministic_per_seed_and_differs_across_seeds():
     assert s.sample(120) + s.sample(80) == a  # one stream, continued
 
 
+def test_token_sampler_ranges_stream_and_campaign_order():
+    from hwnas.profile.campaign import kernel_tasks
+
+    specs = TokenKernelSampler(0).sample(400)
+    assert specs == TokenKernelSampler(0).sample(400) != TokenKernelSampler(1).sample(400)
+    assert len(set(specs)) == 400 and {s.op for s in specs} == set(TOKEN_OPS)
+    for s in specs:
+        assert s.macs <= 400_000_000 and 16 <= s.res <= 3136
+        assert 1 <= s.groups <= 16 and (s.op in ("softmax", "attn_qk", "attn_av") or s.groups == 1)
+        if s.op in ("linear", "layernorm", "add_layernorm"):
+            assert 64 <= s.in_ch <= 1024
+    assert {s.res for s in specs if s.op == "linear"} & {784, 3136}  # ConvNeXt's channels-last MLPs
+    # the campaign interleaves both kinds; a larger campaign keeps a smaller one's kernels
+    small, big = kernel_tasks(30, 0, 1, 10), kernel_tasks(40, 0, 1, 20)
+    assert {t.key for t in small} < {t.key for t in big}
+    kinds = ["_b1_" in t.key and t.key.split("_b1_")[0] in TOKEN_OPS for t in big]
+    assert sum(kinds) == 20 and any(kinds[:5]) and any(kinds[-10:])
+
+
 def test_sampler_ranges_and_uniqueness():
     specs = KernelSampler(0).sample(1500)
     assert len(set(specs)) == len(specs)
-    assert {s.op for s in specs} == set(OPS)
+    assert {s.op for s in specs} == set(KernelSampler.OP_SET) == set(OPS) - set(TOKEN_OPS)
     counts = {op: sum(s.op == op for s in specs) for op in OPS}
     assert counts["pwconv"] > counts["relu"] and counts["conv"] > counts["mul"]
     mult8 = 0
@@ -214,7 +291,7 @@ def test_sampler_options():
     assert {s.op for s in specs} == {"dwconv"}
     assert {s.batch for s in specs} == {1, 4}
     assert all(s.macs <= 2_000_000 for s in specs)
-    with pytest.raises(ValueError, match="unknown kernel ops"):
+    with pytest.raises(ValueError, match="kernel ops lstm are not drawn"):
         KernelSampler(0, op_weights={"lstm": 1.0})
     with pytest.raises(ValueError, match="unique"):
         KernelSampler(0, op_weights={"gemm": 1.0}, max_macs=1).sample(1)

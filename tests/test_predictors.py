@@ -257,7 +257,8 @@ def test_cli_evaluate_json(trained):
             assert m["within_5pct"] <= m["within_10pct"] and m["mape_pct"] > 0
     oos = res["out_of_space"]
     assert set(oos["families"]) == {
-        "resnet", "vgg", "mobilenetv2", "shufflenet", "squeezenet", "efficientnet", "densenet"}
+        "resnet", "vgg", "mobilenetv2", "shufflenet", "squeezenet", "efficientnet", "densenet", "convnext"}
+    assert set(oos["transformers"]["families"]) == {"vit", "bert", "hybrid"}
     # the sealed families apart, judged by a predictor that never saw any of them; the tuning
     # families' predictors never saw them either (one model per family in the tiny profile)
     from hwnas.zoo_sealed import SEALED_FAMILIES
@@ -266,6 +267,7 @@ def test_cli_evaluate_json(trained):
     assert oos["sealed"]["overall"]["kernel"]["n"] == len(SEALED_FAMILIES)
     assert all(v["n_excluded_from_fit"] == len(SEALED_FAMILIES) for v in oos["sealed"]["families"].values())
     assert all(v["n_excluded_from_fit"] == len(SEALED_FAMILIES) + 1 for v in oos["families"].values())
+    assert all(v["n_excluded_from_fit"] == len(SEALED_FAMILIES) + 1 for v in oos["transformers"]["families"].values())
 
 
 def test_profiler_overhead_from_bundled_profile():
@@ -323,9 +325,9 @@ def test_held_out_models_never_shape_the_profiler_overhead_or_kernel_data():
     assert np.array_equal(a.relative, b.relative)
 
 
-def test_kernel_predictor_never_fits_on_sealed_models(prof):
-    """The sealed families are a test set: the kernel predictor (shipped or judged) is the same
-    whatever their measurements say."""
+def test_kernel_predictor_ships_fitted_on_sealed_models_and_judges_without_them(prof):
+    """The sealed families are a test set for the judged fits (which exclude them: the same
+    whatever their measurements say); the shipped predictor learns from them too."""
     import copy
 
     from hwnas.predictors.data import sealed_model_keys
@@ -341,12 +343,17 @@ def test_kernel_predictor_never_fits_on_sealed_models(prof):
     kr.loc[kr["arch"].isin(sealed), "duration_ms"] *= 3.0
     changed.kernel_records = kr
     arch = arch_data(prof).archs[:3]
-    a = KernelPredictor(n_estimators=10).fit(prof).predict_relative(arch)
-    b = KernelPredictor(n_estimators=10).fit(changed).predict_relative(arch)
+    a = KernelPredictor(n_estimators=10).fit(prof, exclude_models=sealed).predict_relative(arch)
+    b = KernelPredictor(n_estimators=10).fit(changed, exclude_models=sealed).predict_relative(arch)
     assert np.array_equal(a, b)
+    shipped = KernelPredictor(n_estimators=10).fit(prof).predict_relative(arch)
+    assert not np.array_equal(shipped, KernelPredictor(n_estimators=10).fit(changed).predict_relative(arch))
+    changed.measurements = m = prof.measurements.copy()
+    changed.kernel_records = prof.kernel_records
     zoo = [k for k in prof.table("zoo")["key"] if k not in sealed][:1]
     m.loc[m["key"].isin(zoo), "relative_to_canary"] *= 3.0  # a tuning-family model does count
-    assert not np.array_equal(a, KernelPredictor(n_estimators=10).fit(changed).predict_relative(arch))
+    assert not np.array_equal(a, KernelPredictor(n_estimators=10).fit(changed, exclude_models=sealed)
+                              .predict_relative(arch))
 
 
 def _scores(errors: dict) -> dict:

@@ -12,7 +12,9 @@ import pytest
 
 from hwnas.onnx_io import onnx_macs
 from hwnas.zoo import candidates, families
-from hwnas.zoo_sealed import _VARIANTS, SEALED_FAMILIES, model_by_name, sealed_models
+from hwnas.zoo_sealed import _VARIANTS, OPENED_FAMILIES, SEALED_FAMILIES, model_by_name, sealed_models
+
+BUILT = (*SEALED_FAMILIES, *OPENED_FAMILIES)
 
 LIST = Path(__file__).resolve().parents[1] / "benchmarks" / "sealed_families.txt"
 
@@ -20,7 +22,7 @@ LIST = Path(__file__).resolve().parents[1] / "benchmarks" / "sealed_families.txt
 def test_sealed_list_file_matches_the_code_and_is_apart_from_the_tuning_families() -> None:
     listed = [ln.split()[0] for ln in LIST.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     assert tuple(listed) == SEALED_FAMILIES
-    assert not set(SEALED_FAMILIES) & set(families())
+    assert not set(SEALED_FAMILIES) & (set(families()) | set(OPENED_FAMILIES))
     names = [m.name for m in sealed_models(8)]
     assert len(set(names)) == len(names) == 8 * len(SEALED_FAMILIES)
     assert not set(names) & {m.name for m in candidates()}
@@ -32,7 +34,7 @@ def _smallest(family: str):
     return m, m.build()
 
 
-@pytest.mark.parametrize("family", SEALED_FAMILIES)
+@pytest.mark.parametrize("family", BUILT)
 def test_smallest_builds_checks_and_runs(family: str) -> None:
     m, model = _smallest(family)
     onnx.checker.check_model(model, full_check=True)
@@ -56,7 +58,7 @@ def _convs(model: onnx.ModelProto) -> list[dict]:
 
 def test_family_structures_present() -> None:
     """What makes each sealed family itself is in its graph."""
-    ops = {f: {n.op_type for n in _smallest(f)[1].graph.node} for f in SEALED_FAMILIES}
+    ops = {f: {n.op_type for n in _smallest(f)[1].graph.node} for f in BUILT}
     weights = {t.name: t.dims for t in _smallest("regnetx")[1].graph.initializer}
     grouped = [n for n in _smallest("regnetx")[1].graph.node
                if n.op_type == "Conv" and 1 < dict((a.name, a.i) for a in n.attribute)["group"]]
@@ -68,7 +70,7 @@ def test_family_structures_present() -> None:
     assert any(c["kernel_shape"] == [5, 5] and c["strides"] == [2, 2] and c["group"] > 1 for c in mnas)
 
 
-@pytest.mark.parametrize("family", SEALED_FAMILIES)
+@pytest.mark.parametrize("family", BUILT)
 def test_candidates_ordered_by_macs(family: str) -> None:
     macs = [onnx_macs(m.build()) for m in _VARIANTS[family]]
     assert macs == sorted(macs) and 10e6 < macs[0] and macs[-1] < 2e9
@@ -83,4 +85,8 @@ def test_model_by_name_and_campaign_tasks() -> None:
         model_by_name("no_such_model")
     keys = [t.key for t in zoo_tasks(1)]
     assert keys[-len(SEALED_FAMILIES):] == [f"zoo:{m.name}" for m in sealed_models(1)]
-    assert len(keys) == len(families()) + len(SEALED_FAMILIES)
+    from hwnas.zoo_transformers import TRANSFORMER_FAMILIES
+
+    from hwnas.zoo_sealed import OPENED_FAMILIES
+
+    assert len(keys) == len(families()) + len(OPENED_FAMILIES) + len(TRANSFORMER_FAMILIES) + len(SEALED_FAMILIES)

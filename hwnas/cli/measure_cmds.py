@@ -59,6 +59,9 @@ def measure(targets: List[str] = typer.Argument(..., help="architecture strings 
             input_shape: Optional[List[str]] = typer.Option(None, "--input-shape",
                                                             help="NAME=1,3,224,224 for dynamic ONNX inputs"),
             quick: bool = typer.Option(False, "--quick", help="shorter timing (noisier)"),
+            kernels: bool = typer.Option(False, "--kernels", help="also each post-fusion kernel's time (ORT's "
+                                         "profiler, scaled to the measured latency): compare with "
+                                         "`hwnas predict --breakdown`"),
             json_out: bool = typer.Option(False, "--json")) -> None:
     """Measure real ONNX Runtime latency, bracketed by the canary model."""
     from ..devices import load_device
@@ -75,6 +78,8 @@ def measure(targets: List[str] = typer.Argument(..., help="architecture strings 
                 r = m.measure(model, name).to_dict()
                 r["kind"] = kind
                 r["device"] = dev.name
+                if kernels:
+                    r["kernels"] = _measured_kernels(m.profile_kernels(model), r["latency_ms"])
                 results.append(r)
                 prog.advance(task)
     if json_out:
@@ -85,6 +90,27 @@ def measure(targets: List[str] = typer.Argument(..., help="architecture strings 
         t.add_row(r["target"], f"{r['latency_ms']:.3f} ({r['latency_p10_ms']:.3f}-{r['latency_p90_ms']:.3f})",
                   f"{r['relative_to_canary']:.3f}", f"{r['canary_ms']:.3f}", f"{100 * r['noise_rel']:.1f}%")
     out.print(t)
+    for r in results:
+        if "kernels" in r:
+            kt = Table("node", "op", "family", "ms", title=f"measured kernels of {r['target']}")
+            for k in r["kernels"]:
+                kt.add_row(k["node"], k["op_type"], k["family"], f"{k['latency_ms']:.4f}")
+            out.print(kt)
+
+
+def _measured_kernels(kp, latency_ms: float) -> list[dict]:
+    """Each kernel's median profiled time, scaled so the kernels add up to the unprofiled latency
+    (the profiler inflates every kernel; the shares are what it sees), with its kernel family as
+    the predictor's breakdown names it."""
+    from ..predictors.kernel_features import featurize
+
+    scale = latency_ms / max(kp.kernel_sum_ms, 1e-12)
+    out = []
+    for rec in kp.records:
+        row = featurize(rec.op_type, rec.input_shapes, rec.output_shapes, rec.attributes, rec.node_name)
+        out.append({"node": rec.node_name, "op_type": rec.op_type, "family": row.family if row else "uncovered",
+                    "latency_ms": rec.duration_ms * scale})
+    return out
 
 
 @app.command()
@@ -94,7 +120,9 @@ def profile(ctx: typer.Context,
             time_budget_min: float = typer.Option(15.0, "--time-budget-min", help="minutes for all parts"),
             resume: bool = typer.Option(False, "--resume", help="continue an interrupted profile"),
             n_archs: int = typer.Option(400, "--n-archs", min=0, help="end-to-end architectures (at most)"),
-            n_kernels: int = typer.Option(400, "--n-kernels", min=0, help="kernel-campaign ops (at most)"),
+            n_kernels: int = typer.Option(400, "--n-kernels", min=0, help="kernel-campaign ops, CNN shapes (at most)"),
+            n_token_kernels: int = typer.Option(150, "--n-token-kernels", min=0,
+                                                help="kernel-campaign ops, transformer shapes (at most)"),
             n_kernel_profiles: int = typer.Option(30, "--n-kernel-profiles", min=0,
                                                   help="full models profiled per kernel (at most)"),
             zoo_per_family: int = typer.Option(6, "--zoo-per-family", min=0,
@@ -123,7 +151,8 @@ def profile(ctx: typer.Context,
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"output path {out_dir} is a file, not a directory")
     if from_profile is not None:
-        unused = _given(ctx, "time_budget_min", "n_archs", "n_kernels", "n_kernel_profiles", "zoo_per_family")
+        unused = _given(ctx, "time_budget_min", "n_archs", "n_kernels", "n_token_kernels", "n_kernel_profiles",
+                        "zoo_per_family")
         if unused:
             raise InputError(f"{', '.join(unused)} size a full profile; a few-shot profile (--from-profile) measures "
                              f"--quick N architectures only: drop {'it' if len(unused) == 1 else 'them'}")
@@ -132,7 +161,8 @@ def profile(ctx: typer.Context,
                          MeasureConfig.quick() if short_timing else None)
         return
     space = _space_from_options(resolutions, width_mults)
-    pplan = ProfilePlan(n_archs=n_archs, n_kernels=n_kernels, n_kernel_profiles=n_kernel_profiles,
+    pplan = ProfilePlan(n_archs=n_archs, n_kernels=n_kernels, n_token_kernels=n_token_kernels,
+                        n_kernel_profiles=n_kernel_profiles,
                         zoo_per_family=zoo_per_family,
                         time_budget_min=time_budget_min, seed=seed)
     with _measuring_into(out_dir) as bars:

@@ -274,7 +274,7 @@ def profile_fleet(cfg: FleetConfig, log: Callable[[str], None] = lambda m: None,
             raise InputError(f"--quick {cfg.quick}: a few-shot profile needs at least {MIN_SHOTS} measured architectures")
         reference = load_reference(cfg.from_profile)
         cfg = replace(cfg, space=reference[2].space, parts=("arch",),
-                      pplan=ProfilePlan(n_archs=cfg.quick, n_kernels=0, n_kernel_profiles=0, zoo_per_family=0,
+                      pplan=ProfilePlan(n_archs=cfg.quick, n_kernels=0, n_token_kernels=0, n_kernel_profiles=0, zoo_per_family=0,
                                         seed=cfg.pplan.seed))
         few = {"reference": str(cfg.from_profile), "reference_device": reference[2].device.name, "n": cfg.quick,
                "seed": cfg.pplan.seed}

@@ -90,8 +90,8 @@ def kernel_data(profile: Profile, exclude_models: Iterable[str] = ()) -> KernelD
 
 
 def sealed_model_keys(profile: Profile) -> set[str]:
-    """Keys of the profile's zoo models of sealed families (:mod:`hwnas.zoo_sealed`): a test set
-    only, never fitted on (so the shipped predictor is the one the sealed figures judge)."""
+    """Keys of the profile's zoo models of sealed families (:mod:`hwnas.zoo_sealed`): the fits
+    that judge them (and the tuning families) exclude them; the shipped predictor fits on them."""
     from ..zoo_sealed import SEALED_FAMILIES
 
     z = profile.measurements[profile.measurements["kind"] == "zoo"]

@@ -92,8 +92,11 @@ def evaluate_families(profile: Profile, progress: Callable[[str], None] | None =
     turn, the kernel predictor fitted without it.  Sealed families (:mod:`hwnas.zoo_sealed`):
     judged by a kernel predictor fitted with every sealed model excluded, reported apart under
     ``sealed``.  No sealed model is ever fitted on here, for either set, so the tuning figures
-    are those of the predictor as tuned.  The MACs baseline is fitted on in-space architectures."""
+    are those of the predictor as tuned.  Transformer families (:mod:`hwnas.zoo_transformers`) are
+    held out the same way and reported apart under ``transformers``.  The MACs baseline is
+    fitted on in-space architectures."""
     from ..zoo_sealed import SEALED_FAMILIES
+    from ..zoo_transformers import TRANSFORMER_FAMILIES
     from .macs import MacsPredictor
 
     df = zoo_table(profile)
@@ -103,7 +106,10 @@ def evaluate_families(profile: Profile, progress: Callable[[str], None] | None =
     is_sealed = df["family"].isin(SEALED_FAMILIES).to_numpy()
     never = frozenset(df.loc[is_sealed, "key"])
     fits: dict = {}
-    out = _judge_families(profile, df[~is_sealed], macs, never, fits, progress)
+    is_tf = df["family"].isin(TRANSFORMER_FAMILIES).to_numpy()
+    out = _judge_families(profile, df[~is_sealed & ~is_tf], macs, never, fits, progress)
+    if is_tf.any():
+        out["transformers"] = _judge_families(profile, df[is_tf], macs, never, fits, progress)
     if is_sealed.any():
         out["sealed"] = _judge_families(profile, df[is_sealed], macs, never, fits, progress)
     return out

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
 from ..devices import DeviceSpec
 from ..errors import HwnasError
@@ -28,8 +29,9 @@ from ..measure import KernelRecord
 from ..profile import Profile
 from ..space import Arch, SearchSpace
 from .base import LatencyPredictor, TargetSpec, finite_array, saved_positive
-from .data import kernel_data, model_end_to_end, sealed_model_keys
-from .kernel_features import FAMILIES, FEATURE_NAMES, featurize_records, optimized_kernels, records_from_frame
+from .data import kernel_data, model_end_to_end
+from .kernel_features import (FAMILIES, FEATURE_NAMES, N_FEATURES_V1, featurize_records, optimized_kernels,
+                              records_from_frame)
 from .serialize import StackedGBM, export_model, import_model
 
 
@@ -55,13 +57,15 @@ class KernelPredictor(LatencyPredictor):
 
     def __init__(self, n_estimators: int = 200, max_depth: int = 4, learning_rate: float = 0.1,
                  min_family_rows: int = 30, campaign_weight: float = 0.2, model_context: bool = True,
-                 seed: int = 0) -> None:
+                 op_base: bool = True, matrix_view: bool = True, seed: int = 0) -> None:
         self.n_estimators = n_estimators
         self.model_context = model_context
         self.campaign_weight = campaign_weight
         self.max_depth = max_depth
         self.learning_rate = learning_rate
         self.min_family_rows = min_family_rows
+        self.op_base = op_base
+        self.matrix_view = matrix_view
         self.seed = seed
 
     # -- fitting ----------------------------------------------------------------------------
@@ -69,11 +73,13 @@ class KernelPredictor(LatencyPredictor):
             exclude_models: Sequence[str] = ()) -> "KernelPredictor":
         """Fit on ``profile``.  ``archs`` restricts which end-to-end architectures' kernel
         records and timings may be used (a held-out split stays unseen); ``exclude_models``
-        removes more profiled models (e.g. a held-out model family).  Models of the sealed
-        families are never fitted on: they are the test set (:mod:`hwnas.zoo_sealed`)."""
+        removes more profiled models (e.g. a held-out model family).  Every other profiled model
+        is fitted on, sealed families included: the predictor a user gets learns from every
+        family measured, while the sealed figures come from fits that exclude them
+        (:func:`hwnas.predictors.evaluate.evaluate_families`)."""
         from sklearn.ensemble import GradientBoostingRegressor
 
-        exclude = set(exclude_models) | sealed_model_keys(profile)
+        exclude = set(exclude_models)
         kp = profile.kernel_profiles
         arch_keys = set(profile.table("arch")["key"])
         if archs is not None:
@@ -84,6 +90,9 @@ class KernelPredictor(LatencyPredictor):
             raise HwnasError("profile holds no kernel records; re-run `hwnas profile` with kernel parts")
         fams = np.array([r.family for r in kd.rows])
         X = np.array([r.features for r in kd.rows])
+        if not self.matrix_view:
+            X = X[:, :N_FEATURES_V1]
+        self.n_features_ = X.shape[1]
         campaign_keys = set(profile.table("kernel")["key"])
         standalone = np.isin(kd.model, list(campaign_keys)).astype(float)
         # a context flag: single-op campaign graph (1) or kernel inside a model (0); predictions
@@ -95,23 +104,39 @@ class KernelPredictor(LatencyPredictor):
         # kernels seen inside real models are the better teachers; single-op campaign graphs
         # (colder caches, no neighbours) fill in the shapes models do not cover
         weight = np.where(standalone > 0, self.campaign_weight, 1.0)
+        # ...except for op types the profiled models hardly run (QuickGelu, Gelu, LayerNorm in a
+        # CNN-heavy profile): there the campaign is the only teacher and keeps full weight
+        codes = X[:, FEATURE_NAMES.index("op_code")]
+        in_model = pd.Series(codes[standalone == 0]).value_counts()
+        self.model_op_codes_ = sorted(int(c) for c in in_model[in_model >= MIN_MODEL_ROWS].index)
+        rare = np.isin(codes, self.model_op_codes_, invert=True)
+        weight[(standalone > 0) & rare] = 1.0
         y = np.log(kd.relative / np.array([r.work for r in kd.rows]))
+        # each op type's own base rate (median log time per unit of work, campaign and models
+        # alike): the trees fit what is left, so an op type with few rows (QuickGelu next to a
+        # thousand ReLUs) keeps its own level instead of borrowing its family's
+        keys = np.array([_base_key(f, c) for f, c in zip(fams, codes)])
+        self.op_base_ = {k: (float(np.median(y[keys == k])) if self.op_base and k.split(":")[0] not in WEIGHTED
+                             else 0.0) for k in np.unique(keys)}
+        y_raw, y = y, y - np.array([self.op_base_[k] for k in keys])
         self.families_: dict[str, dict] = {}
         for fam in FAMILIES:
             m = fams == fam
             n = int(m.sum())
             if n == 0:
                 continue
+            fam_base = float(np.median([self.op_base_[k] for k in np.unique(keys[m])]))
             if n >= self.min_family_rows:
                 est = GradientBoostingRegressor(n_estimators=self.n_estimators, max_depth=self.max_depth,
                                                 learning_rate=self.learning_rate, subsample=0.8,
                                                 random_state=self.seed)
                 est.fit(X[m], y[m], sample_weight=weight[m])
-                self.families_[fam] = {"rows": n, "model": export_model(est)}
+                self.families_[fam] = {"rows": n, "model": export_model(est), "base": fam_base}
             else:
-                self.families_[fam] = {"rows": n, "constant": float(np.average(y[m], weights=weight[m]))}
+                self.families_[fam] = {"rows": n, "constant": float(np.average(y[m], weights=weight[m])),
+                                       "base": fam_base}
         mem = np.isin(fams, ["elementwise", "memory", "activation"])
-        self.fallback_log_rate_ = float(np.median(y[mem] if mem.any() else y))
+        self.fallback_log_rate_ = float(np.median(y_raw[mem] if mem.any() else y_raw))
         self._compiled = {}
         self._stacked = None
         # calibration on profiled full models (not the campaign's single-op graphs)
@@ -158,6 +183,7 @@ class KernelPredictor(LatencyPredictor):
         rows, uncovered = featurize_records(records)
         n = len(rows)
         F = np.array([r.features for r in rows], dtype=np.float64).reshape(n, len(FEATURE_NAMES))
+        F = F[:, : getattr(self, "n_features_", len(FEATURE_NAMES))]
         ctx = _context_of(F) if self.model_context else np.zeros(0)
         by_fam: dict[str, list[int]] = {}
         for i, r in enumerate(rows):
@@ -167,9 +193,15 @@ class KernelPredictor(LatencyPredictor):
         stacked, index = self._stack()
         which = np.full(n, -1, dtype=np.int64)
 
+        # the context flag: in-model (0), except for op types the fit saw only as single-op
+        # campaign graphs, whose trees know them in that context only
+        known = getattr(self, "model_op_codes_", None)
+        single_op = (np.zeros(n) if known is None else
+                     np.isin(F[:, FEATURE_NAMES.index("op_code")], known, invert=True).astype(float))
+
         def features(idx) -> np.ndarray:
             m = len(idx)
-            return np.hstack([F[idx], np.tile(ctx, (m, 1)), np.zeros((m, 1))])
+            return np.hstack([F[idx], np.tile(ctx, (m, 1)), single_op[idx][:, None]])
 
         for fam, idx in by_fam.items():
             info = self.families_.get(fam)
@@ -185,6 +217,13 @@ class KernelPredictor(LatencyPredictor):
         sel = np.flatnonzero(which >= 0)
         if len(sel):
             logs[sel] = stacked.predict(features(sel), which[sel])
+        base = getattr(self, "op_base_", None)
+        if base:
+            fitted = ~fallback
+            code = FEATURE_NAMES.index("op_code")
+            for i in np.flatnonzero(fitted):
+                v = base.get(_base_key(rows[i].family, F[i, code]))
+                logs[i] += self.families_[rows[i].family].get("base", 0.0) if v is None else v
         out: list[KernelPrediction] = []
         for i, r in enumerate(rows):
             out.append(KernelPrediction(r.name, r.op_type, r.family, math.exp(logs[i]) * r.work, bool(fallback[i])))
@@ -260,7 +299,9 @@ class KernelPredictor(LatencyPredictor):
         self._check_fitted()
         return {"name": self.name, "params": self.get_params(), "families": self.families_,
                 "fallback_log_rate": self.fallback_log_rate_, "calibration": list(self.calibration_),
-                "n_calibration_models": self.n_calibration_models_, "device": self.device_,
+                "n_calibration_models": self.n_calibration_models_, "n_features": self.n_features_,
+                "model_op_codes": list(self.model_op_codes_), "op_base": dict(self.op_base_),
+                "device": self.device_,
                 "space": self.space_.to_dict(), "canary_reference_ms": self.canary_reference_ms_}
 
     @classmethod
@@ -276,11 +317,31 @@ class KernelPredictor(LatencyPredictor):
         p.fallback_log_rate_ = float(finite_array(d["fallback_log_rate"], "fallback_log_rate"))
         p.calibration_ = tuple(float(x) for x in finite_array(d["calibration"], "calibration"))
         p.n_calibration_models_ = int(d.get("n_calibration_models", 0))
+        p.n_features_ = int(d.get("n_features", N_FEATURES_V1))
+        # saved before op types seen only in the campaign were told apart: all in-model context
+        p.model_op_codes_ = [int(c) for c in d["model_op_codes"]] if "model_op_codes" in d else None
+        # saved before per-op base rates: the trees hold the whole level
+        p.op_base_ = {str(k): float(finite_array(v, f"op_base[{k}]")) for k, v in d.get("op_base", {}).items()}
+        if not 0 < p.n_features_ <= len(FEATURE_NAMES):
+            raise ValueError(f"n_features {p.n_features_} is not between 1 and {len(FEATURE_NAMES)}")
         p.device_ = DeviceSpec.from_dict(d["device"]).to_dict()
         p.space_ = SearchSpace.from_dict(d["space"])
         p.canary_reference_ms_ = saved_positive(d["canary_reference_ms"], "canary_reference_ms")
         return p
 
+
+#: families whose kernels do MACs: their op types (Conv / FusedConv, Gemm / MatMul) share one rate
+#: per MAC, and the trees keep the whole level (a base per op type cost them in-space accuracy)
+WEIGHTED = ("conv", "dwconv", "pwconv", "gconv", "gemm")
+
+
+def _base_key(family: str, op_code: float) -> str:
+    """Key of an op type's base rate within a kernel family, e.g. ``activation:39``."""
+    return f"{family}:{int(op_code)}"
+
+
+#: in-model kernels of an op type needed to predict it in the in-model context
+MIN_MODEL_ROWS = 10
 
 #: weight bytes and bytes moved by the whole model, per kernel: a kernel of a small model
 #: runs with its weights and activations cache-resident, the same kernel in a big one does not

@@ -28,7 +28,7 @@ from ..measure import (KernelRecord, make_session, optimized_node_attributes, pa
                        static_input_shapes)
 
 FAMILIES = ("conv", "dwconv", "pwconv", "gconv", "gemm", "pool", "globalpool", "activation", "elementwise",
-            "concat", "memory", "reorder", "batchnorm", "quantize")
+            "concat", "memory", "reorder", "batchnorm", "quantize", "layernorm")
 
 _ACTIVATIONS = {"Relu", "HardSwish", "HardSigmoid", "Sigmoid", "QuickGelu", "Clip", "Tanh", "LeakyRelu", "Gelu",
                 "Softmax", "Erf", "Elu", "Selu", "Swish", "Silu", "PRelu", "Softplus"}
@@ -75,6 +75,14 @@ _QUANTIZED["NhwcMaxPool"] = ("MaxPool", (0,))
 # their meaning
 for _op in (*[q for q in _QUANTIZED if q not in _ALWAYS_NHWC], *sorted(_QUANTIZE), "NhwcMaxPool"):
     OP_CODES.setdefault(_op, len(OP_CODES))
+#: transformer kernels ORT runs on CPU (after its fusions: Gelu from the erf form, BiasGelu,
+#: FastGelu from the tanh form, SkipLayerNormalization from Add + LayerNormalization)
+_LAYERNORM = {"LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
+              "SkipSimplifiedLayerNormalization"}
+_TRANSFORMER_ACTIVATIONS = {"BiasGelu", "FastGelu"}
+_ACTIVATIONS |= _TRANSFORMER_ACTIVATIONS
+for _op in (*sorted(_LAYERNORM), *sorted(_TRANSFORMER_ACTIVATIONS)):
+    OP_CODES.setdefault(_op, len(OP_CODES))
 
 
 def _nchw(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -112,7 +120,16 @@ FEATURE_NAMES = (
     "op_code", "log_out_elems", "log_in_elems", "log_macs", "log_weight_elems", "log_bytes", "log_intensity",
     "in_ch", "out_ch", "log_in_hw", "log_out_hw", "kernel", "stride", "log_groups", "has_activation",
     "has_residual", "n_inputs",
+    # a matrix-product view of every kernel (appended later: predictors saved before them read the
+    # first 17 only): rows x inner -> cols per matrix, times ``mats`` matrices.  gemm / MatMul:
+    # M, K, N and the batched matrices (attention's heads; 1 when the second operand is a weight);
+    # convolutions: output pixels, input channels per group x kernel area, output channels per
+    # group, groups; row-wise ops (LayerNorm, Softmax, activations): rows = all but the last axis,
+    # inner = the last axis
+    "log_rows", "log_inner", "log_cols", "log_mats",
 )
+#: features of predictors saved before the matrix-product view existed
+N_FEATURES_V1 = 17
 
 
 @dataclass(frozen=True)
@@ -167,16 +184,43 @@ def kernel_family(op_type: str, input_shapes: Sequence[Sequence[int]], output_sh
         return "reorder"
     if op_type == "BatchNormalization":
         return "batchnorm"
+    if op_type in _LAYERNORM:
+        return "layernorm"
     return None
 
 
-def kernel_macs(op_type: str, input_shapes: Sequence[Sequence[int]], output_shapes: Sequence[Sequence[int]]) -> int:
+def kernel_macs(op_type: str, input_shapes: Sequence[Sequence[int]], output_shapes: Sequence[Sequence[int]],
+                attributes: dict | None = None) -> int:
     out = _prod(output_shapes[0]) if output_shapes else 0
     if op_type in _CONV and len(input_shapes) >= 2 and len(input_shapes[1]) >= 3:
         return out * _prod(input_shapes[1][1:])
     if op_type in _GEMM and input_shapes and input_shapes[0]:
-        return out * int(input_shapes[0][-1])
+        return out * _inner_dim(input_shapes[0], attributes)
     return 0
+
+
+def _inner_dim(a_shape: Sequence[int], attributes: dict | None) -> int:
+    """K of a matrix product whose first operand has ``a_shape`` (``transA`` reads it transposed)."""
+    if (attributes or {}).get("transA") and len(a_shape) >= 2:
+        return int(a_shape[-2])
+    return int(a_shape[-1])
+
+
+def _matrix_view(fam: str, ins: Sequence[Sequence[int]], outs: Sequence[Sequence[int]], attributes: dict,
+                 groups: int) -> tuple[float, float, float, float]:
+    """(rows, inner, cols, mats) of a kernel: see FEATURE_NAMES."""
+    x = ins[0] if ins else ()
+    y = outs[0] if outs else ()
+    if fam == "gemm" and len(x) >= 1 and len(y) >= 1:
+        b = ins[1] if len(ins) > 1 else ()
+        mats = _prod(y[:-2]) if len(b) >= 3 and len(y) >= 3 else 1
+        return _prod(y[:-1]) / max(mats, 1), _inner_dim(x, attributes), y[-1], mats
+    if fam in ("conv", "dwconv", "pwconv", "gconv") and len(y) == 4 and len(ins) >= 2 and len(ins[1]) == 4:
+        w = ins[1]
+        return y[0] * y[2] * y[3], w[1] * w[2] * w[3], y[1] / groups, groups
+    if len(x) >= 2:
+        return _prod(x[:-1]), x[-1], 0, 0
+    return 0, 0, 0, 0
 
 
 def featurize(op_type: str, input_shapes: Sequence[Sequence[int]], output_shapes: Sequence[Sequence[int]],
@@ -192,7 +236,7 @@ def featurize(op_type: str, input_shapes: Sequence[Sequence[int]], output_shapes
     out_sizes = [_prod(s) for s in outs]
     out_elems = out_sizes[0] if y else 0
     in_elems = in_sizes[0] if x else 0
-    macs = kernel_macs(op_type, ins, outs)
+    macs = kernel_macs(op_type, ins, outs, attributes)
     is_weighted = fam in ("conv", "dwconv", "pwconv", "gconv", "gemm")
     weight_elems = sum(in_sizes[1:]) if is_weighted else 0
     act_elems = sum(in_sizes) - weight_elems + sum(out_sizes)
@@ -217,6 +261,7 @@ def featurize(op_type: str, input_shapes: Sequence[Sequence[int]], output_shapes
         math.log2(nbytes + 1), math.log2((macs + 1) / (nbytes + 1)),
         float(in_ch), float(out_ch), math.log2(in_hw), math.log2(out_hw), float(kernel), float(stride),
         math.log2(groups), has_act, has_res, float(len(ins)),
+        *(math.log2(v + 1) for v in _matrix_view(fam, ins, outs, attributes, groups)),
     )
     work = float(macs) if is_weighted else nbytes
     return KernelRow(fam, op_type, name, feats, max(work, 1.0))

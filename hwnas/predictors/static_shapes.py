@@ -89,8 +89,12 @@ def _infer(node: onnx.NodeProto, a: dict, ins: list[Shape], consts: dict[str, np
     if op in ("MatMul", "FusedMatMul"):
         if len(x) < 2 or len(ins[1]) < 2:
             raise _Unknown("matmul rank")
-        batch = _broadcast([x[:-2], ins[1][:-2]])
-        return [(*batch, x[-2], ins[1][-1])]
+        if a.get("transBatchA") or a.get("transBatchB"):
+            raise _Unknown("fusedmatmul batch transpose")
+        b = ins[1]
+        batch = _broadcast([x[:-2], b[:-2]])
+        # FusedMatMul (e.g. Q x K^T x scale, fused by ORT) may transpose either operand
+        return [(*batch, x[-1] if a.get("transA") else x[-2], b[-2] if a.get("transB") else b[-1])]
     if op in _UNARY:
         return [x]
     if op in _BINARY:

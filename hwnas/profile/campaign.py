@@ -53,6 +53,7 @@ class ProfilePlan:
 
     n_archs: int = 400
     n_kernels: int = 400
+    n_token_kernels: int = 150  # transformer-shaped kernels (hwnas.kernels.TokenKernelSampler), same part
     n_kernel_profiles: int = 30
     zoo_per_family: int = 6
     time_budget_min: float = 15.0
@@ -62,7 +63,7 @@ class ProfilePlan:
 
     def __post_init__(self) -> None:
         positive_number(self.time_budget_min, "time budget (--time-budget-min)", "minutes")
-        for name in ("n_archs", "n_kernels", "n_kernel_profiles", "zoo_per_family"):
+        for name in ("n_archs", "n_kernels", "n_token_kernels", "n_kernel_profiles", "zoo_per_family"):
             if getattr(self, name) < 0:
                 raise ProfileError(f"{name} must be >= 0")
 
@@ -126,23 +127,32 @@ def block_tasks(space: SearchSpace, batch: int) -> list[Task]:
     return tasks
 
 
-def kernel_tasks(n: int, seed: int, batch: int) -> list[Task]:
-    from ..kernels import KernelSampler, build_kernel_onnx
+def kernel_tasks(n: int, seed: int, batch: int, n_token: int = 0) -> list[Task]:
+    """``n`` CNN-shaped and ``n_token`` transformer-shaped campaign kernels, interleaved in
+    proportion so that a part stopped by its time budget still holds both kinds.  Each sampler
+    continues one stream: a larger ``n`` keeps the smaller one's kernels (a profile grows)."""
+    from ..kernels import KernelSampler, TokenKernelSampler, build_kernel_onnx
 
-    tasks = []
-    for spec in KernelSampler(seed, batches=(batch,)).sample(n):
-        tasks.append(Task("kernel", spec.key, spec.to_dict(), lambda s=spec: build_kernel_onnx(s), spec.macs, None))
-    return tasks
+    cnn = KernelSampler(seed, batches=(batch,)).sample(n)
+    token = TokenKernelSampler(seed, batches=(batch,)).sample(n_token)
+    order = sorted([(i / max(n, 1), 0, s) for i, s in enumerate(cnn)]
+                   + [(i / max(n_token, 1), 1, s) for i, s in enumerate(token)], key=lambda t: (t[0], t[1]))
+    return [Task("kernel", spec.key, spec.to_dict(), lambda s=spec: build_kernel_onnx(s), spec.macs, None)
+            for _, _, spec in order]
 
 
 def zoo_tasks(per_family: int) -> list[Task]:
     from ..onnx_io import onnx_macs, onnx_params
     from ..zoo import zoo_models
-    from ..zoo_sealed import sealed_models
+    from ..zoo_sealed import opened_models, sealed_models
+    from ..zoo_transformers import transformer_models
 
     tasks = []
-    # the tuning families, then the sealed ones (a test set: judged apart, never fitted on)
-    for m in [*zoo_models(per_family), *sealed_models(per_family)] if per_family else []:
+    # the tuning families (CNNs, then transformers), then the sealed ones (a test set: judged
+    # apart, never fitted on)
+    models = [*zoo_models(per_family), *opened_models(per_family), *transformer_models(per_family),
+              *sealed_models(per_family)]
+    for m in models if per_family else []:
         model = m.build()
         tasks.append(Task("zoo", f"zoo:{m.name}", {"family": m.family, "name": m.name, "resolution": m.resolution},
                           m.build, onnx_macs(model), onnx_params(model)))
@@ -197,7 +207,7 @@ def part_task_lists(device: DeviceSpec, space: SearchSpace, pplan: ProfilePlan) 
     archs = profile_archs(space, pplan.n_archs, pplan.seed)
     return {
         "block": lambda: block_tasks(space, device.batch_size),
-        "kernel": lambda: kernel_tasks(pplan.n_kernels, pplan.seed, device.batch_size),
+        "kernel": lambda: kernel_tasks(pplan.n_kernels, pplan.seed, device.batch_size, pplan.n_token_kernels),
         "kernel_profile": lambda: arch_tasks(space, archs[: pplan.n_kernel_profiles], device.batch_size),
         "zoo": lambda: zoo_tasks(pplan.zoo_per_family),
         "arch": lambda: arch_tasks(space, archs, device.batch_size),

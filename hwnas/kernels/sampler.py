@@ -1,0 +1,268 @@
+"""Seeded samplers of realistic kernel specs: CNN shapes and transformer (token) shapes."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from .spec import OPS, TOKEN_OPS, KernelSpec
+
+
+DEFAULT_OP_WEIGHTS: dict[str, float] = {
+    "conv": 0.12, "dwconv": 0.11, "pwconv": 0.14, "gconv": 0.04, "gemm": 0.04,
+    "maxpool": 0.03, "avgpool": 0.02, "globalavgpool": 0.03,
+    "relu": 0.03, "hswish": 0.03, "sigmoid": 0.02, "swish": 0.02, "hsigmoid": 0.02,
+    "add": 0.04, "mul": 0.02, "mul_bcast": 0.03, "concat": 0.03, "reshape_transpose": 0.02,
+    "batchnorm": 0.03, "conv_relu": 0.08, "conv_hswish": 0.06, "conv_add": 0.05,
+}  # fmt: skip
+"""Relative draw weights of the op types (convolutions most common)."""
+
+# Stage levels: level L runs at about image_res / 2**L with channels in [lo, hi].  Level 0 is the
+# stem (3-channel image, dense convs only).  Big spatial pairs with few channels, small with many.
+_LEVEL_CHANNELS: dict[int, tuple[int, int]] = {1: (8, 96), 2: (16, 256), 3: (24, 512), 4: (48, 1024), 5: (64, 1024)}
+_LEVEL_WEIGHTS = (0.15, 0.25, 0.25, 0.2, 0.15)  # levels 1..5
+_IMAGE_RES = (128, 160, 192, 224, 256, 288, 320)
+_IMAGE_RES_WEIGHTS = (0.12, 0.14, 0.16, 0.3, 0.1, 0.08, 0.1)
+_STEM_OPS = ("conv", "conv_relu", "conv_hswish")
+MIN_RES, MAX_RES = 7, 224
+MIN_CH, MAX_CH = 8, 1024
+
+
+def _weighted(rng: np.random.Generator, values: Sequence[Any], weights: Sequence[float]) -> Any:
+    p = np.asarray(weights, dtype=np.float64)
+    return values[int(rng.choice(len(values), p=p / p.sum()))]
+
+
+class KernelSampler:
+    """Seeded sampler of realistic kernel specs; owns its ``numpy.random.Generator``.
+
+    Each draw picks an op type (``op_weights``), then a stage level (image resolution
+    ``/ 2**L``) and channels consistent with that level, so shapes look like real CNN layers:
+    spatial 7-224 px, channels 8-1024 (multiples of 8 with probability ``p_mult8``), kernels
+    1/3/5/7, strides 1-2, groups from 1 to C; gemm with 64-4096 in and 10-4096 out features.
+    Draws whose MACs exceed ``max_macs`` or whose largest tensor exceeds ``max_elements``
+    values are rejected (400 M MACs runs in roughly 20 ms on one thread).
+
+    Successive :meth:`sample` calls continue one stream and never repeat a spec, so
+    ``sample(10) + sample(10)`` equals ``sample(20)`` of a fresh sampler with the same seed.
+    """
+
+    #: the ops this sampler draws
+    OP_SET: tuple[str, ...] = tuple(op for op in OPS if op not in TOKEN_OPS)
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        op_weights: dict[str, float] | None = None,
+        batches: Sequence[int] = (1,),
+        max_macs: int = 400_000_000,
+        max_elements: int = 4_000_000,
+        p_mult8: float = 0.85,
+    ) -> None:
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        weights = dict(DEFAULT_OP_WEIGHTS if op_weights is None else op_weights)
+        unknown = set(weights) - set(self.OP_SET)
+        if unknown:
+            raise ValueError(f"kernel ops {', '.join(sorted(unknown))} are not drawn by {type(self).__name__}; "
+                             f"expected some of {', '.join(self.OP_SET)}")
+        self.ops = tuple(op for op in self.OP_SET if weights.get(op, 0) > 0)
+        if not self.ops:
+            raise ValueError("op_weights gives no op a positive weight")
+        self.op_weights = tuple(float(weights[op]) for op in self.ops)
+        if not batches or any(int(b) < 1 for b in batches):
+            raise ValueError(f"batches must be positive ints, got {list(batches)}")
+        self.batches = tuple(int(b) for b in batches)
+        self.max_macs = int(max_macs)
+        self.max_elements = int(max_elements)
+        self.p_mult8 = float(p_mult8)
+        self._seen: set[KernelSpec] = set()
+
+    # -- drawing helpers ----------------------------------------------------------------------
+    def _channels(self, lo: float, hi: float) -> int:
+        """Log-uniform channel count in [lo, hi], a multiple of 8 with probability p_mult8."""
+        lo, hi = max(lo, MIN_CH), min(hi, MAX_CH)
+        v = math.exp(self.rng.uniform(math.log(lo), math.log(hi)))
+        if self.rng.random() < self.p_mult8:
+            c = int(round(v / 8)) * 8
+        else:
+            c = int(round(v))
+        return int(min(max(c, MIN_CH), MAX_CH))
+
+    def _level_res(self, level: int) -> int:
+        image = _weighted(self.rng, _IMAGE_RES, _IMAGE_RES_WEIGHTS)
+        if level == 0:
+            image = min(image, MAX_RES)
+        return int(min(max(math.ceil(image / 2**level), MIN_RES), MAX_RES))
+
+    def _out_like(self, c: int, lo: int, hi: int) -> int:
+        """An output channel count related to ``c`` by a typical ratio (expand/project/widen)."""
+        ratio = _weighted(self.rng, (1 / 6, 1 / 4, 1 / 2, 1.0, 2.0, 4.0, 6.0), (1, 2, 3, 4, 3, 2, 1))
+        v = c * ratio
+        c_out = int(round(v / 8)) * 8 if self.rng.random() < self.p_mult8 else int(round(v))
+        return int(min(max(c_out, max(lo // 2, MIN_CH)), MAX_CH))
+
+    def _stride(self, p2: float = 0.25) -> int:
+        return 2 if self.rng.random() < p2 else 1
+
+    def _draw(self) -> KernelSpec | None:
+        """One candidate spec, or None when the drawn shape does not fit the op."""
+        rng = self.rng
+        op = _weighted(rng, self.ops, self.op_weights)
+        batch = int(rng.choice(self.batches))
+        if op == "gemm":
+            fin = self._gemm_features(64, 4096)
+            fout = (
+                int(rng.choice((10, 100, 1000, 1001)))
+                if rng.random() < 0.25
+                else self._gemm_features(10, 4096)
+            )
+            return KernelSpec("gemm", batch=batch, in_ch=fin, out_ch=fout)
+        if op in _STEM_OPS and rng.random() < 0.1:
+            res = self._level_res(0)
+            kernel = _weighted(rng, (3, 5, 7), (0.7, 0.1, 0.2))
+            return KernelSpec(op, batch=batch, in_ch=3, out_ch=self._channels(8, 64), res=res,
+                              kernel=kernel, stride=self._stride(0.85))
+        level = _weighted(rng, (1, 2, 3, 4, 5), _LEVEL_WEIGHTS)
+        lo, hi = _LEVEL_CHANNELS[level]
+        res = self._level_res(level)
+        c = self._channels(lo, hi)
+        common = dict(batch=batch, in_ch=c, res=res)
+        if op == "conv":
+            kernel = _weighted(rng, (1, 3, 5, 7), (0.1, 0.7, 0.1, 0.1))
+            return KernelSpec(op, out_ch=self._out_like(c, lo, hi), kernel=kernel, stride=self._stride(), **common)
+        if op == "pwconv":
+            return KernelSpec(op, out_ch=self._out_like(c, lo, hi), stride=self._stride(0.1), **common)
+        if op == "dwconv":
+            kernel = _weighted(rng, (3, 5, 7), (0.5, 0.3, 0.2))
+            return KernelSpec(op, kernel=kernel, stride=self._stride(), **common)
+        if op == "gconv":
+            out = self._out_like(c, lo, hi)
+            groups = self._divisor_groups(c, out)
+            if groups is None:
+                return None
+            kernel = _weighted(rng, (1, 3), (0.4, 0.6))
+            return KernelSpec(op, out_ch=out, kernel=kernel, stride=self._stride(), groups=groups, **common)
+        if op in ("conv_relu", "conv_hswish", "conv_add"):
+            depthwise = rng.random() < 0.4
+            kernel = _weighted(rng, (3, 5, 7), (0.5, 0.3, 0.2)) if depthwise else _weighted(
+                rng, (1, 3, 5, 7), (0.45, 0.45, 0.05, 0.05)
+            )
+            if op == "conv_add":
+                return KernelSpec(op, kernel=kernel, groups=c if depthwise else 1, **common)
+            if depthwise:
+                return KernelSpec(op, out_ch=c, kernel=kernel, groups=c, stride=self._stride(), **common)
+            return KernelSpec(op, out_ch=self._out_like(c, lo, hi), kernel=kernel, stride=self._stride(), **common)
+        if op == "maxpool":
+            kernel, stride = _weighted(rng, ((3, 2), (2, 2), (3, 1), (5, 1)), (0.5, 0.3, 0.1, 0.1))
+            return KernelSpec(op, kernel=kernel, stride=stride, **common)
+        if op == "avgpool":
+            kernel, stride = _weighted(rng, ((2, 2), (3, 1), (3, 2)), (0.4, 0.4, 0.2))
+            return KernelSpec(op, kernel=kernel, stride=stride, **common)
+        if op == "concat":
+            n = _weighted(rng, (2, 3, 4), (0.6, 0.2, 0.2))
+            common["in_ch"] = self._channels(lo // n, hi // n)
+            return KernelSpec(op, n_inputs=n, **common)
+        if op == "reshape_transpose":
+            cands = [g for g in (2, 3, 4, 8) if c % g == 0 and g < c]
+            if not cands:
+                return None
+            return KernelSpec(op, groups=int(rng.choice(cands)), **common)
+        return KernelSpec(op, **common)  # activations, add, mul, mul_bcast, batchnorm, globalavgpool
+
+    def _gemm_features(self, lo: int, hi: int) -> int:
+        v = math.exp(self.rng.uniform(math.log(lo), math.log(hi)))
+        f = round(v / 8) * 8 if self.rng.random() < self.p_mult8 else round(v)
+        return int(min(max(f, lo), hi))
+
+    def _divisor_groups(self, c: int, out: int) -> int | None:
+        """Groups of a grouped conv: ShuffleNet-style counts or RegNet/ResNeXt group widths."""
+        cands = {g for g in (2, 3, 4, 8, 16, 32, 64)}
+        cands |= {c // w for w in (8, 16, 32, 64) if c % w == 0}
+        ok = sorted(g for g in cands if 1 < g < c and c % g == 0 and out % g == 0)
+        return int(self.rng.choice(ok)) if ok else None
+
+    def _fits(self, spec: KernelSpec) -> bool:
+        biggest = max(math.prod(spec.input_shape) * spec.n_inputs, math.prod(spec.output_shape))
+        return spec.macs <= self.max_macs and biggest <= self.max_elements
+
+    # -- public -------------------------------------------------------------------------------
+    def sample(self, n: int) -> list[KernelSpec]:
+        """``n`` new specs, none repeating any spec this sampler has returned before."""
+        out: list[KernelSpec] = []
+        attempts = 0
+        while len(out) < n:
+            attempts += 1
+            if attempts > 200 * n + 1000:
+                raise ValueError(f"could not draw {n} new unique kernels (op weights or caps too narrow)")
+            spec = self._draw()
+            if spec is None or spec in self._seen or not self._fits(spec):
+                continue
+            self._seen.add(spec)
+            out.append(spec)
+        return out
+
+
+DEFAULT_TOKEN_OP_WEIGHTS: dict[str, float] = {
+    "linear": 0.34, "gelu": 0.08, "layernorm": 0.1, "add_layernorm": 0.08, "softmax": 0.12, "attn_qk": 0.14,
+    "attn_av": 0.14,
+}  # fmt: skip
+"""Relative draw weights of the token ops (the MLP and QKV projections dominate a transformer)."""
+
+_EMBED = (64, 1024)  # features per token
+_TOKENS = (16, 1024)  # sequence length / image patches
+_CONV_TOKENS = (49, 196, 784, 3136)  # ConvNeXt's channels-last MLP: 7x7 .. 56x56 positions
+_HEAD_DIMS = (16, 32, 48, 64, 96, 128)
+
+
+class TokenKernelSampler(KernelSampler):
+    """Seeded sampler of transformer-shaped token kernels (:data:`~hwnas.kernels.spec.TOKEN_OPS`).
+
+    Shapes from real ranges: embedding 64-1024 features, 16-1024 tokens (and ConvNeXt's
+    7x7-56x56 positions for ``linear``), heads 1-16 of dimension 16-128, MLP ratio 2-4.  Same
+    stream and de-duplication rules as :class:`KernelSampler`, under its own op weights; a
+    different seed offset keeps its stream independent of the CNN sampler's."""
+
+    OP_SET = TOKEN_OPS
+
+    def __init__(self, seed: int = 0, *, op_weights: dict[str, float] | None = None, **kw: Any) -> None:
+        super().__init__(seed, op_weights=dict(DEFAULT_TOKEN_OP_WEIGHTS if op_weights is None else op_weights), **kw)
+        self.rng = np.random.default_rng((seed, 0x70CE))
+
+    def _log_uniform(self, lo: int, hi: int, mult: int = 8) -> int:
+        v = math.exp(self.rng.uniform(math.log(lo), math.log(hi)))
+        if self.rng.random() < self.p_mult8:
+            v = round(v / mult) * mult
+        return int(min(max(round(v), lo), hi))
+
+    def _draw(self) -> KernelSpec | None:
+        rng = self.rng
+        op = _weighted(rng, self.ops, self.op_weights)
+        batch = int(rng.choice(self.batches))
+        tokens = self._log_uniform(*_TOKENS, mult=1)
+        if rng.random() < 0.3:  # patch grids: a square number of tokens, often plus a class token
+            side = max(2, round(math.sqrt(tokens)))
+            tokens = side * side + int(rng.random() < 0.5)
+        if op in ("softmax", "attn_qk", "attn_av"):
+            heads = int(_weighted(rng, (1, 2, 3, 4, 6, 8, 12, 16), (1, 2, 3, 3, 3, 3, 2, 1)))
+            d = int(_weighted(rng, _HEAD_DIMS, (1, 3, 1, 4, 1, 1)))
+            if op == "softmax":
+                return KernelSpec(op, batch=batch, in_ch=tokens, res=tokens, groups=heads)
+            if op == "attn_qk":
+                return KernelSpec(op, batch=batch, in_ch=d, res=tokens, groups=heads)
+            return KernelSpec(op, batch=batch, in_ch=tokens, out_ch=min(d, tokens), res=tokens, groups=heads)
+        c = self._log_uniform(*_EMBED)
+        if op == "linear":
+            if rng.random() < 0.25:
+                tokens = int(rng.choice(_CONV_TOKENS))
+            ratio = _weighted(rng, (1 / 4, 1 / 3, 1 / 2, 1.0, 2.0, 3.0, 4.0), (2, 1, 1, 3, 1, 1, 3))
+            out = int(min(max(round(c * ratio / 8) * 8, 8), 4096))
+            return KernelSpec(op, batch=batch, in_ch=c, out_ch=out, res=tokens)
+        if op in ("gelu", "layernorm") and rng.random() < 0.25:
+            tokens = int(rng.choice(_CONV_TOKENS))
+        if op == "gelu":  # after the MLP's expansion
+            c = int(min(c * _weighted(rng, (2, 3, 4), (1, 1, 2)), 4096))
+        return KernelSpec(op, batch=batch, in_ch=c, res=tokens)
