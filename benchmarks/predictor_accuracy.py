@@ -4,8 +4,9 @@ In-space: the profile's measured architectures split 50/50 by hash; predictors f
 half, scored on the other (canary units).  Out-of-space, two sets reported apart: the tuning
 families (hwnas.zoo; each held out in turn) and the sealed families (hwnas.zoo_sealed, listed in
 benchmarks/sealed_families.txt before any was measured; judged by a kernel predictor fitted with
-every sealed model excluded).  No sealed model is fitted on anywhere here.  Judge the sealed set
-once per change of the predictor; a change made because of its figure makes it a tuning set.
+every sealed model excluded), and the transformer families (hwnas.zoo_transformers; each held
+out in turn).  No sealed model is fitted on anywhere here.  Judge the sealed set once per change of
+the predictor; a change made because of its figure makes it a tuning set.
 
     python benchmarks/predictor_accuracy.py [--profile profiles/cpu-1t]
 """
@@ -49,6 +50,8 @@ def main() -> None:
     oos = res["out_of_space"]
     if oos:
         _families_table("tuning families (the predictor was tuned on them; each held out from fitting)", oos)
+        if "transformers" in oos:
+            _families_table("transformer families (each held out from fitting)", oos["transformers"])
         if "sealed" in oos:
             _families_table("SEALED families (never tuned on; every sealed model held out from fitting)",
                             oos["sealed"])

@@ -64,7 +64,9 @@ def main() -> None:
     per_model = []
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
-        for m in zoo_models():
+        from hwnas.zoo_transformers import TRANSFORMER_FAMILIES, transformer_models
+
+        for m in [*zoo_models(), *transformer_models()]:
             path = Path(tmp) / f"{m.name}.onnx"
             onnx.save(m.build(), str(path))
             paths.append((m.name, str(path)))
@@ -99,6 +101,12 @@ def main() -> None:
     print("slowest models (ms; ORT's load+optimize+save alone in brackets):")
     for r in sorted(per_model, key=lambda r: -r["ms"])[:5]:
         print(f"  {r['model']:32s} {r['ms']:6.1f}  ({r['ort_optimize_ms']:.1f})")
+    tf_names = {m.name for m in transformer_models() if m.family in TRANSFORMER_FAMILIES}
+    tf = np.array([r["ms"] for r in per_model if r["model"] in tf_names])
+    res["any_onnx"]["transformers"] = {"n": int(len(tf)), "median_ms": float(np.median(tf)), "max_ms": float(tf.max()),
+                                       "share_under_100ms": float(np.mean(tf <= 100))}
+    print(f"of which {len(tf)} transformers: median {np.median(tf):.0f} ms, max {tf.max():.0f} ms, "
+          f"{100 * np.mean(tf <= 100):.0f}% under 100 ms")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2))
     print(f"saved {args.out}")
