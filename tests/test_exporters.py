@@ -132,6 +132,7 @@ class _TinyEncoder(torch.nn.Module):
         return x + self.fc2(torch.nn.functional.gelu(self.fc1(self.norm2(x))))
 
 
+@pytest.mark.slow
 def test_torch_transformer_with_dynamic_tokens_needs_a_shape_then_predicts(tmp_path):
     """A user's transformer exported with a dynamic sequence length: `hwnas predict` names
     --input-shape in a one-line error; with the shape it prices every kernel (nothing uncovered)."""
@@ -162,3 +163,19 @@ def test_torch_transformer_with_dynamic_tokens_needs_a_shape_then_predicts(tmp_p
     assert {"gemm", "layernorm", "activation"} <= fams and res["latency_ms"] > 0
     r2 = hwnas("--input-shape", "tokens=1,100,64")
     assert r2.returncode == 0 and json.loads(r2.stdout)[0]["latency_ms"] > res["latency_ms"]
+
+
+def test_a_spatial_reduce_mean_is_priced_as_the_global_pool_it_is():
+    """torch's dynamo exporter writes global average pooling as ReduceMean over H and W; it costs
+    what GlobalAveragePool costs (measured here, the 11 pools of one model: 0.09-0.10 ms as ReduceMean,
+    0.11-0.12 ms as GlobalAveragePool, two runs each), so it gets that
+    op code. A ReduceMean over tokens (a transformer's pooling) keeps its own."""
+    from hwnas.predictors.kernel_features import FEATURE_NAMES, OP_CODES, featurize
+
+    code = FEATURE_NAMES.index("op_code")
+    gap = featurize("GlobalAveragePool", [(1, 64, 7, 7)], [(1, 64, 1, 1)], {})
+    for out in ((1, 64, 1, 1), (1, 64)):
+        rm = featurize("ReduceMean", [(1, 64, 7, 7)], [out], {})
+        assert rm.features[code] == gap.features[code] == OP_CODES["GlobalAveragePool"] and rm.family == "globalpool"
+    tokens = featurize("ReduceMean", [(1, 50, 64)], [(1, 64)], {})
+    assert tokens.features[code] == OP_CODES["ReduceMean"]

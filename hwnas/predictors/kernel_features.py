@@ -223,12 +223,25 @@ def _matrix_view(fam: str, ins: Sequence[Sequence[int]], outs: Sequence[Sequence
     return 0, 0, 0, 0
 
 
+def _as_global_pool(op_type: str, input_shapes: Sequence[Sequence[int]], output_shapes: Sequence[Sequence[int]]) -> str:
+    """``ReduceMean`` / ``ReduceMax`` over all the spatial axes of an NCHW map (how torch's dynamo
+    exporter writes a global pool) is the global pool ORT also runs for ``GlobalAveragePool``:
+    same op code, so both exports of one network are priced alike.  Other reductions (over
+    tokens, over channels) keep their own code."""
+    if op_type not in ("ReduceMean", "ReduceMax") or not input_shapes or not output_shapes:
+        return op_type
+    x, y = tuple(input_shapes[0]), tuple(output_shapes[0])
+    if len(x) == 4 and x[2] * x[3] > 1 and y in ((x[0], x[1], 1, 1), (x[0], x[1])):
+        return "GlobalAveragePool" if op_type == "ReduceMean" else "GlobalMaxPool"
+    return op_type
+
+
 def featurize(op_type: str, input_shapes: Sequence[Sequence[int]], output_shapes: Sequence[Sequence[int]],
               attributes: dict, name: str = "") -> KernelRow | None:
     fam = kernel_family(op_type, input_shapes, output_shapes, attributes)
     if fam is None:
         return None
-    code = float(OP_CODES.get(op_type, -1))
+    code = float(OP_CODES.get(_as_global_pool(op_type, input_shapes, output_shapes), -1))
     op_type, ins, outs, elem_bytes = float_layout(op_type, input_shapes, output_shapes, attributes)
     x = ins[0] if ins else ()
     y = outs[0] if outs else ()
