@@ -221,6 +221,7 @@ def test_cli_rejects_non_onnx_model(tmp_path):
     _one_line_error(_cli("--models", "notes.txt", cwd=tmp_path), r"notes\.txt is not an ONNX model")
 
 
+@pytest.mark.slow  # tens of seconds (CLI subprocesses): run by .ci/run's slow step
 def test_cli_rejects_output_path_that_is_a_file(tmp_path):
     (tmp_path / "out").write_text("x")
     _one_line_error(_cli("--out", "out", cwd=tmp_path), r"output path out is a file")

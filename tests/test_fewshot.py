@@ -212,6 +212,7 @@ def test_fewshot_interrupted_then_resumed(reference, tmp_path):
     assert read_index(out)["few_shot"]["n"] == 5
 
 
+@pytest.mark.slow  # tens of seconds (CLI subprocesses): run by .ci/run's slow step
 def test_evaluate_fewshot_against_full_profile(reference, tmp_path):
     """`hwnas evaluate` on a few-shot profile: judged on a full profile of the same device."""
     few = tmp_path / "few-cpu-1t"

@@ -50,6 +50,7 @@ def trained_tiny(tiny_profile, tmp_path_factory):
 # -- 1. reports of a profile without per-kernel records -------------------------------------------
 
 
+@pytest.mark.slow  # tens of seconds (CLI subprocesses): run by .ci/run's slow step
 def test_compare_out_without_kernel_records(tmp_path):
     r = _cli("compare", "--profile", BUNDLED_2T, "--out", tmp_path / "c")
     assert r.returncode == 0, r.stderr

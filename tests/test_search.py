@@ -152,6 +152,7 @@ def _cli(*args):
                           timeout=300)
 
 
+@pytest.mark.slow  # tens of seconds (CLI subprocesses): run by .ci/run's slow step
 @pytest.mark.parametrize("budget, msg", [("0", "positive"), ("nan", "positive"), ("fast", "number"),
                                          ("0.001", "smallest latency reachable")])
 def test_cli_bad_budget(budget, msg):
@@ -159,6 +160,7 @@ def test_cli_bad_budget(budget, msg):
     assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow  # tens of seconds (CLI subprocesses): run by .ci/run's slow step
 def test_cli_json_and_out(tmp_path):
     out = tmp_path / "s"
     r = _cli("--budget-ms", "7", "--accuracy", "params", "--population", "20", "--generations", "10", "--json",
