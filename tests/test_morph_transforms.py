@@ -19,12 +19,7 @@ TOL = 1e-5
 N_FAST = 3  # architectures per kind in the quick test; the slow one runs 50
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():  # two threads on a busy machine spin: several times the CPU time
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def randomize(model: torch.nn.Module, gen: torch.Generator) -> torch.nn.Module:
@@ -119,7 +114,8 @@ def test_transforms_grow_the_layers_they_name_and_leave_the_parent_alone():
     assert torch.equal(w[..., 2:5, 2:5], m.blocks[-1].dw.conv.weight) and float(w[..., 0, :].abs().sum()) == 0
     c, n = deepen(m, 2, space=SPACE)
     assert c.depths == (2, 2, 3, 2, 2) and len(n.blocks) == len(m.blocks) + 1
-    assert float(n.blocks[1 + 6].project.bn.weight.abs().sum() + n.blocks[1 + 6].project.bn.bias.abs().sum()) == 0
+    bn = n.blocks[1 + 6].project.bn
+    assert float(bn.weight.detach().abs().sum() + bn.bias.detach().abs().sum()) == 0
     c, n = widen_width(m, 1.2, space=SPACE)
     assert c.width_mult == 1.2 and n.stem.conv.weight.shape[0] > m.stem.conv.weight.shape[0]
     assert torch.equal(torch.get_rng_state(), rng_state)  # the global RNG is not used
