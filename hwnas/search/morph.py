@@ -12,7 +12,7 @@ Only the final incumbent is scored through the search's evaluator, so the search
 climb's pick; its ``accuracy_estimate`` is the search's accuracy estimator's, while the accuracy
 the climb measured is in :attr:`MorphSearcher.steps`.  Seeded: the children drawn, their channel
 mappings and every training run come from the searcher's own generator; the same seed gives the
-same climb (at a fixed torch thread count).
+same climb (torch runs on ``threads`` threads during the climb, then the caller's count is restored).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ..errors import InputError
 from ..morph import apply_morph, children
@@ -48,16 +49,17 @@ class MorphSearcher(Searcher):
 
     def __init__(self, data: str = "builtin:digits", rounds: int = 4, children_per_round: int = 4,
                  init_steps: int = 300, finetune_steps: int = 100, noise_std: float = 0.0,
-                 train: TrainConfig | None = None, seed: int = 0) -> None:
+                 train: TrainConfig | None = None, threads: int = 1, seed: int = 0) -> None:
         super().__init__(seed)
-        if rounds < 1 or children_per_round < 1 or init_steps < 1 or finetune_steps < 1:
-            raise InputError("morph search needs rounds, children per round, initial and fine-tune steps >= 1")
+        if min(rounds, children_per_round, init_steps, finetune_steps, threads) < 1:
+            raise InputError("morph search needs rounds, children per round, initial and fine-tune steps, threads >= 1")
         self.data = data
         self.rounds = rounds
         self.children_per_round = children_per_round
         self.init_steps = init_steps
         self.finetune_steps = finetune_steps
         self.noise_std = noise_std
+        self.threads = threads
         self.train_config = train or TrainConfig()
         self.task: ProxyTask | None = None
         self.steps: list[MorphStep] = []
@@ -72,6 +74,14 @@ class MorphSearcher(Searcher):
         return int(self.rng.integers(2**31 - 1))
 
     def run(self, problem: SearchProblem, progress: Progress | None = None) -> None:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.threads)  # small models: on a busy CPU, more threads mostly contend
+        try:
+            self._run(problem, progress)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _run(self, problem: SearchProblem, progress: Progress | None) -> None:
         space = problem.space
         if self.task is None or self.task.space != space:
             self.prepare(space)
