@@ -18,3 +18,14 @@ def tiny_profile(tmp_path_factory):
                            canary_min_runs=3, canary_min_s=0.005)
     reports = build_profile(load_device("cpu-1t"), d, TINY_PLAN, space=TINY_SPACE, config=config)
     return d, reports
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread during a test (two threads spin on a busy machine), restored afterwards."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

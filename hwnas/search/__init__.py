@@ -23,11 +23,12 @@ from ..errors import InputError
 from ..space import Arch
 from .problem import MB, Constraints, Evaluator, InfeasibleError
 from .gradient import GradientConfig, GradientSearcher
+from .morph import MorphSearcher
 from .rl import RLSearcher
 from .strategies import STRATEGIES as _BASE_STRATEGIES
 from .strategies import EvolutionSearcher, GridSearcher, NSGA2Searcher, RandomSearcher, SearchProblem
 
-STRATEGIES = {**_BASE_STRATEGIES, "rl": RLSearcher, "gradient": GradientSearcher}
+STRATEGIES = {**_BASE_STRATEGIES, "rl": RLSearcher, "gradient": GradientSearcher, "morph": MorphSearcher}
 
 VERIFY_TOLERANCE = 0.05
 
@@ -56,6 +57,10 @@ class SearchConfig:
     resolution: int | None = None  # gradient: fixed resolution (None: a run per resolution x width)
     width_mult: float | None = None  # gradient: fixed width multiplier
     gradient_steps: int = 300  # gradient: weight steps per run
+    morph_rounds: int = 4  # morph: hill-climbing rounds
+    morph_children: int = 4  # morph: children fine-tuned per round
+    morph_steps: int = 100  # morph: fine-tune steps per child (the start trains 3x as many)
+    morph_data: str = "builtin:digits"  # morph: the proxy dataset
 
     def __post_init__(self) -> None:
         # a bad budget or limit (NaN, inf, <= 0) fails here, before anything is loaded; --max-params
@@ -160,6 +165,9 @@ def make_searcher(cfg: SearchConfig):
     if cfg.strategy == "gradient":
         return GradientSearcher(cfg.accuracy_dir, [str(d) for d in _profile_dirs(cfg)], cfg.resolution, cfg.width_mult,
                                 GradientConfig(steps=cfg.gradient_steps), seed=cfg.seed)
+    if cfg.strategy == "morph":
+        return MorphSearcher(cfg.morph_data, rounds=cfg.morph_rounds, children_per_round=cfg.morph_children,
+                             init_steps=3 * cfg.morph_steps, finetune_steps=cfg.morph_steps, seed=cfg.seed)
     return NSGA2Searcher(population=cfg.population, generations=cfg.generations, seed=cfg.seed)
 
 

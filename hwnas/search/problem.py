@@ -156,6 +156,13 @@ class Evaluator:
         idx = np.fromiter((self._index[k] for k in keys), dtype=np.int64, count=len(keys))
         return Evaluation(self.space, G, self._lat[idx], self._acc[idx], self._ok[idx])
 
+    def predict_genomes(self, G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(latency ms ``(n, profiles)``, static limits hold ``(n,)``) of genomes ``G``, neither
+        cached nor counted nor recorded: for a strategy that screens candidates by the budget
+        before judging them itself (morph)."""
+        G = self.space.canonical(G)
+        return self._latency(self.space.genomes_to_ordinal(G), G), self._static_ok(G)
+
     def evaluate(self, archs: Sequence[Arch]) -> Evaluation:
         return self.evaluate_genomes(self.space.archs_to_genomes(list(archs)))
 
