@@ -57,6 +57,7 @@ def _climb(data, seed: int, budget_ms: float):
     return s, ev
 
 
+@pytest.mark.slow  # two climbs with real training: ~25 s here
 def test_morph_climb_stays_in_budget_and_is_seeded(tiny_digits):
     # 9.5 ms: from the smallest (9.0 ms) only expand 3 -> 4 (+0.3 ms) fits; a kernel 3 -> 5 (+0.6),
     # a deeper stage (+0.9) or the wider network (10.8) would not
