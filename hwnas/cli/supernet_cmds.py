@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import List, Optional
 
@@ -76,8 +77,8 @@ def supernet_train(data: str = typer.Option(..., "--data", help="ImageFolder-sty
         err.print(f"data: {dataset.description}")
     elif main:
         err.print(f"data: {data} (opened by each of {env.world_size if env else nproc} processes)")
-    with _progress() as prog:
-        task = prog.add_task("supernet", total=None)
+    with _progress() if main else contextlib.nullcontext() as prog:  # other torchrun ranks draw no bar
+        task = prog.add_task("supernet", total=None) if main else None
 
         def on_step(done: int, total: int, info: dict) -> None:
             prog.update(task, completed=done, total=total,
@@ -96,7 +97,8 @@ def supernet_train(data: str = typer.Option(..., "--data", help="ImageFolder-sty
                 r = train_supernet(dataset, out_dir, cfg, resume=resume, progress=on_step, time_budget_s=budget_s,
                                    threads=threads, workers=workers)
         except KeyboardInterrupt:
-            prog.stop()
+            if main:
+                prog.stop()
             err.print(f"interrupted: the last checkpoint in {out_dir} (saved every epoch and every minute) is kept; "
                       f"run again with --resume to continue")
             raise typer.Exit(130)

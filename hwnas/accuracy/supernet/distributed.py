@@ -27,6 +27,8 @@ from ...errors import InputError
 
 ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 """What torchrun (or any launcher) sets for each process."""
+BROADCAST_CHUNK = 4 << 20
+"""Bytes per broadcast when rank 0 sends a file (a resume checkpoint) to the other ranks."""
 
 
 @dataclass(frozen=True)
@@ -157,8 +159,8 @@ class RankContext:
         dist.broadcast(n, 0)
         buf = (torch.frombuffer(bytearray(payload), dtype=torch.uint8).to(self.device) if self.is_main
                else torch.empty(int(n), dtype=torch.uint8, device=self.device))
-        if int(n):
-            dist.broadcast(buf, 0)
+        for k in range(0, int(n), BROADCAST_CHUNK):  # a checkpoint goes in pieces of a few MB
+            dist.broadcast(buf[k:k + BROADCAST_CHUNK], 0)
         return bytes(buf.cpu().numpy().tobytes())
 
     def broadcast_state(self, net: nn.Module) -> None:
