@@ -76,8 +76,23 @@ class Feed:
         parts = [b[shard(len(b), self.rank, self.world)].tolist() for b in epoch_batches[start:]]
         loader = torch.utils.data.DataLoader(_BatchReader(self.data.images), batch_sampler=parts,
                                              num_workers=self.workers, collate_fn=_as_is,
-                                             prefetch_factor=4 if self.workers else None)
+                                             prefetch_factor=4 if self.workers else None,
+                                             multiprocessing_context=self._worker_context())
         self._it = iter(loader)
+
+    def _worker_context(self):
+        """Readers are forked, except in a rank of a process group: forked from a process with
+        gloo's threads they stalled for minutes here, so they come from a fork server that has
+        imported this module once."""
+        import torch.distributed as dist
+
+        if not self.workers or not (dist.is_available() and dist.is_initialized()):
+            return None
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        return ctx
 
     def next(self, idx: np.ndarray, shifts: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
         part = shard(len(idx), self.rank, self.world)
