@@ -86,12 +86,13 @@ def test_sharding_feed_threads_env_and_rank0_only_writes(tmp_path):
     assert torch.get_num_threads() == n
     # only rank 0 writes: rank 1 trains the same steps and leaves --out alone
     cfg = TrainConfig(epochs=1, batch_size=4, n_random=0, warmup_epochs=0.0, val_fraction=0.5, distill=False)
-    r1 = train_supernet(data, tmp_path / "r1", cfg, space=TINY, rank=FakeRank(1, 2))
+    one = SearchSpace(resolutions=(128,), width_mults=(1.0,), depths=(1,), kernels=(3,), expands=(3,))
+    r1 = train_supernet(data, tmp_path / "r1", cfg, space=one, rank=FakeRank(1, 2))
     assert r1.epochs_done == 1 and not (tmp_path / "r1").exists()
-    train_supernet(data, tmp_path / "r0", cfg, space=TINY, rank=FakeRank(0, 2))
+    train_supernet(data, tmp_path / "r0", cfg, space=one, rank=FakeRank(0, 2))
     assert json.loads((tmp_path / "r0" / META).read_text())["epochs_done"] == 1
     with pytest.raises(InputError, match="too small for 4 processes"):
-        train_supernet(data, tmp_path / "r2", cfg, space=TINY, rank=FakeRank(0, 4))
+        train_supernet(data, tmp_path / "r2", cfg, space=one, rank=FakeRank(0, 4))
 
 
 @pytest.mark.parametrize("args,env,msg", [
