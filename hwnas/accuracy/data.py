@@ -238,7 +238,9 @@ def _read_image(path: Path) -> tuple[np.ndarray, int]:
     return arr, ch
 
 
-def _load_folder(root: Path) -> ImageDataset:
+def _folder_files(root: Path) -> tuple[list[Path], list[tuple[Path, int]]]:
+    """The class folders of an ImageFolder-style ``root`` and its ``(image file, class index)``
+    pairs, in the order every loader uses (sorted classes, sorted files)."""
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         loose = [p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
@@ -253,6 +255,11 @@ def _load_folder(root: Path) -> ImageDataset:
         if not imgs:
             raise InputError(f"class folder {d} has no images (extensions {', '.join(IMAGE_EXTENSIONS)})")
         files += [(p, ci) for p in imgs]
+    return class_dirs, files
+
+
+def _load_folder(root: Path) -> ImageDataset:
+    class_dirs, files = _folder_files(root)
     arrays = []
     first: tuple[Path, tuple[int, int], int] | None = None
     for p, _ in files:
@@ -261,14 +268,7 @@ def _load_folder(root: Path) -> ImageDataset:
         if first is None:
             first = (p, hw, ch)
         else:
-            if hw != first[1]:
-                raise InputError(f"images of mixed sizes: {first[0]} is {first[1][1]}x{first[1][0]}, {p} is "
-                                 f"{hw[1]}x{hw[0]} (width x height); resize them to one size")
-            if ch != first[2]:
-                names = {1: "grayscale", 3: "colour"}
-                raise InputError(f"images with mixed channels: {first[0]} is {names[first[2]]} ({first[2]} channel"
-                                 f"{'s' if first[2] > 1 else ''}), {p} is {names[ch]} ({ch} channel"
-                                 f"{'s' if ch > 1 else ''}); convert them to one format")
+            _check_same_format(first, p, hw, ch)
         arrays.append(arr)
     x = np.stack(arrays)
     if x.shape[1] == 1:
@@ -277,6 +277,18 @@ def _load_folder(root: Path) -> ImageDataset:
     return ImageDataset(x, labels, [d.name for d in class_dirs], str(root),
                         description=f"image folder {root}: {len(files)} images, {len(class_dirs)} classes, "
                                     f"{x.shape[3]}x{x.shape[2]}")
+
+
+def _check_same_format(first: tuple[Path, tuple[int, int], int], p: Path, hw: tuple[int, int], ch: int) -> None:
+    """InputError unless image ``p`` (``hw``, ``ch`` channels) has the size and channels of ``first``."""
+    if hw != first[1]:
+        raise InputError(f"images of mixed sizes: {first[0]} is {first[1][1]}x{first[1][0]}, {p} is "
+                         f"{hw[1]}x{hw[0]} (width x height); resize them to one size")
+    if ch != first[2]:
+        names = {1: "grayscale", 3: "colour"}
+        raise InputError(f"images with mixed channels: {first[0]} is {names[first[2]]} ({first[2]} channel"
+                         f"{'s' if first[2] > 1 else ''}), {p} is {names[ch]} ({ch} channel"
+                         f"{'s' if ch > 1 else ''}); convert them to one format")
 
 
 def _load_npz(path: Path) -> ImageDataset:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import List, Optional
 
@@ -9,6 +10,7 @@ import typer
 from rich.table import Table
 
 from ..errors import InputError
+from ..space import DEFAULT_SPACE
 from .common import _emit_json, _progress, app, err, out, parse_arch
 
 
@@ -30,43 +32,78 @@ def supernet_train(data: str = typer.Option(..., "--data", help="ImageFolder-sty
                                                         help="total epochs (default 20; with --resume: the checkpoint's; "
                                                              "a new total stretches the cosine schedule)"),
                    resume: bool = typer.Option(False, "--resume", help="continue the checkpoint in --out"),
-                   batch_size: int = typer.Option(64, "--batch-size", min=2),
+                   batch_size: int = typer.Option(64, "--batch-size", min=2, help="global batch (split over processes)"),
                    seed: int = typer.Option(0, "--seed"),
                    threads: Optional[int] = typer.Option(None, "--threads", min=1,
-                                                         help="torch threads (default: torch's; 1 is faster on a busy machine)"),
+                                                         help="torch threads per process (default: torch's; with --nproc "
+                                                              "the cores divided by N; 1 is faster on a busy machine)"),
                    time_budget_min: Optional[float] = typer.Option(None, "--time-budget-min",
-                                                                   help="stop (with a checkpoint) after this many minutes")) -> None:
-    """Train a weight-sharing supernet (sandwich rule) on a dataset; resumable."""
-    from ..accuracy.data import load_dataset
+                                                                   help="stop (with a checkpoint) after this many minutes"),
+                   nproc: int = typer.Option(1, "--nproc",
+                                             help="training processes on this machine (torch.distributed: gloo on CPU, "
+                                                  "nccl with CUDA); under torchrun leave it at 1"),
+                   workers: int = typer.Option(2, "--workers", min=0, help="image-reading processes per training "
+                                                                          "process for a streamed ImageFolder"),
+                   stream: Optional[bool] = typer.Option(None, "--stream/--in-memory",
+                                                         help="stream an ImageFolder from disk / load it in memory "
+                                                              "(default: stream above --memory-limit-mb)"),
+                   memory_limit_mb: float = typer.Option(2048.0, "--memory-limit-mb",
+                                                         help="decoded ImageFolder size per process above which it is streamed"),
+                   backend: str = typer.Option("auto", "--backend", help="auto (nccl with CUDA, else gloo), gloo or nccl")) -> None:
+    """Train a weight-sharing supernet (sandwich rule) on a dataset; resumable; on N processes or under torchrun."""
+    from ..accuracy.streaming import open_dataset
     from ..accuracy.supernet import CHECKPOINT, TrainConfig, train_supernet
+    from ..accuracy.supernet.distributed import DistEnv
+    from ..accuracy.supernet.launch import check_nproc, run_rank, start_local, TrainJob
 
     from ..validate import positive_number
 
     budget_s = None if time_budget_min is None else 60 * positive_number(time_budget_min, "--time-budget-min", "minutes")
-    _torch_threads(threads)
+    env = DistEnv.from_env()
+    if env is not None and nproc != 1:
+        raise InputError(f"--nproc {nproc} under torchrun: torchrun starts the processes (its --nproc-per-node); "
+                         f"leave --nproc at 1")
+    check_nproc(nproc, backend)
+    main = env is None or env.rank == 0
     if epochs is None:
         epochs = TrainConfig.epochs
-        if resume:
+        if resume and main:
             from ..accuracy.supernet import read_meta
 
-            epochs = int(read_meta(out_dir)["config"]["epochs"])
+            epochs = int(read_meta(out_dir)["config"]["epochs"])  # other ranks take rank 0's settings
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed)
-    dataset = load_dataset(data)
-    err.print(f"data: {dataset.description}")
-    with _progress() as prog:
-        task = prog.add_task("supernet", total=None)
+    if env is None and nproc == 1:
+        dataset = open_dataset(data, memory_limit_mb, stream)
+        err.print(f"data: {dataset.description}")
+    elif main:
+        err.print(f"data: {data} (opened by each of {env.world_size if env else nproc} processes)")
+    with _progress() if main else contextlib.nullcontext() as prog:  # other torchrun ranks draw no bar
+        task = prog.add_task("supernet", total=None) if main else None
 
         def on_step(done: int, total: int, info: dict) -> None:
             prog.update(task, completed=done, total=total,
                         description=f"supernet epoch {info['epoch'] + 1} loss {info['loss']:.3f}")
 
         try:
-            r = train_supernet(dataset, out_dir, cfg, resume=resume, progress=on_step, time_budget_s=budget_s)
+            if env is not None:
+                job = TrainJob(data, str(out_dir), cfg.to_dict(), DEFAULT_SPACE.to_dict(), resume, budget_s, threads,
+                               workers, backend, stream, memory_limit_mb)
+                r = run_rank(job, env, on_step if main else None)
+            elif nproc > 1:
+                r = start_local(data, out_dir, cfg, nproc, resume=resume, time_budget_s=budget_s, threads=threads,
+                                workers=workers, backend=backend, stream=stream,
+                                memory_limit_mb=memory_limit_mb).wait(on_step)
+            else:
+                r = train_supernet(dataset, out_dir, cfg, resume=resume, progress=on_step, time_budget_s=budget_s,
+                                   threads=threads, workers=workers)
         except KeyboardInterrupt:
-            prog.stop()
+            if main:
+                prog.stop()
             err.print(f"interrupted: the last checkpoint in {out_dir} (saved every epoch and every minute) is kept; "
                       f"run again with --resume to continue")
             raise typer.Exit(130)
+    if not main:
+        return
     size = (out_dir / CHECKPOINT).stat().st_size / 1e6
     msg = f"{r.epochs_done}/{r.epochs} epochs in {r.seconds:.0f} s; checkpoint {out_dir / CHECKPOINT} ({size:.0f} MB)"
     if r.stopped_by_budget:

@@ -35,8 +35,11 @@ holds the metadata (space, widths, classes, dataset fingerprint, training config
 history) and is checked when a checkpoint is resumed or loaded.
 
 One file per job: :mod:`.network` (the elastic network), :mod:`.batches` (batching and
-augmentation), :mod:`.training` (settings, schedule, the one training loop, supernet
-training), :mod:`.checkpoint`, :mod:`.evaluation` (loading, recalibration, accuracy) and
+augmentation), :mod:`.feed` (a rank's shard of each batch, in memory or streamed by worker
+processes), :mod:`.training` (settings, schedule, the one training loop, supernet
+training), :mod:`.distributed` (one rank of a torch.distributed run: gradient sync,
+agreement, broadcasts), :mod:`.launch` (``--nproc N`` processes or one rank under
+``torchrun``), :mod:`.checkpoint`, :mod:`.evaluation` (loading, recalibration, accuracy) and
 :mod:`.standalone` (one architecture trained alone through the same loop).
 """
 
@@ -44,6 +47,7 @@ from .batches import Batches
 from .checkpoint import CHECKPOINT, FORMAT, META, SPACE_KEYS, VERSION, checkpoint_paths, read_meta, space_covers
 from .evaluation import LoadedSupernet, evaluate_archs, load_supernet, recalibrate_bn
 from .network import KERNEL_MODES, DynamicBlock, Supernet, extract_subnet
+from .launch import train_distributed
 from .standalone import train_standalone
 # _epoch_batches, _make_optimizer: private, but benchmarks/accuracy_estimators.py imports them from here
 from .training import (LoopEnd, TrainConfig, TrainResult, _epoch_batches, _make_optimizer, run_epochs, sandwich_step,
@@ -72,6 +76,7 @@ __all__ = [
     "run_epochs",
     "sandwich_step",
     "space_covers",
+    "train_distributed",
     "train_standalone",
     "train_supernet",
 ]

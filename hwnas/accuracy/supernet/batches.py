@@ -29,7 +29,11 @@ class Batches:
         return input_size(arch.resolution, self.data.hw, max(self.space.resolutions))
 
     def tensor(self, idx: np.ndarray, shifts: np.ndarray | None = None) -> torch.Tensor:
-        x = torch.from_numpy(self.data.images[idx]).float().div_(255.0)
+        return self.normalised(self.data.images[idx], shifts)
+
+    def normalised(self, images: np.ndarray, shifts: np.ndarray | None = None) -> torch.Tensor:
+        """Float batch of ``uint8 [n, 3, H, W]`` images: shifted (if ``shifts``), normalised, channels-last."""
+        x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
         if shifts is not None:
             x = _shift(x, shifts)
         return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)

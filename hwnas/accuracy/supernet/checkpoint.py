@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import IO, TYPE_CHECKING, Iterable
 
 import torch
 
@@ -74,12 +74,13 @@ def read_meta(out_dir: str | os.PathLike) -> dict:
     return meta
 
 
-def _load_blob(ckpt: Path) -> dict:
-    if not ckpt.is_file():
+def _load_blob(ckpt: Path, source: IO[bytes] | None = None) -> dict:
+    """The checkpoint ``ckpt`` (read from ``source`` if given: its bytes sent by another rank)."""
+    if source is None and not ckpt.is_file():
         raise InputError(f"no supernet checkpoint {ckpt}; train one with "
                          f"`hwnas supernet train --data {BUILTIN_DIGITS} --out {ckpt.parent}`")
     try:
-        blob = torch.load(ckpt, map_location="cpu", weights_only=True)
+        blob = torch.load(ckpt if source is None else source, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
         raise InputError(f"supernet checkpoint {ckpt} is corrupt or not a weights-only checkpoint: "
                          f"{first_line(e)[:200]}") from None

@@ -15,7 +15,8 @@ from torch import nn
 
 from ...errors import InputError
 from ...space import DEFAULT_SPACE, Arch, SearchSpace
-from ..data import ImageDataset, load_dataset
+from ..data import ImageDataset
+from ..streaming import open_dataset
 from .batches import Batches
 from .checkpoint import _check_compatible, _check_state_shapes, _load_blob, checkpoint_paths, read_meta
 from .network import Supernet, extract_subnet
@@ -90,7 +91,7 @@ def load_supernet(out_dir: str | os.PathLike, space: SearchSpace = DEFAULT_SPACE
         data = ds_meta["source"]
     if isinstance(data, (str, os.PathLike)):
         try:
-            data = load_dataset(data)
+            data = open_dataset(data, stream=ds_meta.get("storage") == "streamed")
         except InputError as e:
             raise InputError(f"the supernet in {out_dir} needs its dataset: {e}") from None
     if data.fingerprint != ds_meta["fingerprint"]:
