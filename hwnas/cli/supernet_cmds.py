@@ -24,7 +24,8 @@ def _torch_threads(threads: Optional[int]) -> None:
 
 
 @supernet_app.command("train")
-def supernet_train(data: str = typer.Option(..., "--data", help="ImageFolder-style directory, .npz file, or builtin:digits"),
+def supernet_train(data: str = typer.Option(..., "--data", help="ImageFolder-style directory, .npz file, "
+                                            "builtin:shapes[:n=..,seed=..] (procedural proxy task) or builtin:digits"),
                    out_dir: Path = typer.Option(..., "--out", help="output directory (supernet.pt + supernet.json)"),
                    epochs: Optional[int] = typer.Option(None, "--epochs", min=1,
                                                         help="total epochs (default 20; with --resume: the checkpoint's; "

@@ -37,7 +37,8 @@ history) and is checked when a checkpoint is resumed or loaded.
 One file per job: :mod:`.network` (the elastic network), :mod:`.batches` (batching and
 augmentation), :mod:`.training` (settings, schedule, the one training loop, supernet
 training), :mod:`.checkpoint`, :mod:`.evaluation` (loading, recalibration, accuracy) and
-:mod:`.standalone` (one architecture trained alone through the same loop).
+:mod:`.standalone` (one architecture trained alone through the same loop) and :mod:`.extract`
+(one subnet as a model: weights-only file, metadata, ONNX).
 """
 
 from .batches import Batches
