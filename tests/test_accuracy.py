@@ -646,7 +646,7 @@ def test_bundled_predictor_answers_out_of_the_box():
     assert (d / "predictor.json").is_file(), f"the shipped accuracy predictor {d / 'predictor.json'} is missing"
     est = make_estimator("predictor")
     big, small = est.estimate([DEFAULT_SPACE.largest(), DEFAULT_SPACE.smallest()])
-    assert big > small and "digits" in est.meaning
+    assert big > small and ("digits" in est.meaning or "shapes" in est.meaning)  # the dataset it was fitted on
     archs, acc = read_pairs_csv(d / "pairs.csv")
     assert len(archs) >= 300
     assert spearmanr(est.estimate(archs), acc).statistic > 0.8
