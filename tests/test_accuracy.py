@@ -773,3 +773,13 @@ def test_cli_extract_finetune_measure_and_search_extract(monkeypatch, capsys, tm
     assert code in (0, None), err
     winner = json.loads(o)[0]["arch"]
     assert load_extracted(tmp_path / "w")[1]["arch"] == winner
+
+
+def test_standalone_init_seed_leaves_torch_global_generator_alone(tiny_data):
+    from hwnas.accuracy.supernet import train_standalone
+
+    cfg = TrainConfig(epochs=1, **TINY_CFG)
+    before = torch.random.get_rng_state()
+    a = train_standalone(TINY.smallest(), tiny_data, cfg, TINY, init_seed=7)[0]
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert train_standalone(TINY.smallest(), tiny_data, cfg, TINY, init_seed=7)[0] == a  # seeded
