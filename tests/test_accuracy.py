@@ -739,7 +739,7 @@ def test_extract_bad_input_is_a_one_line_error(monkeypatch, capsys, tmp_path, tr
         args = ["search", "--budget-ms", "5", "--no-calibrate", "--accuracy-dir", tmp_path / "none",
                 "--extract", tmp_path / "m"]
     code, _, err = _run_main(monkeypatch, capsys, *args)
-    assert code == 2 and err.strip().startswith("error:") and msg in err and "Traceback" not in err, err
+    assert code == 2 and err.startswith("error:") and msg in err and "Traceback" not in err, err
     assert len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "m" / "model.pt").exists()
 

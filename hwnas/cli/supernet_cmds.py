@@ -159,15 +159,18 @@ def extract_winner(arch_text: str, acc_dir: Path, out_dir: Path, finetune_epochs
         arch = Arch.parse(arch_text)
     except ValueError as e:
         raise InputError(f"bad architecture {arch_text!r}: {e}") from None
-    with _progress() as prog:
-        task = prog.add_task(f"fine-tune {finetune_epochs} epoch(s)", total=None, visible=finetune_epochs > 0)
-        try:
-            r = extract_model(acc_dir, arch, out_dir, finetune_epochs,
-                              progress=lambda done, total: prog.update(task, completed=done, total=total))
-        except KeyboardInterrupt:
-            prog.stop()
-            err.print(f"interrupted: nothing complete was written to {out_dir}")
-            raise typer.Exit(130)
+    if finetune_epochs == 0:  # seconds: no progress bar (it would print an empty line)
+        r = extract_model(acc_dir, arch, out_dir)
+    else:
+        with _progress() as prog:
+            task = prog.add_task(f"fine-tune {finetune_epochs} epoch(s)", total=None)
+            try:
+                r = extract_model(acc_dir, arch, out_dir, finetune_epochs,
+                                  progress=lambda done, total: prog.update(task, completed=done, total=total))
+            except KeyboardInterrupt:
+                prog.stop()
+                err.print(f"interrupted: the fine-tuned model was not written to {out_dir}")
+                raise typer.Exit(130)
     res = result_dict(r)
     split = f"validation split, {r.val_images} images, {r.input_hw[0]}x{r.input_hw[1]} px"
     err.print(f"{arch}: top-1 {r.inherited_accuracy_pct:.2f}% with inherited weights ({split})", highlight=False)
