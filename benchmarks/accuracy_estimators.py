@@ -1,30 +1,34 @@
-"""Accuracy estimators on the offline dataset: supernet, inherited weights, predictor, proxy, baselines.
+"""Accuracy estimators on a built-in dataset: supernet, inherited weights with their noise, predictor,
+proxy, baselines, and stand-alone ground truth.
 
-Steps (all on the offline digits dataset, 1,797 images of 8x8 upsampled to 32x32 RGB, 10 classes;
-a stratified 50/50 train/validation split (see ``TrainConfig.resolved``); accuracies are top-1 % on
-the 899 validation images):
+Steps (``--data``, default ``builtin:shapes``: 24,000 procedural 32x32 images of 12 classes,
+stratified 80/20 train/validation split; ``builtin:digits``: the 1,797 digits, 50/50 split, see
+``TrainConfig.resolved``; accuracies are top-1 % on the validation split, or on a seeded subset of
+``--val-images`` of it):
 
 1. train the weight-sharing supernet (sandwich rule) within ``--budget-min`` minutes: a short
    probe of a few sandwich steps times this machine, and the number of epochs is chosen to fit
-   the budget (``--epochs`` overrides); training also stops at the budget whatever happens;
-2. inherited-weight accuracy (after BN recalibration) of ``--n-eval`` seeded random subnets:
-   min / median / max;
+   the budget (``--epochs`` overrides); training also stops at the budget whatever happens.
+   ``--reuse`` takes the supernet already in ``--work`` instead;
+2. inherited-weight accuracy (after BN recalibration) of ``--n-eval`` seeded random subnets and
+   its noise (:func:`hwnas.accuracy.noise.accuracy_noise`): per subnet a bootstrap 95% interval,
+   the spread against the median standard error, the split-half reliability of the ranking
+   (Spearman-Brown); saved per subnet, and as a PNG next to the JSON;
 3. the accuracy predictor fitted on ``--n-pairs`` *other* subnets' inherited-weight accuracies
-   (gradient-boosted trees; the feature set chosen by 5-fold cross-validation on those pairs),
-   tested on the ``--n-eval`` subnets: RMSE, Spearman, Kendall (every candidate, and an MLP as
-   in OFA, also reported on the test subnets for comparison, not used for the choice);
-4. ``--n-alone`` subnets (at the 0/25/50/75/100% quantiles of inherited accuracy) trained alone
-   from scratch with the supernet's data, schedule, augmentation and number of optimizer steps
-   (same epochs; each step one network instead of the sandwich's four);
-5. the NASWOT zero-cost proxy and the params / MACs baselines: Spearman against inherited-weight
-   accuracy on the same ``--n-eval`` subnets.
+   (model and feature set chosen by 5-fold cross-validation on those pairs), tested on the
+   ``--n-eval`` subnets (every candidate also reported on them, not used for the choice);
+4. the NASWOT zero-cost proxy and the params / MACs baselines against inherited accuracy;
+5. ground truth: ``--standalone N`` of the evaluated subnets spread over their MACs (quantiles)
+   trained alone from scratch with ``--seeds S`` weight initialisations each (same split,
+   schedule, augmentation and number of optimizer steps as the supernet); the seed-to-seed
+   spread, and every estimator against the mean stand-alone accuracy (Spearman, Kendall).
 
-Prints a table, saves ``benchmarks/results/accuracy_estimators.json`` and ships the fitted
-predictor and the measured pairs to ``--ship`` (default ``profiles/accuracy``), so that
-``hwnas accuracy ARCH`` works out of the box.  The supernet checkpoint (about 37 MB plus the
-optimizer state) stays in ``--work`` (default ``out/accuracy-supernet``, git-ignored).
+Saves the JSON after every step (an interrupted run keeps what it measured) and ships the fitted
+predictor and the measured pairs to ``--ship`` (default ``profiles/accuracy``; ``--ship ''``:
+not at all).  The supernet checkpoint stays in ``--work`` (git-ignored ``out/``).
 
-    nice -n 19 python benchmarks/accuracy_estimators.py [--threads 1] [--budget-min 10]
+    nice -n 19 python benchmarks/accuracy_estimators.py [--data builtin:shapes] [--budget-min 25]
+        [--reuse] [--n-eval 200] [--n-pairs 300] [--standalone 20 --seeds 2]
 """
 
 from __future__ import annotations
@@ -65,196 +69,316 @@ def _probe_step_seconds(space, data, cfg, steps: int = 4) -> float:
     return float(np.median(times))
 
 
-def main() -> None:
-    import torch
-    from scipy import stats
-
-    from hwnas.accuracy.data import load_digits_dataset
-    from hwnas.accuracy.estimators import MacsEstimator, NaswotEstimator, ParamsEstimator
-    from hwnas.accuracy.predictor import (PAIRS_FILE, PREDICTOR_FILE, AccuracyPredictor, checkpoint_id, fit_auto,
-                                          rank_metrics, supernet_pairs)
-    from hwnas.accuracy.supernet import (CHECKPOINT, TrainConfig, _epoch_batches, evaluate_archs,
-                                         load_supernet, train_standalone, train_supernet)
-    from hwnas.space import DEFAULT_SPACE as S
-
+def _args():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", default=str(ROOT / "out" / "accuracy-supernet"))
-    ap.add_argument("--budget-min", type=float, default=10.0, help="supernet training budget (minutes)")
+    ap.add_argument("--data", default="builtin:shapes", help="a built-in dataset spec (or any --data source)")
+    ap.add_argument("--work", default=None, help="supernet directory (default out/accuracy-supernet-<data>)")
+    ap.add_argument("--reuse", action="store_true", help="use the supernet already in --work (no training)")
+    ap.add_argument("--budget-min", type=float, default=25.0, help="supernet training budget (minutes)")
     ap.add_argument("--epochs", type=int, default=None, help="default: as many as fit the budget")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: a busy 2-core machine starves multi-threaded torch)")
     ap.add_argument("--n-eval", type=int, default=200)
-    ap.add_argument("--n-pairs", type=int, default=300)
-    ap.add_argument("--n-alone", type=int, default=5)
+    ap.add_argument("--val-images", type=int, default=None,
+                    help="evaluate on a seeded stratified subset of this many validation images (default: all)")
+    ap.add_argument("--n-pairs", type=int, default=300, help="predictor training pairs (0: no predictor)")
+    ap.add_argument("--standalone", type=int, default=0, help="subnets trained alone (ground truth)")
+    ap.add_argument("--seeds", type=int, default=2, help="initialisations per stand-alone subnet")
     ap.add_argument("--ship", default=str(ROOT / "profiles" / "accuracy"))
-    ap.add_argument("--out", default=str(HERE / "results" / "accuracy_estimators.json"))
-    args = ap.parse_args()
+    ap.add_argument("--out", default=None, help="JSON (default results/accuracy_estimators[_<data>].json)")
+    return ap.parse_args()
+
+
+def _name(spec: str) -> str:
+    return spec.split(":")[1] if spec.startswith("builtin:") else Path(spec).stem
+
+
+def _save(res: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(res, indent=2) + "\n")
+    tmp.replace(out)
+
+
+def _plot(acc, lo, hi, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    o = np.argsort(acc)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.errorbar(np.arange(len(o)), acc[o], yerr=[acc[o] - lo[o], hi[o] - acc[o]], fmt=".", ms=3, lw=0.6)
+    ax.set_xlabel("subnet (sorted by inherited accuracy)")
+    ax.set_ylabel("top-1 % (bootstrap 95% interval)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _val_subset(ls, n: int | None):
+    """``ls`` evaluated on a seeded stratified subset of ``n`` of its validation images."""
+    import dataclasses
+
+    if n is None or n >= len(ls.val_idx):
+        return ls
+    labels = ls.data.labels[ls.val_idx]
+    rng = np.random.default_rng([ls.config.seed, 7])
+    per = {c: rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)}
+    k = n / len(ls.val_idx)
+    keep = np.concatenate([p[:max(1, int(round(k * len(p))))] for p in per.values()])
+    return dataclasses.replace(ls, val_idx=np.sort(ls.val_idx[keep]))
+
+
+def _evaluate_cached(ls, archs, cache: Path, progress, chunk: int = 10):
+    """``evaluate_archs(ls, archs, return_items=True)`` in chunks, each saved to ``cache`` (an
+    ``.npz`` of arch strings and per-image correctness, no pickle), so that an interrupted run
+    continues where it stopped."""
+    from hwnas.accuracy.supernet import evaluate_archs
+
+    done: dict[str, np.ndarray] = {}
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            if z["items"].shape[1] == len(ls.val_idx) and np.array_equal(z["val_idx"], ls.val_idx):
+                done = dict(zip(z["archs"].tolist(), z["items"]))
+    todo = [a for a in archs if str(a) not in done]
+    progress(len(archs) - len(todo))
+    for i in range(0, len(todo), chunk):
+        part = todo[i:i + chunk]
+        _, it = evaluate_archs(ls, part, progress=progress, return_items=True)
+        done.update(zip(map(str, part), it))
+        tmp = cache.with_name(cache.stem + ".tmp.npz")
+        np.savez(tmp, archs=np.array(list(done)), items=np.stack(list(done.values())), val_idx=ls.val_idx)
+        tmp.replace(cache)
+    items = np.stack([done[str(a)] for a in archs])
+    return 100.0 * items.mean(1), items
+
+
+def main() -> None:
+    import torch
+    from scipy import stats
+
+    from hwnas.accuracy.data import load_dataset
+    from hwnas.accuracy.estimators import MacsEstimator, NaswotEstimator, ParamsEstimator
+    from hwnas.accuracy.noise import accuracy_noise
+    from hwnas.accuracy.predictor import (PAIRS_FILE, PREDICTOR_FILE, AccuracyPredictor, checkpoint_id, fit_auto,
+                                          rank_metrics, supernet_pairs)
+    from hwnas.accuracy.supernet import (CHECKPOINT, TrainConfig, _epoch_batches, evaluate_archs, load_supernet,
+                                         train_standalone, train_supernet)
+    from hwnas.space import DEFAULT_SPACE as S
+
+    args = _args()
+    name = _name(args.data)
+    work = Path(args.work or ROOT / "out" / f"accuracy-supernet-{name}")
+    out = Path(args.out or HERE / "results" / ("accuracy_estimators.json" if name == "digits"
+                                               else f"accuracy_estimators_{name}.json"))
+    threads_before = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     t_all = time.perf_counter()
-    res: dict = {"machine": {"threads": args.threads, "cpu_count": __import__("os").cpu_count()}}
-
-    data = load_digits_dataset()
-    res["dataset"] = data.describe() | {"classes": None}
-    budget_s = 60.0 * args.budget_min
+    res: dict = {"command": "python benchmarks/accuracy_estimators.py " + " ".join(__import__("sys").argv[1:]),
+                 "machine": {"threads": args.threads, "cpu_count": __import__("os").cpu_count(),
+                             "load_average_at_start": list(__import__("os").getloadavg())}}
+    t0 = time.perf_counter()
+    data = load_dataset(args.data)
+    res["dataset"] = data.describe() | {"classes": None, "load_seconds": time.perf_counter() - t0}
     cfg = TrainConfig().resolved(data)
     tr, va = data.split(cfg.val_fraction, cfg.seed)
     steps_per_epoch = len(_epoch_batches(len(tr), cfg, 0))
-    if args.epochs is None:
-        t0 = time.perf_counter()
-        step_s = _probe_step_seconds(S, data, cfg)
-        epochs = max(1, int(0.88 * budget_s / (step_s * steps_per_epoch)))
-        res["probe"] = {"step_seconds": step_s, "seconds": time.perf_counter() - t0, "epochs_chosen": epochs}
-        print(f"probe: {step_s:.2f} s per sandwich step, {steps_per_epoch} steps per epoch -> {epochs} epochs "
-              f"in {args.budget_min:g} min", flush=True)
-    else:
-        epochs = args.epochs
-    cfg = TrainConfig.from_dict({**cfg.to_dict(), "epochs": epochs})
 
     # 1. train -------------------------------------------------------------------------------
-    work = Path(args.work)
-    if work.exists():
-        shutil.rmtree(work)
-    last = [0.0]
+    if args.reuse:
+        ls = load_supernet(work, S, data)
+        cfg = ls.config
+        meta = ls.meta
+        res["train"] = {"reused": str(work), "epochs_done": meta["epochs_done"], "step_in_epoch": meta["step_in_epoch"],
+                        "epochs_planned": cfg.epochs, "seconds": meta["train_seconds"], "config": cfg.to_dict(),
+                        "history": meta["history"], "checkpoint_mb": (work / CHECKPOINT).stat().st_size / 1e6}
+        print(f"supernet reused from {work}: {meta['epochs_done']}/{cfg.epochs} epochs (+{meta['step_in_epoch']} "
+              f"steps) in {meta['train_seconds']:.0f} s", flush=True)
+    else:
+        budget_s = 60.0 * args.budget_min
+        if args.epochs is None:
+            t0 = time.perf_counter()
+            step_s = _probe_step_seconds(S, data, cfg)
+            epochs = max(1, int(0.88 * budget_s / (step_s * steps_per_epoch)))
+            res["probe"] = {"step_seconds": step_s, "seconds": time.perf_counter() - t0, "epochs_chosen": epochs}
+            print(f"probe: {step_s:.2f} s per sandwich step, {steps_per_epoch} steps per epoch -> {epochs} epochs "
+                  f"in {args.budget_min:g} min", flush=True)
+        else:
+            epochs = args.epochs
+        cfg = TrainConfig.from_dict({**cfg.to_dict(), "epochs": epochs})
+        if work.exists():
+            shutil.rmtree(work)
+        last = [0.0]
 
-    def prog(done, total, info):
-        now = time.perf_counter()
-        if now - last[0] > 30 or done == total:
-            last[0] = now
-            print(f"  step {done}/{total} epoch {info['epoch'] + 1} loss {info['loss']:.3f}", flush=True)
+        def prog(done, total, info):
+            now = time.perf_counter()
+            if now - last[0] > 30 or done == total:
+                last[0] = now
+                print(f"  step {done}/{total} epoch {info['epoch'] + 1} loss {info['loss']:.3f}", flush=True)
 
-    r = train_supernet(data, work, cfg, space=S, time_budget_s=budget_s, progress=prog)
-    res["train"] = {"epochs_planned": epochs, "epochs_done": r.epochs_done, "step_in_epoch": r.step_in_epoch,
-                    "seconds": r.seconds, "stopped_by_budget": r.stopped_by_budget,
-                    "budget_seconds": budget_s, "within_budget": r.seconds <= budget_s + 5,
-                    "config": cfg.to_dict(), "history": r.history,
-                    "checkpoint_mb": (work / CHECKPOINT).stat().st_size / 1e6}
-    print(f"supernet: {r.epochs_done}/{epochs} epochs in {r.seconds:.0f} s "
-          f"({'stopped by budget' if r.stopped_by_budget else 'complete'})", flush=True)
+        r = train_supernet(data, work, cfg, space=S, time_budget_s=budget_s, progress=prog)
+        res["train"] = {"epochs_planned": epochs, "epochs_done": r.epochs_done, "step_in_epoch": r.step_in_epoch,
+                        "seconds": r.seconds, "stopped_by_budget": r.stopped_by_budget,
+                        "budget_seconds": budget_s, "within_budget": r.seconds <= budget_s + 5,
+                        "config": cfg.to_dict(), "history": r.history,
+                        "checkpoint_mb": (work / CHECKPOINT).stat().st_size / 1e6}
+        print(f"supernet: {r.epochs_done}/{epochs} epochs in {r.seconds:.0f} s "
+              f"({'stopped by budget' if r.stopped_by_budget else 'complete'})", flush=True)
+        ls = load_supernet(work, S, data)
+    res["train"]["steps_per_epoch"] = steps_per_epoch
+    _save(res, out)
 
-    # 2. inherited-weight accuracy over n_eval subnets ------------------------------------------
-    ls = load_supernet(work, S, data)
+    # 2. inherited-weight accuracy over n_eval subnets, with its noise ---------------------------
+    ls = _val_subset(ls, args.val_images)
     eval_archs = S.sample_many(args.n_eval, seed=100)
     t0 = time.perf_counter()
-    acc, items = evaluate_archs(ls, eval_archs, return_items=True)
+    last = [t0]
+
+    def eval_prog(k):
+        eval_prog.done += k
+        if time.perf_counter() - last[0] > 60:
+            last[0] = time.perf_counter()
+            print(f"  evaluated {eval_prog.done}/{len(eval_archs)} subnets ({last[0] - t0:.0f} s)", flush=True)
+
+    eval_prog.done = 0
+    acc, items = _evaluate_cached(ls, eval_archs, work / (f"eval_items_e{ls.meta['epochs_done']}s{ls.meta['step_in_epoch']}"
+                                                    f"_v{len(ls.val_idx)}.npz"), eval_prog)
     t_eval = time.perf_counter() - t0
     ext = evaluate_archs(ls, [S.largest(), S.smallest()])
-    # how repeatable is the measurement over a resampling of images?  Spearman between the
-    # accuracies on the even and the odd validation images, stepped up to the full set
-    # (Spearman-Brown).  Not a bound for estimators scored on these same images.
-    half = np.arange(items.shape[1]) % 2 == 0
-    r_half = float(stats.spearmanr(items[:, half].mean(1), items[:, ~half].mean(1)).statistic)
-    reliability = 2 * r_half / (1 + r_half)
-    res["inherited"] = {"n": len(acc), "min": float(acc.min()), "median": float(np.median(acc)),
+    noise = accuracy_noise(items, n_boot=1000, n_splits=20, seed=0)
+    split = (f"validation split of {args.data} ({len(ls.val_idx)} images"
+             + (f", a seeded stratified subset of {len(va)}" if len(ls.val_idx) < len(va) else "") + ")")
+    res["inherited"] = {"n": len(acc), "split": split, "min": float(acc.min()), "median": float(np.median(acc)),
                         "max": float(acc.max()), "mean": float(acc.mean()), "std": float(acc.std()),
-                        "largest": float(ext[0]), "smallest": float(ext[1]),
+                        "largest": float(ext[0]), "smallest": float(ext[1]), "seconds": t_eval,
                         "seconds_per_subnet": t_eval / len(acc), "val_images": int(len(ls.val_idx)),
-                        "split_half_spearman": r_half, "reliability_full_set": reliability}
-    print(f"inherited top-1 over {len(acc)} subnets: min {acc.min():.1f}  median {np.median(acc):.1f}  "
-          f"max {acc.max():.1f}  (largest {ext[0]:.1f}, smallest {ext[1]:.1f}; {t_eval / len(acc):.2f} s/subnet); "
-          f"split-half reliability {reliability:.2f}", flush=True)
+                        "noise": noise.to_dict(per_arch=False),
+                        "targets": {"reliability": 0.9, "range_over_median_se": 10.0,
+                                    "meets_reliability": bool(noise.reliability >= 0.9),
+                                    "meets_spread": bool(noise.range_over_median_se >= 10.0)},
+                        "subnets": [{"arch": str(a), "top1": noise.accuracy_pct[i], "se": noise.se_pp[i],
+                                     "ci95": [noise.ci95_low_pct[i], noise.ci95_high_pct[i]]}
+                                    for i, a in enumerate(eval_archs)]}
+    print(f"inherited top-1 over {len(acc)} subnets ({split}): min {acc.min():.1f}  median {np.median(acc):.1f}  "
+          f"max {acc.max():.1f}  (largest {ext[0]:.1f}, smallest {ext[1]:.1f}; {t_eval / len(acc):.1f} s/subnet)\n"
+          f"  median bootstrap SE {noise.median_se_pp:.2f} pp; range {noise.range_pp:.1f} pp = "
+          f"{noise.range_over_median_se:.1f} SE (5-95%: {noise.iqr90_over_median_se:.1f} SE); split-half Spearman "
+          f"{noise.split_half_spearman:.3f} -> reliability {noise.reliability:.3f}", flush=True)
+    _plot(acc, np.array(noise.ci95_low_pct), np.array(noise.ci95_high_pct), out.with_suffix(".png"),
+          f"{len(acc)} subnets, inherited weights, {split}; reliability {noise.reliability:.3f}")
+    _save(res, out)
 
     # 3. accuracy predictor -----------------------------------------------------------------------
-    t0 = time.perf_counter()
-    # the training pairs: the first n_pairs of the first n_pairs + 20 seeded subnets that are not
-    # test subnets.  Seeded draws are prefixes of longer ones, so the 20 spares are drawn only if
-    # the test set took some of the first n_pairs (supernet_pairs reuses the measured ones).
-    test_keys = {str(a) for a in eval_archs}
-    for n_draw in (args.n_pairs, args.n_pairs + 20):
-        pair_archs, pair_acc = supernet_pairs(work, n_draw, seed=1, space=S, loaded=ls)
-        keep = [i for i, a in enumerate(pair_archs) if str(a) not in test_keys][:args.n_pairs]
-        if len(keep) == args.n_pairs:
-            break
-    pair_archs = [pair_archs[i] for i in keep]
-    pair_acc = pair_acc[keep]
-    t_pairs = time.perf_counter() - t0
-    # the shipped predictor: model and features chosen by 5-fold CV on the training pairs only
-    shipped = fit_auto(pair_archs, pair_acc, S)
-    pred_vals = shipped.predict(eval_archs)
-    main_m = rank_metrics(pred_vals, acc)
-    chosen = f"{shipped.model}/{shipped.features}"
-    variants = {}  # every candidate on the test subnets, for information (not used to choose)
-    for model in ("gbm", "mlp"):
-        for feats in ("ordinal", "ordinal+cost", "onehot+cost"):
-            p = AccuracyPredictor(S, model, feats).fit(pair_archs, pair_acc)
-            variants[f"{model}/{feats}"] = rank_metrics(p.predict(eval_archs), acc)
-    res["predictor"] = {"chosen": chosen, "cv_spearman": shipped.info.get("cv"), "n_train_pairs": len(pair_archs),
-                        "n_test": len(acc), "pair_seconds": t_pairs, "heldout": main_m, "variants": variants,
-                        "target_spearman": 0.8, "meets_target": bool(main_m["spearman"] >= 0.8)}
-    print(f"predictor ({chosen}, chosen by CV) on {len(acc)} held-out subnets, fitted on {len(pair_archs)}: "
-          f"RMSE {main_m['rmse']:.2f}  Spearman {main_m['spearman']:.3f}  Kendall {main_m['kendall']:.3f}", flush=True)
+    shipped = pair_archs = pair_acc = None
+    pred_vals = None
+    if args.n_pairs > 0:
+        t0 = time.perf_counter()
+        # the training pairs: the first n_pairs of seeded subnets that are not test subnets (seeded
+        # draws are prefixes of longer ones; supernet_pairs reuses the measured ones)
+        test_keys = {str(a) for a in eval_archs}
+        for n_draw in (args.n_pairs, args.n_pairs + 20):
+            pair_archs, pair_acc = supernet_pairs(work, n_draw, seed=1, space=S, loaded=ls)
+            keep = [i for i, a in enumerate(pair_archs) if str(a) not in test_keys][:args.n_pairs]
+            if len(keep) == args.n_pairs:
+                break
+        pair_archs = [pair_archs[i] for i in keep]
+        pair_acc = pair_acc[keep]
+        t_pairs = time.perf_counter() - t0
+        shipped = fit_auto(pair_archs, pair_acc, S)
+        pred_vals = shipped.predict(eval_archs)
+        main_m = rank_metrics(pred_vals, acc)
+        chosen = f"{shipped.model}/{shipped.features}"
+        variants = {}
+        for model in ("gbm", "mlp"):
+            for feats in ("ordinal", "ordinal+cost", "onehot+cost"):
+                p = AccuracyPredictor(S, model, feats).fit(pair_archs, pair_acc)
+                variants[f"{model}/{feats}"] = rank_metrics(p.predict(eval_archs), acc)
+        res["predictor"] = {"chosen": chosen, "cv_spearman": shipped.info.get("cv"), "n_train_pairs": len(pair_archs),
+                            "n_test": len(acc), "pair_seconds": t_pairs, "heldout": main_m, "variants": variants}
+        print(f"predictor ({chosen}, chosen by CV) on {len(acc)} held-out subnets, fitted on {len(pair_archs)}: "
+              f"RMSE {main_m['rmse']:.2f}  Spearman {main_m['spearman']:.3f}  Kendall {main_m['kendall']:.3f}",
+              flush=True)
+        _save(res, out)
 
-    # 5. proxy and baselines (before the long standalone trainings) ---------------------------------
+    # 4. proxy and baselines -----------------------------------------------------------------------
     t0 = time.perf_counter()
-    nw = NaswotEstimator(S, data=data).estimate(eval_archs)
+    ests = {"naswot": NaswotEstimator(S, data=data).estimate(eval_archs)}
     t_nw = time.perf_counter() - t0
-    params = ParamsEstimator(S).estimate(eval_archs)
-    macs = MacsEstimator(S).estimate(eval_archs)
-    sp = lambda v: float(stats.spearmanr(v, acc).statistic)  # noqa: E731
-    kt = lambda v: float(stats.kendalltau(v, acc).statistic)  # noqa: E731
-    res["ranking_vs_inherited"] = {
-        "naswot": {"spearman": sp(nw), "kendall": kt(nw), "seconds_per_arch": t_nw / len(acc)},
-        "params": {"spearman": sp(params), "kendall": kt(params)},
-        "macs": {"spearman": sp(macs), "kendall": kt(macs)},
-        "predictor": {"spearman": sp(pred_vals), "kendall": kt(pred_vals)},
-    }
+    ests["params"] = ParamsEstimator(S).estimate(eval_archs)
+    ests["macs"] = MacsEstimator(S).estimate(eval_archs)
+    if pred_vals is not None:
+        ests["predictor"] = pred_vals
+    res["ranking_vs_inherited"] = {k: {"spearman": float(stats.spearmanr(v, acc).statistic),
+                                       "kendall": float(stats.kendalltau(v, acc).statistic)} for k, v in ests.items()}
+    res["ranking_vs_inherited"]["naswot"]["seconds_per_arch"] = t_nw / len(acc)
+    _save(res, out)
 
-    # 4. trained alone --------------------------------------------------------------------------
-    order = np.argsort(acc, kind="stable")
-    qs = np.linspace(0, 1, args.n_alone) if args.n_alone > 1 else np.array([0.5] * args.n_alone)
-    picks = sorted({int(order[int(round(q * (len(order) - 1)))]) for q in qs})
-    alone = []
-    for i in picks:
-        a = eval_archs[i]
-        a_acc, secs = train_standalone(a, data, cfg, S)
-        alone.append({"arch": str(a), "inherited": float(acc[i]), "alone": a_acc, "alone_seconds": secs})
-        print(f"  {a}: inherited {acc[i]:.1f}  alone {a_acc:.1f}  ({secs:.0f} s)", flush=True)
-    inh = [x["inherited"] for x in alone]
-    aln = [x["alone"] for x in alone]
-    res["alone"] = {"subnets": alone, "epochs": epochs, "optimizer_steps": epochs * steps_per_epoch,
-                    "spearman": float(stats.spearmanr(inh, aln).statistic) if len(alone) > 2 else None,
-                    "kendall": float(stats.kendalltau(inh, aln).statistic) if len(alone) > 2 else None}
+    # 5. ground truth: subnets trained alone ----------------------------------------------------------
+    if args.standalone > 0:
+        macs = ests["macs"]
+        order = np.argsort(macs, kind="stable")
+        qs = np.linspace(0, 1, args.standalone) if args.standalone > 1 else np.array([0.5])
+        picks = list(dict.fromkeys(int(order[int(round(q * (len(order) - 1)))]) for q in qs))
+        rows = []
+        res["standalone"] = {"epochs": cfg.epochs, "optimizer_steps": cfg.epochs * steps_per_epoch,
+                             "seeds": args.seeds, "planned": len(picks), "subnets": rows,
+                             "split": f"validation split of {args.data} ({len(ls.val_idx)} images)"}
+        for i in picks:
+            a = eval_archs[i]
+            row = {"arch": str(a), "macs": float(macs[i]), "inherited": float(acc[i]), "alone": [], "seconds": []}
+            rows.append(row)
+            for seed in range(args.seeds):
+                a_acc, secs = train_standalone(a, ls.data, cfg, S, init_seed=1000 + seed)
+                row["alone"].append(a_acc)
+                row["seconds"].append(secs)
+                print(f"  {a}: inherited {acc[i]:.1f}  alone (seed {seed}) {a_acc:.1f}  ({secs:.0f} s)", flush=True)
+                _save(res, out)
+        done = [r_ for r_ in rows if len(r_["alone"]) == args.seeds]
+        res["standalone"]["completed"] = len(done)
+        if len(done) >= 3:
+            truth = np.array([np.mean(r_["alone"]) for r_ in done])
+            idx = [eval_archs.index(S.parse(r_["arch"])) for r_ in done]
+            res["standalone"]["vs_truth"] = {
+                k: {"spearman": float(stats.spearmanr(np.asarray(v)[idx], truth).statistic),
+                    "kendall": float(stats.kendalltau(np.asarray(v)[idx], truth).statistic)}
+                for k, v in {"inherited": acc, **ests}.items()}
+            if args.seeds >= 2:
+                s0 = np.array([r_["alone"][0] for r_ in done])
+                s1 = np.array([r_["alone"][1] for r_ in done])
+                res["standalone"]["seed_to_seed"] = {"mean_abs_diff_pp": float(np.mean(np.abs(s0 - s1))),
+                                                     "spearman": float(stats.spearmanr(s0, s1).statistic)}
+        _save(res, out)
 
     # ship ----------------------------------------------------------------------------------------
-    ship = Path(args.ship)
-    ship.mkdir(parents=True, exist_ok=True)
-    meta = ls.meta  # supernet.json as loaded (nothing has written it since)
-    ck = checkpoint_id(work)
-    shipped.info.update({
-        "target": f"top-1 % with inherited supernet weights on builtin:digits (validation split, {len(ls.val_idx)} images)",
-        "source": f"supernet subnets (builtin:digits, {r.epochs_done} epochs, {r.seconds:.0f} s)",
-        "heldout": main_m | {"n_train": len(pair_archs), "test": f"{len(acc)} other random subnets"},
-        "supernet": {"checkpoint": ck, "epochs_done": meta["epochs_done"],
-                     "train_seconds": meta["train_seconds"], "dataset": meta["dataset"]["source"],
-                     "fingerprint": meta["dataset"]["fingerprint"], "config": meta["config"]},
-    })
-    shipped.save(ship / PREDICTOR_FILE)
-    with open(ship / PAIRS_FILE, "w", encoding="utf-8") as f:
-        f.write("arch,accuracy,checkpoint,role\n")
-        for a, v in zip(pair_archs, pair_acc):
-            f.write(f"{a},{v:.4f},{ck},train\n")
-        for a, v in zip(eval_archs, acc):
-            f.write(f"{a},{v:.4f},{ck},test\n")
-    res["shipped"] = {p.name: p.stat().st_size for p in (ship / PREDICTOR_FILE, ship / PAIRS_FILE)}
+    if shipped is not None and args.ship:
+        ship = Path(args.ship)
+        ship.mkdir(parents=True, exist_ok=True)
+        meta = ls.meta
+        ck = checkpoint_id(work)
+        m = res["predictor"]["heldout"]
+        shipped.info.update({
+            "target": f"top-1 % with inherited supernet weights on {split}",
+            "source": f"supernet subnets ({args.data}, {meta['epochs_done']} epochs "
+                      f"+ {meta['step_in_epoch']} steps, {meta['train_seconds']:.0f} s)",
+            "heldout": m | {"n_train": len(pair_archs), "test": f"{len(acc)} other random subnets"},
+            "supernet": {"checkpoint": ck, "epochs_done": meta["epochs_done"],
+                         "train_seconds": meta["train_seconds"], "dataset": meta["dataset"]["source"],
+                         "fingerprint": meta["dataset"]["fingerprint"], "config": meta["config"]},
+        })
+        shipped.save(ship / PREDICTOR_FILE)
+        with open(ship / PAIRS_FILE, "w", encoding="utf-8") as f:
+            f.write("arch,accuracy,checkpoint,role\n")
+            for a, v in zip(pair_archs, pair_acc):
+                f.write(f"{a},{v:.4f},{ck},train\n")
+            for a, v in zip(eval_archs, acc):
+                f.write(f"{a},{v:.4f},{ck},test\n")
+        res["shipped"] = {p.name: p.stat().st_size for p in (ship / PREDICTOR_FILE, ship / PAIRS_FILE)}
     res["total_seconds"] = time.perf_counter() - t_all
-
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2) + "\n")
-
-    # table -----------------------------------------------------------------------------------------
-    rv = res["ranking_vs_inherited"]
-    print()
-    print(f"supernet training     {r.epochs_done}/{epochs} epochs, {r.seconds / 60:.1f} min on {args.threads} thread(s) "
-          f"(budget {args.budget_min:g} min)")
-    print(f"inherited top-1 %     min {acc.min():.1f} / median {np.median(acc):.1f} / max {acc.max():.1f} "
-          f"over {len(acc)} subnets; split-half reliability {reliability:.2f}")
-    print(f"predictor ({chosen})  Spearman {main_m['spearman']:.3f} (target 0.8), RMSE {main_m['rmse']:.2f} pp, "
-          f"Kendall {main_m['kendall']:.3f}")
-    print("ranking vs inherited  " + "   ".join(f"{k} {v['spearman']:+.3f}" for k, v in rv.items()) + "  (Spearman)")
-    print(f"inherited vs alone    Spearman {res['alone']['spearman']}")
-    for x in alone:
-        print(f"   {x['arch']:<90s} inherited {x['inherited']:5.1f}  alone {x['alone']:5.1f}")
-    print(f"saved {out}; shipped {', '.join(res['shipped'])} to {ship}; total {res['total_seconds'] / 60:.1f} min")
+    _save(res, out)
+    torch.set_num_threads(threads_before)
+    print(f"saved {out} and {out.with_suffix('.png')}; total {res['total_seconds'] / 60:.1f} min")
 
 
 if __name__ == "__main__":

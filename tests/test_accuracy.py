@@ -646,7 +646,7 @@ def test_bundled_predictor_answers_out_of_the_box():
     assert (d / "predictor.json").is_file(), f"the shipped accuracy predictor {d / 'predictor.json'} is missing"
     est = make_estimator("predictor")
     big, small = est.estimate([DEFAULT_SPACE.largest(), DEFAULT_SPACE.smallest()])
-    assert big > small and "digits" in est.meaning
+    assert big > small and ("digits" in est.meaning or "shapes" in est.meaning)  # the dataset it was fitted on
     archs, acc = read_pairs_csv(d / "pairs.csv")
     assert len(archs) >= 300
     assert spearmanr(est.estimate(archs), acc).statistic > 0.8
@@ -674,3 +674,112 @@ def test_genomes_into_a_covering_space():
     assert DEFAULT_SPACE.genomes_to_archs(big) == small.genomes_to_archs(G)
     with pytest.raises(ValueError, match="resolutions: 224"):
         small.genomes_into(SearchSpace(resolutions=(128, 160)), G)
+
+
+# --------------------------------------------------------------------------------------------
+# the winner as a model (supernet extract)
+
+
+def test_extract_saves_weights_metadata_and_matching_onnx(trained, tmp_path):
+    import onnxruntime as ort
+
+    from hwnas.accuracy.supernet.extract import MODEL_JSON, MODEL_ONNX, MODEL_PT, extract_model, load_extracted
+
+    out, npz, _ = trained
+    arch = TINY.sample(np.random.default_rng(5))
+    r = extract_model(out, arch, tmp_path / "m")
+    ls = load_supernet(out, TINY)
+    assert r.inherited_accuracy_pct == evaluate_archs(ls, [arch])[0] and r.finetuned_accuracy_pct is None
+    assert r.onnx_max_abs_diff <= 1e-4 and r.val_images == len(ls.val_idx)
+    blob = torch.load(tmp_path / "m" / MODEL_PT, weights_only=True)  # weights-only: no pickle of objects
+    meta = json.loads((tmp_path / "m" / MODEL_JSON).read_text())
+    assert blob["arch"] == str(arch) == meta["arch"] and meta["accuracy"]["inherited_top1_pct"] == r.accuracy_pct
+    model, meta2 = load_extracted(tmp_path / "m")
+    assert meta2 == meta and meta["dataset"]["fingerprint"] == ls.meta["dataset"]["fingerprint"]
+    # the ONNX graph agrees with the saved torch model on other images (training ones), another batch size
+    x = ls.batches.resize(ls.batches.tensor(ls.train_idx[:3]), (meta["input"]["height"], meta["input"]["width"]))
+    x = x.contiguous()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    got = ort.InferenceSession(str(tmp_path / "m" / MODEL_ONNX), so).run(None, {"images": x.numpy()})[0]
+    with torch.no_grad():
+        ref = model(x).numpy()
+    assert np.abs(got - ref).max() <= 1e-4 and np.abs(ref).max() > 1e-2
+
+
+@pytest.mark.parametrize("case,msg", [
+    ("outside", "outside the supernet's space"),
+    ("missing", "no supernet in"),
+    ("corrupt", "corrupt or not a weights-only checkpoint"),
+    ("other_width", "another space or width"),
+    ("bad_arch", "bad architecture"),
+    ("search_without_supernet", "no supernet in"),
+])
+def test_extract_bad_input_is_a_one_line_error(monkeypatch, capsys, tmp_path, trained, case, msg):
+    import shutil
+
+    out, _, _ = trained
+    d = tmp_path / "sn"
+    shutil.copytree(out, d)
+    arch = str(TINY.smallest())
+    if case == "outside":
+        arch = ARCH  # depth 2 and kernel 7 are not in TINY
+    elif case == "missing":
+        d = tmp_path / "nothing"
+    elif case == "corrupt":
+        (d / CHECKPOINT).write_bytes(b"not a checkpoint")
+    elif case == "other_width":  # metadata says one width, the tensors were made for two
+        meta = json.loads((d / META).read_text())
+        meta["space"]["width_mults"] = [1.0]
+        (d / META).write_text(json.dumps(meta))
+    elif case == "bad_arch":
+        arch = "r128_w1.0_k3x3"
+    args = ["supernet", "extract", arch, "--dir", d, "--out", tmp_path / "m"]
+    if case == "search_without_supernet":
+        args = ["search", "--budget-ms", "5", "--no-calibrate", "--accuracy-dir", tmp_path / "none",
+                "--extract", tmp_path / "m"]
+    code, _, err = _run_main(monkeypatch, capsys, *args)
+    assert code == 2 and err.startswith("error:") and msg in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "m" / "model.pt").exists()
+
+
+@pytest.mark.slow
+def test_cli_extract_finetune_measure_and_search_extract(monkeypatch, capsys, tmp_path, tiny_data):
+    """Default space: a 1-epoch supernet, `supernet extract --finetune-epochs 1 --measure`, and
+    `search --accuracy supernet --extract` (the winner extracted)."""
+    from hwnas.accuracy.supernet.extract import load_extracted
+
+    npz = _npz(tmp_path / "tiny.npz", tiny_data)
+    sn = tmp_path / "sn"
+    code, _, err = _run_main(monkeypatch, capsys, "supernet", "train", "--data", npz, "--out", sn, "--epochs", "1",
+                             "--batch-size", "24", "--threads", "1")
+    assert code in (0, None), err
+    code, o, err = _run_main(monkeypatch, capsys, "supernet", "extract", ARCH, "--dir", sn, "--out", tmp_path / "m",
+                             "--finetune-epochs", "1", "--measure", "--device", "cpu-1t", "--json")
+    assert code in (0, None), err
+    res = json.loads(o)
+    assert res["finetuned_accuracy_pct"] is not None and "after 1 fine-tuning epoch" in err
+    assert res["measured"]["latency_ms"] > 0 and res["measured"]["input_shape"][2:] == [160, 160]
+    model, meta = load_extracted(tmp_path / "m")
+    inherited = extract_subnet(load_supernet(sn).net, DEFAULT_SPACE.parse(ARCH))
+    assert not torch.equal(model.state_dict()["head.weight" if "head.weight" in model.state_dict() else
+                                              list(model.state_dict())[-1]],
+                           inherited.state_dict()[list(inherited.state_dict())[-1]])  # fine-tuning moved the weights
+    assert meta["finetune"]["epochs"] == 1
+    code, o, err = _run_main(monkeypatch, capsys, "search", "--budget-ms", "1000", "--no-calibrate", "--strategy",
+                             "random", "--n-samples", "4", "--accuracy", "supernet", "--accuracy-dir", sn,
+                             "--extract", tmp_path / "w", "--json")
+    assert code in (0, None), err
+    winner = json.loads(o)[0]["arch"]
+    assert load_extracted(tmp_path / "w")[1]["arch"] == winner
+
+
+def test_standalone_init_seed_leaves_torch_global_generator_alone(tiny_data):
+    from hwnas.accuracy.supernet import train_standalone
+
+    cfg = TrainConfig(epochs=1, **TINY_CFG)
+    before = torch.random.get_rng_state()
+    a = train_standalone(TINY.smallest(), tiny_data, cfg, TINY, init_seed=7)[0]
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert train_standalone(TINY.smallest(), tiny_data, cfg, TINY, init_seed=7)[0] == a  # seeded

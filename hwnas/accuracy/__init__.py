@@ -4,7 +4,9 @@ accuracy predictor, a zero-cost proxy and trivial baselines, behind one interfac
     from hwnas.accuracy import make_estimator
     acc = make_estimator("predictor").estimate(["r224_w1.0_..."])   # higher is better
 
-Modules: :mod:`.data` (datasets, the offline digits set), :mod:`.supernet` (the supernet,
+Modules: :mod:`.data` (datasets, the offline digits set), :mod:`.shapes` (the procedural proxy
+task ``builtin:shapes``), :mod:`.noise` (bootstrap intervals and split-half reliability of
+accuracies), :mod:`.supernet` (the supernet,
 training, inherited-weight evaluation), :mod:`.predictor` (accuracy predictor),
 :mod:`.proxy` (NASWOT), :mod:`.estimators` (the interface and the registry).
 """

@@ -47,6 +47,8 @@ def search(ctx: typer.Context,
            calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help=_CALIBRATE_HELP),
            calibration_shots: int = typer.Option(30, "--calibration-shots", help="architectures a calibration measures"),
            json_out: bool = typer.Option(False, "--json"),
+           extract: Optional[Path] = typer.Option(None, "--extract", help="save the winner with inherited supernet "
+                                                  "weights (--accuracy-dir) here: model.pt, model.json, model.onnx"),
            out_dir: Optional[Path] = typer.Option(None, "--out", help="save every candidate (CSV) and plots (PNG)")) -> None:
     """Search the space for the most accurate architecture within a latency budget."""
     import math
@@ -72,6 +74,11 @@ def search(ctx: typer.Context,
         from ..report import prepare_out_dir
 
         prepare_out_dir(out_dir)  # a bad --out fails before the search, not after it
+    if extract is not None:  # no supernet: fail before the search, not after it
+        from ..accuracy import default_accuracy_dir
+        from ..accuracy.supernet import read_meta
+
+        read_meta(accuracy_dir or default_accuracy_dir())
     if accuracy is None:
         accuracy = "supernet" if strategy == "gradient" else "predictor"
     dirs = [_on_this_machine(p, calibrate, calibration_shots) for p in (profile or [_profile_dir(None)])]
@@ -130,3 +137,8 @@ def search(ctx: typer.Context,
         except OSError as e:
             raise InputError(f"could not write the search's files to {out_dir}: {e.strerror or e}"
                              f"{f' ({e.filename})' if e.filename else ''}; the result above is complete") from None
+    if extract is not None:
+        from ..accuracy import default_accuracy_dir
+        from .supernet_cmds import extract_winner
+
+        extract_winner(result.top[0][0].arch, accuracy_dir or default_accuracy_dir(), extract)

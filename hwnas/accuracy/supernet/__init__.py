@@ -39,8 +39,9 @@ augmentation), :mod:`.feed` (a rank's shard of each batch, in memory or streamed
 processes), :mod:`.training` (settings, schedule, the one training loop, supernet
 training), :mod:`.distributed` (one rank of a torch.distributed run: gradient sync,
 agreement, broadcasts), :mod:`.launch` (``--nproc N`` processes or one rank under
-``torchrun``), :mod:`.checkpoint`, :mod:`.evaluation` (loading, recalibration, accuracy) and
-:mod:`.standalone` (one architecture trained alone through the same loop).
+``torchrun``), :mod:`.checkpoint`, :mod:`.evaluation` (loading, recalibration, accuracy),
+:mod:`.standalone` (one architecture trained alone through the same loop) and :mod:`.extract`
+(one subnet as a model: weights-only file, metadata, ONNX).
 """
 
 from .batches import Batches
