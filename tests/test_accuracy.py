@@ -606,6 +606,7 @@ def test_cli_accuracy_json_and_table(monkeypatch, capsys):
     assert rows[0]["value"] == arch_cost(DEFAULT_SPACE.parse(ARCH)).params and rows[0]["estimator"] == "params"
 
 
+@pytest.mark.slow  # CLI subprocesses, ~9 s: run by .ci/run's slow step
 def test_cli_train_fit_predictor_and_estimate(monkeypatch, capsys, tmp_path, tiny_data):
     """The whole CLI path on a tiny dataset with the default space (2 steps of training)."""
     npz = _npz(tmp_path / "tiny.npz", tiny_data)
