@@ -12,7 +12,8 @@
    builtin:digits --out DIR --epochs 4 --threads 1``), at the same 5 budgets, at the resolution
    and width of evolution's pick at that budget: wall time, the derived architecture's expected
    latency (final alpha), its LUT sum, its measured latency (canary-corrected, the project's
-   Measurer), and its inherited-weight accuracy next to evolution's pick's (both on the
+   Measurer; the median of ``--measure-repeats`` measurements, all kept, as the machine is
+   shared), and its inherited-weight accuracy next to evolution's pick's (both on the
    supernet's validation split).  Peak memory against the number of choices per block comes
    from fresh processes (``--memory-probe``) on untrained supernets of spaces with 1-9 choices.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -196,13 +198,34 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
+class _PeakRss:
+    """The peak resident memory (MB) while the ``with`` block runs, sampled every 2 ms."""
+
+    def __enter__(self) -> "_PeakRss":
+        import threading
+
+        self.before_mb = self.peak_mb = _rss_mb()
+        self._done = threading.Event()
+
+        def sample():
+            while not self._done.is_set():
+                self.peak_mb = max(self.peak_mb, _rss_mb())
+                time.sleep(0.002)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 def memory_probe(n_kernels: int, n_expands: int, steps: int) -> dict:
     """Peak resident memory of a few ProxylessNAS steps (weight and two-path alpha steps) on an
     untrained supernet with n_kernels x n_expands choices per block (the largest kernel and
     expand always present, so the weights are the same size), on 64x64 synthetic images: the
     peak RSS during the run (sampled every 2 ms) above the RSS just before it."""
-    import threading
-
     import torch
 
     from hwnas.accuracy.data import ImageDataset
@@ -221,24 +244,12 @@ def memory_probe(n_kernels: int, n_expands: int, steps: int) -> dict:
     ch = Choices(space, 224, 1.0)
     t = LatencyTable(1.0, np.full((N_STAGES, space.max_depth, ch.n), 0.1))
     b = Batches(data, np.arange(data.n), space)
-    base = _rss_mb()
-    peak = [base]
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_mb())
-            time.sleep(0.002)
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
     t0 = time.perf_counter()
-    run_gradient(SupernetPaths(net), b, np.arange(data.n), data.labels, ch, [t], [100.0],
-                 GradientConfig(steps=steps, alpha_every=2, batch_size=32, budget_mode=False), seed=0)
-    done.set()
-    th.join()
+    with _PeakRss() as mem:
+        run_gradient(SupernetPaths(net), b, np.arange(data.n), data.labels, ch, [t], [100.0],
+                     GradientConfig(steps=steps, alpha_every=2, batch_size=32, budget_mode=False), seed=0)
     return {"choices_per_block": n_kernels * n_expands, "params": int(sum(p.numel() for p in net.parameters())),
-            "rss_before_mb": base, "peak_rss_mb": peak[0], "peak_above_before_mb": peak[0] - base,
+            "rss_before_mb": mem.before_mb, "peak_rss_mb": mem.peak_mb, "peak_above_before_mb": mem.peak_mb - mem.before_mb,
             "seconds": time.perf_counter() - t0}
 
 
@@ -260,21 +271,30 @@ def part_gradient(args, res: dict) -> None:
         gs = GradientSearcher(args.supernet, [evo.best[0].profile], pick.resolution, pick.width_mult,
                               _gradient_config(args), seed=0)
         t0 = time.perf_counter()
-        r = run_search(SearchConfig(budgets_ms=(b,), strategy="gradient", accuracy="supernet",
-                                    accuracy_dir=args.supernet), searcher=gs)
+        with _PeakRss() as mem:
+            r = run_search(SearchConfig(budgets_ms=(b,), strategy="gradient", accuracy="supernet",
+                                        accuracy_dir=args.supernet), searcher=gs)
         wall = time.perf_counter() - t0
-        verify(r, 1)
+        measured = []
+        for _ in range(args.measure_repeats):
+            verify(r, 1)
+            measured.append(r.best[0].measured_latency_ms)
         c = r.best[0]
+        c.measured_latency_ms = float(np.median(measured))
         run = gs.runs[0]
         derived = str(run.arch) == c.arch
         evo_acc = float(sn_acc.estimate([pick])[0])
-        row = {"budget_ms": b, "resolution": pick.resolution, "width_mult": pick.width_mult, "arch": c.arch,
+        row = {"budget_ms": b, "load_avg_1_5_15": list(os.getloadavg()), "peak_rss_mb": mem.peak_mb,
+               "resolution": pick.resolution, "width_mult": pick.width_mult, "arch": c.arch,
                "is_final_derived": derived, "wall_s": wall, "search_s": run.seconds,
                "weight_steps": run.weight_steps, "alpha_steps": run.alpha_steps,
-               "expected_ms": run.expected_ms[0], "lut_ms": run.lut_ms[0] if derived else None,
+               "final_tau": run.tau, "expected_ms": run.expected_ms[0], "lut_ms": run.lut_ms[0] if derived else None,
+               "lut_over_budget": run.lut_ms[0] / b if derived else None,
                "predicted_ms": c.predicted_latency_ms, "measured_ms": c.measured_latency_ms,
-               "within_budget_measured": c.within_budget_measured,
+               "measured_each_ms": measured,
                "measured_le_1.05T": bool(c.measured_latency_ms <= 1.05 * b),
+               "expected_vs_lut_pct": 100 * (run.expected_ms[0] / run.lut_ms[0] - 1) if derived else None,
+               "lut_vs_measured_pct": 100 * (run.lut_ms[0] / c.measured_latency_ms - 1) if derived else None,
                "expected_vs_measured_pct": 100 * (run.expected_ms[0] / c.measured_latency_ms - 1),
                "gradient_accuracy": c.accuracy_estimate, "evolution_arch": str(pick), "evolution_accuracy": evo_acc,
                "evolution_predicted_accuracy": evo.best[0].accuracy_estimate, "lambda": run.lambdas[0]}
@@ -300,6 +320,7 @@ def main() -> None:
     ap.add_argument("--supernet", default=None, help="trained supernet directory for the gradient part")
     ap.add_argument("--gradient-steps", type=int, default=120)
     ap.add_argument("--probe-steps", type=int, default=6)
+    ap.add_argument("--measure-repeats", type=int, default=3, help="gradient: measurements per derived arch (median)")
     ap.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(HERE / "results" / "strategies.json"))
     args = ap.parse_args()
