@@ -66,7 +66,7 @@ class GradientConfig:
     budget_mode: bool = True
     band_low: float = 0.9  # budget mode aims the latency at [band_low x T, T]
     tau_start: float = 1.0  # softmax temperature, annealed geometrically over `steps`
-    tau_end: float = 0.1
+    tau_end: float = 0.25  # 0.1 froze alpha (saturated softmax) with the derived arch still over T
     alpha_fraction: float = 0.2  # share of the training split held out for alpha
 
     def __post_init__(self) -> None:
