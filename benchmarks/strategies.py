@@ -51,7 +51,8 @@ def _budgets(accuracy: str) -> tuple[list[float], float, float]:
     return [round(lo + f * (hi - lo), 2) for f in FRACTIONS], lo, hi
 
 
-def _one_run(strategy: str, budget: float, seed: int, pred, acc, space, cap: int = max(LEVELS)) -> dict:
+def _one_run(strategy: str, budget: float, seed: int, pred, acc, space, cap: int = max(LEVELS),
+             rl_reward: str = "soft") -> dict:
     """A search stopped once it has made ``cap`` predictor queries; figures per level (None for a
     level beyond the cap)."""
     from hwnas.search import SearchConfig, make_searcher
@@ -77,7 +78,7 @@ def _one_run(strategy: str, budget: float, seed: int, pred, acc, space, cap: int
     if strategy == "rl":
         from hwnas.search.rl import RLSearcher
 
-        searcher = RLSearcher(n_samples=cap, max_steps=4 * cap // 50, seed=seed)
+        searcher = RLSearcher(n_samples=cap, max_steps=4 * cap // 50, reward=rl_reward, seed=seed)
     else:
         searcher = make_searcher(SearchConfig(budgets_ms=(budget,), strategy=strategy, population=100,
                                               generations=10**6, n_samples=10**9, seed=seed))
@@ -153,6 +154,32 @@ def part_queries(args, res: dict) -> None:
         gap.append({"budget_ms": b, "rl_minus_evolution_pp": None if e is None or r is None else r - e})
     res["rl_vs_evolution_20k"] = gap
     _plot(res, Path(args.out).with_suffix(".png"))
+
+
+def part_rl(args, res: dict) -> None:
+    """RL (reward ``--rl-reward``) against evolution at 20k queries, ``--seeds`` seeds per budget:
+    the per-seed bests and the gap's mean and spread (the evolution runs are the queries part's,
+    same seeds, deterministic)."""
+    from hwnas.accuracy import make_estimator
+    from hwnas.predictors import load_predictor
+
+    budgets = res.get("budgets_ms") or _budgets(args.accuracy)[0]
+    pred = load_predictor(None)
+    space = pred.space_
+    acc = make_estimator(args.accuracy, None, space)
+    rows = []
+    for b in budgets:
+        best = {s: [_one_run(s, b, seed, pred, acc, space, rl_reward=args.rl_reward)["best_20000"]
+                    for seed in range(args.seeds)] for s in ("rl", "evolution")}
+        gap = np.array(best["rl"]) - np.array(best["evolution"])
+        rows.append({"budget_ms": b, "rl_reward": args.rl_reward, "rl_best_20k": best["rl"],
+                     "evolution_best_20k": best["evolution"], "rl_mean": float(np.mean(best["rl"])),
+                     "rl_sd": float(np.std(best["rl"])), "evolution_mean": float(np.mean(best["evolution"])),
+                     "evolution_sd": float(np.std(best["evolution"])), "gap_mean_pp": float(gap.mean()),
+                     "gap_sd_pp": float(gap.std()), "rl_feasible": sum(x is not None for x in best["rl"]),
+                     "load_avg_1_5_15": list(os.getloadavg())})
+        print(json.dumps({k: v for k, v in rows[-1].items() if not k.endswith("20k")}), file=sys.stderr, flush=True)
+    res[f"rl_{args.rl_reward}_vs_evolution_20k"] = rows
 
 
 def _plot(res: dict, path: Path) -> None:
@@ -312,7 +339,9 @@ def part_gradient(args, res: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("queries", "gradient", "all"), default="all")
+    ap.add_argument("--part", choices=("queries", "gradient", "rl", "all"), default="all",
+                    help="rl: RL (--rl-reward) against evolution at 20k queries only")
+    ap.add_argument("--rl-reward", choices=("soft", "hard"), default="hard", help="the reward of --part rl")
     ap.add_argument("--accuracy", default="predictor")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--nsga2-seeds", type=int, default=3, help="NSGA-II is ~40x slower per query (pymoo)")
@@ -336,6 +365,10 @@ def main() -> None:
     res["accuracy"] = args.accuracy
     if args.part in ("queries", "all"):
         part_queries(args, res)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2))
+    if args.part == "rl":
+        part_rl(args, res)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=2))
     if args.part in ("gradient", "all"):
