@@ -12,17 +12,21 @@
    builtin:digits --out DIR --epochs 4 --threads 1``), at the same 5 budgets, at the resolution
    and width of evolution's pick at that budget: wall time, the derived architecture's expected
    latency (final alpha), its LUT sum, its measured latency (canary-corrected, the project's
-   Measurer), and its inherited-weight accuracy next to evolution's pick's (both on the
+   Measurer; the median of ``--measure-repeats`` measurements, all kept, as the machine is
+   shared), and its inherited-weight accuracy next to evolution's pick's (both on the
    supernet's validation split).  Peak memory against the number of choices per block comes
    from fresh processes (``--memory-probe``) on untrained supernets of spaces with 1-9 choices.
+3. ``rl``: REINFORCE with ``--rl-reward`` (default hard) against evolution at 20k queries only.
+4. ``remeasure``: the saved gradient rows' architectures measured again (a quieter moment).
 
-    python benchmarks/strategies.py [--part queries|gradient|all] [--seeds 10] [--supernet DIR]
+    python benchmarks/strategies.py [--part queries|gradient|rl|remeasure|all] [--seeds 10] [--supernet DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -49,7 +53,8 @@ def _budgets(accuracy: str) -> tuple[list[float], float, float]:
     return [round(lo + f * (hi - lo), 2) for f in FRACTIONS], lo, hi
 
 
-def _one_run(strategy: str, budget: float, seed: int, pred, acc, space, cap: int = max(LEVELS)) -> dict:
+def _one_run(strategy: str, budget: float, seed: int, pred, acc, space, cap: int = max(LEVELS),
+             rl_reward: str = "soft") -> dict:
     """A search stopped once it has made ``cap`` predictor queries; figures per level (None for a
     level beyond the cap)."""
     from hwnas.search import SearchConfig, make_searcher
@@ -75,7 +80,7 @@ def _one_run(strategy: str, budget: float, seed: int, pred, acc, space, cap: int
     if strategy == "rl":
         from hwnas.search.rl import RLSearcher
 
-        searcher = RLSearcher(n_samples=cap, max_steps=4 * cap // 50, seed=seed)
+        searcher = RLSearcher(n_samples=cap, max_steps=4 * cap // 50, reward=rl_reward, seed=seed)
     else:
         searcher = make_searcher(SearchConfig(budgets_ms=(budget,), strategy=strategy, population=100,
                                               generations=10**6, n_samples=10**9, seed=seed))
@@ -153,6 +158,32 @@ def part_queries(args, res: dict) -> None:
     _plot(res, Path(args.out).with_suffix(".png"))
 
 
+def part_rl(args, res: dict) -> None:
+    """RL (reward ``--rl-reward``) against evolution at 20k queries, ``--seeds`` seeds per budget:
+    the per-seed bests and the gap's mean and spread (the evolution runs are the queries part's,
+    same seeds, deterministic)."""
+    from hwnas.accuracy import make_estimator
+    from hwnas.predictors import load_predictor
+
+    budgets = res.get("budgets_ms") or _budgets(args.accuracy)[0]
+    pred = load_predictor(None)
+    space = pred.space_
+    acc = make_estimator(args.accuracy, None, space)
+    rows = []
+    for b in budgets:
+        best = {s: [_one_run(s, b, seed, pred, acc, space, rl_reward=args.rl_reward)["best_20000"]
+                    for seed in range(args.seeds)] for s in ("rl", "evolution")}
+        gap = np.array(best["rl"]) - np.array(best["evolution"])
+        rows.append({"budget_ms": b, "rl_reward": args.rl_reward, "rl_best_20k": best["rl"],
+                     "evolution_best_20k": best["evolution"], "rl_mean": float(np.mean(best["rl"])),
+                     "rl_sd": float(np.std(best["rl"])), "evolution_mean": float(np.mean(best["evolution"])),
+                     "evolution_sd": float(np.std(best["evolution"])), "gap_mean_pp": float(gap.mean()),
+                     "gap_sd_pp": float(gap.std()), "rl_feasible": sum(x is not None for x in best["rl"]),
+                     "load_avg_1_5_15": list(os.getloadavg())})
+        print(json.dumps({k: v for k, v in rows[-1].items() if not k.endswith("20k")}), file=sys.stderr, flush=True)
+    res[f"rl_{args.rl_reward}_vs_evolution_20k"] = rows
+
+
 def _plot(res: dict, path: Path) -> None:
     import matplotlib
 
@@ -196,13 +227,34 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
+class _PeakRss:
+    """The peak resident memory (MB) while the ``with`` block runs, sampled every 2 ms."""
+
+    def __enter__(self) -> "_PeakRss":
+        import threading
+
+        self.before_mb = self.peak_mb = _rss_mb()
+        self._done = threading.Event()
+
+        def sample():
+            while not self._done.is_set():
+                self.peak_mb = max(self.peak_mb, _rss_mb())
+                time.sleep(0.002)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 def memory_probe(n_kernels: int, n_expands: int, steps: int) -> dict:
     """Peak resident memory of a few ProxylessNAS steps (weight and two-path alpha steps) on an
     untrained supernet with n_kernels x n_expands choices per block (the largest kernel and
     expand always present, so the weights are the same size), on 64x64 synthetic images: the
     peak RSS during the run (sampled every 2 ms) above the RSS just before it."""
-    import threading
-
     import torch
 
     from hwnas.accuracy.data import ImageDataset
@@ -221,24 +273,12 @@ def memory_probe(n_kernels: int, n_expands: int, steps: int) -> dict:
     ch = Choices(space, 224, 1.0)
     t = LatencyTable(1.0, np.full((N_STAGES, space.max_depth, ch.n), 0.1))
     b = Batches(data, np.arange(data.n), space)
-    base = _rss_mb()
-    peak = [base]
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_mb())
-            time.sleep(0.002)
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
     t0 = time.perf_counter()
-    run_gradient(SupernetPaths(net), b, np.arange(data.n), data.labels, ch, [t], [100.0],
-                 GradientConfig(steps=steps, alpha_every=2, batch_size=32, budget_mode=False), seed=0)
-    done.set()
-    th.join()
+    with _PeakRss() as mem:
+        run_gradient(SupernetPaths(net), b, np.arange(data.n), data.labels, ch, [t], [100.0],
+                     GradientConfig(steps=steps, alpha_every=2, batch_size=32, budget_mode=False), seed=0)
     return {"choices_per_block": n_kernels * n_expands, "params": int(sum(p.numel() for p in net.parameters())),
-            "rss_before_mb": base, "peak_rss_mb": peak[0], "peak_above_before_mb": peak[0] - base,
+            "rss_before_mb": mem.before_mb, "peak_rss_mb": mem.peak_mb, "peak_above_before_mb": mem.peak_mb - mem.before_mb,
             "seconds": time.perf_counter() - t0}
 
 
@@ -260,21 +300,30 @@ def part_gradient(args, res: dict) -> None:
         gs = GradientSearcher(args.supernet, [evo.best[0].profile], pick.resolution, pick.width_mult,
                               _gradient_config(args), seed=0)
         t0 = time.perf_counter()
-        r = run_search(SearchConfig(budgets_ms=(b,), strategy="gradient", accuracy="supernet",
-                                    accuracy_dir=args.supernet), searcher=gs)
+        with _PeakRss() as mem:
+            r = run_search(SearchConfig(budgets_ms=(b,), strategy="gradient", accuracy="supernet",
+                                        accuracy_dir=args.supernet), searcher=gs)
         wall = time.perf_counter() - t0
-        verify(r, 1)
+        measured = []
+        for _ in range(args.measure_repeats):
+            verify(r, 1)
+            measured.append(r.best[0].measured_latency_ms)
         c = r.best[0]
+        c.measured_latency_ms = float(np.median(measured))
         run = gs.runs[0]
         derived = str(run.arch) == c.arch
         evo_acc = float(sn_acc.estimate([pick])[0])
-        row = {"budget_ms": b, "resolution": pick.resolution, "width_mult": pick.width_mult, "arch": c.arch,
+        row = {"budget_ms": b, "load_avg_1_5_15": list(os.getloadavg()), "peak_rss_mb": mem.peak_mb,
+               "resolution": pick.resolution, "width_mult": pick.width_mult, "arch": c.arch,
                "is_final_derived": derived, "wall_s": wall, "search_s": run.seconds,
                "weight_steps": run.weight_steps, "alpha_steps": run.alpha_steps,
-               "expected_ms": run.expected_ms[0], "lut_ms": run.lut_ms[0] if derived else None,
+               "final_tau": run.tau, "expected_ms": run.expected_ms[0], "lut_ms": run.lut_ms[0] if derived else None,
+               "lut_over_budget": run.lut_ms[0] / b if derived else None,
                "predicted_ms": c.predicted_latency_ms, "measured_ms": c.measured_latency_ms,
-               "within_budget_measured": c.within_budget_measured,
+               "measured_each_ms": measured,
                "measured_le_1.05T": bool(c.measured_latency_ms <= 1.05 * b),
+               "expected_vs_lut_pct": 100 * (run.expected_ms[0] / run.lut_ms[0] - 1) if derived else None,
+               "lut_vs_measured_pct": 100 * (run.lut_ms[0] / c.measured_latency_ms - 1) if derived else None,
                "expected_vs_measured_pct": 100 * (run.expected_ms[0] / c.measured_latency_ms - 1),
                "gradient_accuracy": c.accuracy_estimate, "evolution_arch": str(pick), "evolution_accuracy": evo_acc,
                "evolution_predicted_accuracy": evo.best[0].accuracy_estimate, "lambda": run.lambdas[0]}
@@ -290,9 +339,37 @@ def part_gradient(args, res: dict) -> None:
     res["gradient_memory"] = mem
 
 
+def part_remeasure(args, res: dict) -> None:
+    """Measure the saved gradient rows' architectures again (``--measure-repeats`` each, median),
+    e.g. once the machine is quieter; kept apart from the search-time figures."""
+    from hwnas.builders.onnx_graph import build_onnx
+    from hwnas.measure import Measurer
+    from hwnas.predictors.saved import default_profile_dir
+    from hwnas.profile import Profile
+    from hwnas.space import Arch
+
+    prof = Profile.load(default_profile_dir(), check_machine=False)
+    rows = []
+    with Measurer(prof.device) as m:
+        for r in res["gradient"]:
+            onnx = build_onnx(Arch.parse(r["arch"]), batch=prof.device.batch_size)
+            each = [m.measure(onnx, r["arch"]).relative_to_canary * prof.canary_reference_ms
+                    for _ in range(args.measure_repeats)]
+            med = float(np.median(each))
+            rows.append({"budget_ms": r["budget_ms"], "arch": r["arch"], "measured_each_ms": each, "measured_ms": med,
+                         "load_avg_1_5_15": list(os.getloadavg()), "measured_le_1.05T": bool(med <= 1.05 * r["budget_ms"]),
+                         "expected_vs_measured_pct": 100 * (r["expected_ms"] / med - 1),
+                         "lut_vs_measured_pct": 100 * (r["lut_ms"] / med - 1) if r["lut_ms"] else None})
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    res["gradient_remeasured"] = rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("queries", "gradient", "all"), default="all")
+    ap.add_argument("--part", choices=("queries", "gradient", "rl", "remeasure", "all"), default="all",
+                    help="rl: RL (--rl-reward) against evolution at 20k queries only; remeasure: the saved "
+                         "gradient rows' architectures again")
+    ap.add_argument("--rl-reward", choices=("soft", "hard"), default="hard", help="the reward of --part rl")
     ap.add_argument("--accuracy", default="predictor")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--nsga2-seeds", type=int, default=3, help="NSGA-II is ~40x slower per query (pymoo)")
@@ -300,6 +377,7 @@ def main() -> None:
     ap.add_argument("--supernet", default=None, help="trained supernet directory for the gradient part")
     ap.add_argument("--gradient-steps", type=int, default=120)
     ap.add_argument("--probe-steps", type=int, default=6)
+    ap.add_argument("--measure-repeats", type=int, default=3, help="gradient: measurements per derived arch (median)")
     ap.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(HERE / "results" / "strategies.json"))
     args = ap.parse_args()
@@ -315,6 +393,10 @@ def main() -> None:
     res["accuracy"] = args.accuracy
     if args.part in ("queries", "all"):
         part_queries(args, res)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2))
+    if args.part in ("rl", "remeasure"):
+        (part_rl if args.part == "rl" else part_remeasure)(args, res)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=2))
     if args.part in ("gradient", "all"):

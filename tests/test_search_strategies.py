@@ -1,6 +1,7 @@
 """REINFORCE (--strategy rl) and ProxylessNAS (--strategy gradient): toy problems with known
 answers, the exact latency term, seeding, bad input.  Real torch; tiny spaces and data."""
 
+import dataclasses
 import itertools
 import subprocess
 import sys
@@ -15,8 +16,8 @@ from hwnas.errors import InputError
 from hwnas.paths import default_profile_dir
 from hwnas.predictors import load_predictor
 from hwnas.search import SearchConfig, run_search
-from hwnas.search.gradient import (Choices, GradientConfig, LatencyTable, SupernetPaths, masked_probs,
-                                   run_gradient)
+from hwnas.search.gradient import (Choices, GradientConfig, LatencyTable, SupernetPaths, alpha_grad_two_path,
+                                   masked_probs, run_gradient)
 from hwnas.search.problem import Evaluation
 from hwnas.search.rl import RLSearcher, active_decisions, mnas_reward
 from hwnas.search.strategies import SearchProblem
@@ -215,7 +216,7 @@ class _Zeros:
         return torch.zeros(len(idx), 1)
 
 
-def _toy_run(seed, cfg=None):
+def _toy_run(seed, cfg=None, budget_ms=100.0):
     ch = Choices(TOY, 128, 1.0)
     quality = np.linspace(0.0, -0.3, ch.n)  # choice 0 best ...
     quality[ch.skip] = 0.0
@@ -227,7 +228,7 @@ def _toy_run(seed, cfg=None):
     cfg = cfg or GradientConfig(steps=200, alpha_every=1, batch_size=8, alpha_lr=0.1, budget_mode=False,
                                 lat_weight=0.5)
     labels = np.zeros(400, dtype=np.int64)
-    return ch, run_gradient(model, _Zeros(), np.arange(400), labels, ch, [t], [100.0], cfg, seed=seed)
+    return ch, run_gradient(model, _Zeros(), np.arange(400), labels, ch, [t], [budget_ms], cfg, seed=seed)
 
 
 def test_gradient_alpha_converges_to_the_faster_and_better_path():
@@ -245,6 +246,36 @@ def test_gradient_same_seed_same_result():
     _, c = _toy_run(8)
     assert np.array_equal(a.probs, b.probs) and a.arch == b.arch
     assert not np.array_equal(a.probs, c.probs)
+
+
+def test_gradient_budget_mode_spends_the_budget_and_sharpens():
+    """Budget mode, lambda starting at 0: on the toy the fastest path is also the best, so alone
+    the CE ends far under T; the band's lower multiplier (lambda < 0: latency pays) brings the
+    derived architecture up towards [0.9 T, T], and the annealed temperature makes E[lat]
+    describe the derived architecture."""
+    cfg = GradientConfig(steps=40, alpha_every=1, batch_size=8, alpha_lr=0.3, lambda_lr=10.0)
+    _, run = _toy_run(0, cfg, budget_ms=4.0)
+    _, no_band = _toy_run(0, dataclasses.replace(cfg, band_low=0.0), budget_ms=4.0)
+    assert 0.8 * 4.0 <= run.lut_ms[0] <= 4.0 and no_band.lut_ms[0] < 0.7 * 4.0
+    assert run.expected_ms[0] == pytest.approx(run.lut_ms[0], rel=0.03)
+    assert min(h["lambda"][0] for h in run.history) < 0 and run.tau == pytest.approx(cfg.tau_end)
+    taus = [h["tau"] for h in run.history]
+    assert cfg.tau(0) == 1.0 and all(a > b for a, b in zip(taus, taus[1:]))
+
+
+@pytest.mark.parametrize("tau", [1.0, 0.2])
+def test_two_path_alpha_gradient_matches_autograd(tau):
+    """The two-path estimate is the exact gradient of sum_m dL/dg_m p_m, p = softmax(alpha / tau)
+    over the sampled pair."""
+    alpha = torch.randn(N_STAGES, 2, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    rng = np.random.default_rng(1)
+    pairs = np.stack([rng.choice(5, 2, replace=False) for _ in range(N_STAGES * 2)]).reshape(N_STAGES, 2, 2)
+    gg = {(s, j): torch.from_numpy(rng.normal(size=2)) for s in range(N_STAGES) for j in range(2)}
+    got = alpha_grad_two_path(alpha, pairs, gg, tau)
+    a = alpha.clone().requires_grad_(True)
+    surrogate = sum((g * torch.softmax(a[s, j, list(pairs[s, j])] / tau, 0)).sum() for (s, j), g in gg.items())
+    want = torch.autograd.grad(surrogate, a)[0]
+    assert torch.allclose(got, want, atol=1e-12) and got.abs().sum() > 0
 
 
 @pytest.fixture(scope="module")
