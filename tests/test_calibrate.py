@@ -73,6 +73,7 @@ def test_cli_calibrates_on_first_use_then_reuses_the_cache(foreign, tmp_path):
     assert r3.returncode == 0 and json.loads(r3.stdout)[0]["profile"] == str(foreign)
 
 
+@pytest.mark.slow  # 7-9 s (measures / CLI subprocesses): run by .ci/run's slow step
 def test_cli_calibration_bad_input(foreign, tmp_path):
     ro = tmp_path / "file"
     ro.write_text("not a folder")

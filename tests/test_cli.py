@@ -114,6 +114,7 @@ def test_export_writes_the_architectures_graph(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b2.onnx", "b2.toml", "m.onnx"]
 
 
+@pytest.mark.slow  # 7-9 s (measures / CLI subprocesses): run by .ci/run's slow step
 def test_measure_an_architecture_and_an_onnx_file(tmp_path):
     small = tmp_path / "small.onnx"
     _ok(hwnas("export", DEFAULT_SPACE.smallest(), "--out", small))

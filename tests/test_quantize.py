@@ -40,6 +40,7 @@ def test_quantize_is_seeded_and_keeps_outputs_close():
     assert for_device(m, "fp32") is m
 
 
+@pytest.mark.slow  # 7-9 s (measures / CLI subprocesses): run by .ci/run's slow step
 def test_int8_device_measures_and_profiles_quantized_kernels():
     dev = load_device("cpu-1t-int8")
     with Measurer(dev, MeasureConfig.quick()) as meas:
