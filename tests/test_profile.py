@@ -18,7 +18,7 @@ from hwnas.profile.store import ProfileStore
 
 from conftest import TINY_PLAN, TINY_SPACE
 
-CLI_TINY = ["--resolutions", "128", "--width-mults", "1.0", "--n-archs", "5", "--n-kernels", "8",
+CLI_TINY = ["--resolutions", "128", "--width-mults", "1.0", "--n-archs", "5", "--n-kernels", "8", "--n-token-kernels", "2",
             "--n-kernel-profiles", "1", "--zoo-per-family", "0", "--short-timing"]
 N_BLOCKS = len(lut_specs(TINY_SPACE))
 
@@ -184,8 +184,8 @@ def test_ctrl_c_and_kill_9_then_resume(tmp_path):
     dup = con.execute("SELECT count(*) FROM (SELECT arch, node_name, count(*) c FROM kernel_records "
                       "GROUP BY arch, node_name HAVING c > 1)").fetchone()[0]
     con.close()
-    assert kinds == {"block": N_BLOCKS, "kernel": 8, "arch": 5}
-    assert n_prof == 1 + 8 and dup == 0
+    assert kinds == {"block": N_BLOCKS, "kernel": 8 + 2, "arch": 5}
+    assert n_prof == 1 + 8 + 2 and dup == 0
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert Profile.load(out).status == "complete"

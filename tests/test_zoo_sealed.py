@@ -83,6 +83,7 @@ def test_model_by_name_and_campaign_tasks() -> None:
     assert model_by_name(m.name) == m and model_by_name(candidates()[0].name) == candidates()[0]
     with pytest.raises(KeyError):
         model_by_name("no_such_model")
+    assert zoo_tasks(0) == []  # --zoo-per-family 0: no zoo part
     keys = [t.key for t in zoo_tasks(1)]
     assert keys[-len(SEALED_FAMILIES):] == [f"zoo:{m.name}" for m in sealed_models(1)]
     from hwnas.zoo_transformers import TRANSFORMER_FAMILIES

@@ -151,8 +151,8 @@ def zoo_tasks(per_family: int) -> list[Task]:
     # the tuning families (CNNs, then transformers), then the sealed ones (a test set: judged
     # apart, never fitted on)
     models = [*zoo_models(per_family), *opened_models(per_family), *transformer_models(per_family),
-              *sealed_models(per_family)]
-    for m in models if per_family else []:
+              *sealed_models(per_family)] if per_family else []
+    for m in models:
         model = m.build()
         tasks.append(Task("zoo", f"zoo:{m.name}", {"family": m.family, "name": m.name, "resolution": m.resolution},
                           m.build, onnx_macs(model), onnx_params(model)))
