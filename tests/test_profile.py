@@ -128,7 +128,10 @@ def test_profile_errors(tmp_path):
 
 
 def _rows(db):
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    # a plain reader (not ``mode=ro``): a read-only connection to a WAL database can fail until the
+    # writer checkpoints at close, and the test then saw its first rows only once the profile had
+    # finished (its Ctrl-C arrived too late)
+    con = sqlite3.connect(str(db), timeout=5)
     try:
         return {(k, key): lat for k, key, lat in con.execute("SELECT kind, key, latency_ms FROM measurements")}
     except sqlite3.OperationalError:
