@@ -10,6 +10,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.table import Table
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..errors import InputError
@@ -148,3 +149,14 @@ def _on_this_machine(d: Path, calibrate: bool, shots: int) -> Path:
         err.print(f"profile {d} was made on another machine ({cal.differences[0]}): using {cal.reason} "
                   f"{cal.profile_dir} (--no-calibrate to use {d} as is)", highlight=False, soft_wrap=True)
     return cal.profile_dir
+
+
+def print_kernel_tables(results: list[dict], title: str) -> None:
+    """One table per result that has ``kernels`` (``predict --breakdown``, ``measure --kernels``)."""
+    for r in results:
+        if "kernels" in r:
+            kt = Table("node", "op", "family", "ms", title=f"{title} of {r['target']}")
+            for k in r["kernels"]:
+                kt.add_row(k["node"], k["op_type"], k["family"] + (" (fallback)" if k.get("fallback") else ""),
+                           f"{k['latency_ms']:.4f}")
+            out.print(kt)

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..errors import InputError
 from .common import (_check_out_file, _emit_json, _given, _parse_shapes, _profile_dir, _progress, _space_from_options,
-                     app, err, load_target, out, parse_arch)
+                     app, err, load_target, out, parse_arch, print_kernel_tables)
 
 
 @app.command()
@@ -90,12 +90,7 @@ def measure(targets: List[str] = typer.Argument(..., help="architecture strings 
         t.add_row(r["target"], f"{r['latency_ms']:.3f} ({r['latency_p10_ms']:.3f}-{r['latency_p90_ms']:.3f})",
                   f"{r['relative_to_canary']:.3f}", f"{r['canary_ms']:.3f}", f"{100 * r['noise_rel']:.1f}%")
     out.print(t)
-    for r in results:
-        if "kernels" in r:
-            kt = Table("node", "op", "family", "ms", title=f"measured kernels of {r['target']}")
-            for k in r["kernels"]:
-                kt.add_row(k["node"], k["op_type"], k["family"], f"{k['latency_ms']:.4f}")
-            out.print(kt)
+    print_kernel_tables(results, "measured kernels")
 
 
 def _measured_kernels(kp, latency_ms: float) -> list[dict]:

@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from ..errors import InputError
-from .common import _CALIBRATE_HELP, _emit_json, _looks_like_onnx, _on_this_machine, _parse_shapes, _profile_dir, app, err, out, parse_arch
+from .common import (_CALIBRATE_HELP, _emit_json, _looks_like_onnx, _on_this_machine, _parse_shapes, _profile_dir, app,
+                     err, out, parse_arch, print_kernel_tables)
 
 
 @app.command()
@@ -79,13 +80,7 @@ def predict(targets: List[str] = typer.Argument(..., help="architecture strings 
               if "latency_ms_lo" in r else "-")
         t.add_row(r["target"], f"{r['latency_ms']:.3f}", iv, f"{r['relative_to_canary']:.3f}", r["predictor"])
     out.print(t)
-    for r in results:
-        if "kernels" in r:
-            kt = Table("node", "op", "family", "ms", title=f"kernels of {r['target']}")
-            for k in r["kernels"]:
-                kt.add_row(k["node"], k["op_type"], k["family"] + (" (fallback)" if k["fallback"] else ""),
-                           f"{k['latency_ms']:.4f}")
-            out.print(kt)
+    print_kernel_tables(results, "kernels")
 
 
 @app.command()
