@@ -335,6 +335,11 @@ def opened_models(per_family: int = 6) -> list[SealedModel]:
     return [m for fam in OPENED_FAMILIES for m in spread(_VARIANTS[fam], per_family)]
 
 
+def opened_candidates() -> list[SealedModel]:
+    """Every candidate of the opened families (tuning families now)."""
+    return [m for fam in OPENED_FAMILIES for m in _VARIANTS[fam]]
+
+
 def model_by_name(name: str) -> ZooModel:
     """A tuning-family (CNN or transformer) or sealed-family candidate by its name (``KeyError``
     when none has it)."""

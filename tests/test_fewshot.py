@@ -39,7 +39,7 @@ def reference(tiny_profile, tmp_path_factory):
 @pytest.fixture(scope="module")
 def fewshot(reference, tmp_path_factory):
     out = tmp_path_factory.mktemp("few") / "cpu-1t-int8"
-    rep = build_fewshot_profile(load_device("cpu-1t-int8"), out, reference, 6, config=QUICK)
+    rep = build_fewshot_profile(load_device("cpu-1t-int8"), out, reference, 6, config=QUICK, zoo_shots=3)
     return out, rep
 
 
@@ -69,14 +69,21 @@ def test_fewshot_archs_span_the_latency_range(reference):
 
 def test_fewshot_profile_is_a_normal_profile(fewshot, reference):
     out, rep = fewshot
-    assert rep.done_now == 6
+    assert rep.done_now == 6 + 3
     prof = Profile.load(out)
     assert prof.meta["few_shot"]["n"] == 6 and prof.meta["few_shot"]["reference_device"] == "cpu-1t"
+    assert prof.meta["few_shot"]["zoo_shots"] == 3
     assert prof.device.precision == "int8" and len(prof.table("arch")) == 6
+    # the zoo shots: three tuning families' models, no sealed one
+    from hwnas.zoo_sealed import SEALED_FAMILIES
+
+    fams = [t["family"] for t in prof.table("zoo")["target"]]
+    assert len(set(fams)) == 3 and not set(fams) & set(SEALED_FAMILIES)
     index = read_index(out)
     assert index["default"] == {"arch": "transfer", "onnx": "transfer"}
     pred = load_predictor(out)
     assert isinstance(pred, TransferPredictor) and pred.n_archs_ == 6
+    assert pred.onnx_classes_ is not None and pred.onnx_classes_.n_models_ == 6 + 3
     # the fitted law reproduces the measurements it was fitted on within the noise of quick timings
     t = prof.table("arch")
     rel = pred.predict_relative(list(t["key"]))
@@ -143,6 +150,8 @@ def test_fewshot_bad_input(reference, tiny_profile, tmp_path):
     (["--quick", "10"], "needs --from-profile"),
     (["--from-profile", "{ref}", "--quick", "3"], "at least 5"),
     (["--from-profile", "{missing}"], "no device profile"),
+    (["--zoo-shots", "3"], "needs --from-profile"),
+    (["--from-profile", "{ref}", "--zoo-shots", "-1"], "--zoo-shots"),
 ])
 def test_fewshot_cli_errors(reference, tmp_path, args, message):
     args = [a.format(ref=reference, missing=tmp_path / "missing") for a in args]
@@ -202,13 +211,15 @@ def test_fewshot_interrupted_then_resumed(reference, tmp_path):
     out = tmp_path / "few"
     dev = load_device("cpu-1t")
     with pytest.raises(KeyboardInterrupt):
-        build_fewshot_profile(dev, out, reference, 5, config=QUICK, progress=Stop)
+        build_fewshot_profile(dev, out, reference, 5, config=QUICK, progress=Stop, zoo_shots=1)
     assert ProfileStore(out, readonly=True).row_counts()["measurements"] == 2
     assert not (out / "predictors" / "index.json").exists()
     with pytest.raises(ProfileError, match="same N"):
-        build_fewshot_profile(dev, out, reference, 6, config=QUICK, resume=True)
-    rep = build_fewshot_profile(dev, out, reference, 5, config=QUICK, resume=True)
-    assert (rep.done_before, rep.done_now) == (2, 3)
+        build_fewshot_profile(dev, out, reference, 6, config=QUICK, resume=True, zoo_shots=1)
+    with pytest.raises(ProfileError, match="--zoo-shots 1"):
+        build_fewshot_profile(dev, out, reference, 5, config=QUICK, resume=True, zoo_shots=0)
+    rep = build_fewshot_profile(dev, out, reference, 5, config=QUICK, resume=True, zoo_shots=1)
+    assert (rep.done_before, rep.done_now) == (2, 4)
     assert read_index(out)["few_shot"]["n"] == 5
 
 
@@ -245,3 +256,54 @@ def test_evaluate_fewshot_against_full_profile(reference, tmp_path):
     assert r.returncode == 0 and json.loads(r.stdout)["n_test"] == res["n_test"]
     warned = [ln for ln in r.stderr.splitlines() if "another machine" in ln]
     assert len(warned) == 1 and "Some Other CPU" in warned[0] and str(few) in warned[0], r.stderr
+
+
+def test_kernel_class_transfer_recovers_per_class_scales():
+    """Dense convolutions 2x faster, depthwise 1.2x slower, the rest unchanged: the per-class
+    scales come back from 40 models; a class no model holds (grouped) stays at the classes'
+    mean; one measurement 60% off moves nothing much (Huber); the fit round-trips."""
+    from hwnas.predictors.transfer_onnx import CLASSES, KernelClassTransfer
+
+    rng = np.random.default_rng(0)
+    T = rng.uniform(0.0, 1.0, (40, len(CLASSES)))
+    T[:, CLASSES.index("gconv")] = 0.0
+    true = np.log(np.array([0.5, 1.0, 1.2, 1.0, 0.8, 1.0]))
+    calib = (0.05, 1.0)
+    y = np.exp(calib[0]) * (T @ np.exp(true)) * np.exp(0.005 * rng.standard_normal(40))
+    t = KernelClassTransfer().fit(T, y, calib)
+    for c in ("conv", "pwconv", "dwconv", "gemm"):
+        i = CLASSES.index(c)
+        assert abs(t.log_scale_[i] - true[i]) < 0.05, c
+    g = CLASSES.index("gconv")
+    others = np.delete(t.log_scale_, g)
+    assert abs(t.log_scale_[g] - others.mean()) < 0.05
+    assert np.median(np.abs(t.predict(T, calib) / y - 1)) < 0.01
+    # one noisy run 60% slow: the Huber weights keep the scales
+    y2 = y.copy()
+    y2[3] *= 1.6
+    t2 = KernelClassTransfer().fit(T, y2, calib)
+    assert np.max(np.abs(np.delete(t2.log_scale_, g) - np.delete(t.log_scale_, g))) < 0.03
+    assert t2.weights_[3] < 0.5
+    back = KernelClassTransfer.from_dict(json.loads(json.dumps(t.to_dict())))
+    assert np.array_equal(back.predict(T, calib), t.predict(T, calib))
+    with pytest.raises(ValueError, match="classes"):
+        KernelClassTransfer.from_dict(dict(t.to_dict(), classes=["conv"]))
+
+
+def test_old_fewshot_predictor_files_keep_the_power_law(fewshot):
+    """A transfer saved before the per-class ONNX transfer (no ``onnx_classes``) loads and maps
+    ONNX models with its power law, as it did."""
+    out, _ = fewshot
+    pred = load_predictor(out)
+    d = pred.to_dict()
+    d.pop("onnx_classes")
+    d.pop("n_onnx_models")
+    old = TransferPredictor.from_dict(d)
+    assert old.onnx_classes_ is None
+    from hwnas.zoo import zoo_models
+
+    m = zoo_models(1)[0].build()
+    a, b = old.onnx_coef_
+    base = old.reference_onnx_.predict_relative([m])
+    assert np.allclose(old.predict_relative([m]), np.exp(a) * base**b)
+    assert not np.allclose(pred.predict_relative([m]), old.predict_relative([m]), rtol=1e-6)

@@ -130,7 +130,10 @@ def profile(ctx: typer.Context,
             from_profile: Optional[Path] = typer.Option(None, "--from-profile",
                                                         help="few-shot: adapt this trained reference profile"),
             quick: Optional[int] = typer.Option(None, "--quick", help="few-shot: architectures to measure "
-                                                "(default 30; needs --from-profile)")) -> None:
+                                                "(default 30; needs --from-profile)"),
+            zoo_shots: Optional[int] = typer.Option(None, "--zoo-shots", min=0,
+                                                    help="few-shot: zoo models of other families to measure too "
+                                                    "(default: one per tuning family; 0: none)")) -> None:
     """Measure a device profile: block lookup table, kernel campaign, kernel records, end-to-end archs.
 
     With --from-profile REF [--quick N]: a few-shot profile, N architectures measured here and
@@ -143,6 +146,8 @@ def profile(ctx: typer.Context,
     dev = load_device(device)
     if quick is not None and from_profile is None:
         raise InputError("--quick N makes a few-shot profile and needs --from-profile REF (a trained profile)")
+    if zoo_shots is not None and from_profile is None:
+        raise InputError("--zoo-shots K belongs to a few-shot profile and needs --from-profile REF (a trained profile)")
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"output path {out_dir} is a file, not a directory")
     if from_profile is not None:
@@ -151,7 +156,7 @@ def profile(ctx: typer.Context,
         if unused:
             raise InputError(f"{', '.join(unused)} size a full profile; a few-shot profile (--from-profile) measures "
                              f"--quick N architectures only: drop {'it' if len(unused) == 1 else 'them'}")
-        _fewshot_profile(dev, out_dir, from_profile, DEFAULT_SHOTS if quick is None else quick, seed, resume,
+        _fewshot_profile(dev, out_dir, from_profile, DEFAULT_SHOTS if quick is None else quick, zoo_shots, seed, resume,
                          _space_from_options(resolutions, width_mults) if (resolutions or width_mults) else None,
                          MeasureConfig.quick() if short_timing else None)
         return
@@ -198,14 +203,16 @@ def _measuring_into(out_dir: Path):
             raise typer.Exit(130)
 
 
-def _fewshot_profile(dev, out_dir: Path, ref: Path, n: int, seed: int, resume: bool, space, config) -> None:
+def _fewshot_profile(dev, out_dir: Path, ref: Path, n: int, zoo_shots: int | None, seed: int, resume: bool, space,
+                     config) -> None:
     from ..profile.fewshot import build_fewshot_profile
 
     t0 = time.perf_counter()
     with _measuring_into(out_dir) as bars:
-        rep = build_fewshot_profile(dev, out_dir, ref, n, seed=seed, resume=resume, space=space, config=config,
+        rep = build_fewshot_profile(dev, out_dir, ref, n, seed=seed, resume=resume, zoo_shots=zoo_shots, space=space,
+                                    config=config,
                                     progress=bars, log=lambda m: err.print(m))
-    err.print(f"few-shot profile: {rep.done_before + rep.done_now} architectures measured ({rep.done_now} now, "
+    err.print(f"few-shot profile: {rep.done_before + rep.done_now} architectures and zoo models measured ({rep.done_now} now, "
               f"{rep.seconds:.1f} s), {time.perf_counter() - t0:.1f} s in all")
     err.print(f"profile written to {out_dir}")
 

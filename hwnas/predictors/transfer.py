@@ -13,14 +13,18 @@ measurements the fit shrinks towards a single scale factor; the fit is Huber-wei
 reweighted), so one or two measurements far off the law -- a noisy run on a busy machine -- do not
 tilt it.
 
-For ONNX models the reference's ONNX predictor (kernel-level) is mapped with a two-parameter
-power law ``latency_new = exp(a) * base^b`` fitted on the same N architectures; no
-architecture features exist for an arbitrary graph.
+For ONNX models, when the reference's ONNX predictor is the kernel predictor, its per-kernel
+figures are rescaled per kernel class (dense, pointwise, depthwise, grouped convolutions, matrix
+products, the rest: :mod:`hwnas.predictors.transfer_onnx`), the scales learned from the N
+architectures and the few zoo models of other families the few-shot profile measured too.
+Otherwise (an older few-shot profile, a reference without kernel predictor) a two-parameter
+power law ``latency_new = exp(a) * base^b`` fitted on the N architectures maps the reference's
+figure: no architecture features exist for an arbitrary graph.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -28,6 +32,9 @@ from ..profile import Profile
 from ..space import N_STAGES
 from .base import EncodedPredictor, LatencyPredictor, TargetSpec, finite_array, require_archs, saved_positive
 from .data import arch_data
+
+if TYPE_CHECKING:
+    from .transfer_onnx import KernelClassTransfer
 
 ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 1e4)
 
@@ -126,7 +133,36 @@ class TransferPredictor(EncodedPredictor):
         ab = np.linalg.solve(A.T @ (A * W) + np.diag([0.0, 1.0]), A.T @ (W[:, 0] * y))
         self.onnx_coef_ = (float(ab[0]), float(1.0 + ab[1]))
         self.n_archs_ = len(data.archs)
+        self.onnx_classes_ = self._fit_classes(profile, data)
         return self
+
+    def _fit_classes(self, profile: Profile, data) -> "KernelClassTransfer | None":
+        """The per-kernel-class transfer of the reference kernel predictor (None without one)."""
+        from .transfer_onnx import KernelClassTransfer, class_sums
+
+        ref = self.reference_onnx_
+        if ref is None or not hasattr(ref, "breakdown") or not hasattr(ref, "calibration_"):
+            return None
+        import warnings
+
+        from ..zoo_sealed import model_by_name
+
+        rows, rel = [], []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # uncovered ops: the reference's fallback is what is rescaled
+            for a, r in zip(data.archs, data.relative):
+                rows.append(class_sums(ref.breakdown(str(a))))
+                rel.append(r)
+            zoo = profile.table("zoo")
+            for target, r in zip(zoo["target"], zoo["relative_to_canary"]):
+                try:
+                    model = model_by_name(target["name"]).build()
+                except KeyError:
+                    continue  # a model this version no longer builds
+                rows.append(class_sums(ref.breakdown(model)))
+                rel.append(float(r))
+        self.n_onnx_models_ = len(rel) - len(data.archs)
+        return KernelClassTransfer().fit(np.array(rows), np.array(rel), tuple(ref.calibration_))
 
     def _features(self, X: np.ndarray, base: np.ndarray) -> np.ndarray:
         sp = self.space_
@@ -159,9 +195,14 @@ class TransferPredictor(EncodedPredictor):
         out = {"arch": arch}
         if reference_onnx_interval is not None:
             ref = reference_onnx_interval
-            out["onnx"] = PredictionInterval(ref.coverage, ref.log_lo + arch.log_lo, ref.log_hi + arch.log_hi,
-                                             min(ref.n_residuals, arch.n_residuals),
-                                             f"reference's {ref.source} + few-shot leave-one-out")
+            few, what = arch, "few-shot leave-one-out"
+            oc = getattr(self, "onnx_classes_", None)
+            if oc is not None and len(oc.loo_residuals_) >= MIN_RESIDUALS:
+                few = PredictionInterval.from_log_residuals(oc.loo_residuals_)
+                what = f"per-kernel-class transfer's leave-one-out ({len(oc.loo_residuals_)} models)"
+            out["onnx"] = PredictionInterval(ref.coverage, ref.log_lo + few.log_lo, ref.log_hi + few.log_hi,
+                                             min(ref.n_residuals, few.n_residuals),
+                                             f"reference's {ref.source} + {what}")
         return out
 
     # -- prediction -------------------------------------------------------------------------
@@ -181,9 +222,16 @@ class TransferPredictor(EncodedPredictor):
                 from ..errors import InputError
 
                 raise InputError("this few-shot profile's reference had no ONNX predictor; it predicts architectures only")
-            base = self.reference_onnx_.predict_relative([specs[i] for i in onnx_idx])
-            a, b = self.onnx_coef_
-            out[onnx_idx] = np.exp(a) * base**b
+            sub = [specs[i] for i in onnx_idx]
+            if self.onnx_classes_ is not None:
+                from .transfer_onnx import class_sums
+
+                T = np.array([class_sums(self.reference_onnx_.breakdown(s)) for s in sub])
+                out[onnx_idx] = self.onnx_classes_.predict(T, tuple(self.reference_onnx_.calibration_))
+            else:
+                base = self.reference_onnx_.predict_relative(sub)
+                a, b = self.onnx_coef_
+                out[onnx_idx] = np.exp(a) * base**b
         return out
 
     # -- persistence ------------------------------------------------------------------------
@@ -193,6 +241,8 @@ class TransferPredictor(EncodedPredictor):
                 "canary_reference_ms": self.canary_reference_ms_, "coef": self.coef_.tolist(),
                 "intercept": self.intercept_, "alpha": self.alpha_, "loo_rmse": self.loo_rmse_,
                 "onnx_coef": list(self.onnx_coef_), "n_archs": self.n_archs_,
+                "onnx_classes": self.onnx_classes_.to_dict() if self.onnx_classes_ is not None else None,
+                "n_onnx_models": self.n_onnx_models_,
                 "loo_residuals": [float(x) for x in self.loo_residuals_],
                 "reference": self.reference_.to_dict(),
                 "reference_onnx": self.reference_onnx_.to_dict() if self.reference_onnx_ is not None else None}
@@ -211,6 +261,15 @@ class TransferPredictor(EncodedPredictor):
         p.loo_rmse_ = float(d["loo_rmse"])
         p.onnx_coef_ = tuple(float(x) for x in finite_array(d["onnx_coef"], "onnx_coef"))
         p.n_archs_ = int(d["n_archs"])
+        # saved before the per-class ONNX transfer: the power law
+        oc = d.get("onnx_classes")
+        if oc is not None:
+            from .transfer_onnx import KernelClassTransfer
+
+            p.onnx_classes_ = KernelClassTransfer.from_dict(oc)
+        else:
+            p.onnx_classes_ = None
+        p.n_onnx_models_ = int(d.get("n_onnx_models", 0))
         # saved before intervals existed: no residuals, no interval
         p.loo_residuals_ = np.asarray(d.get("loo_residuals", []), dtype=np.float64)
         p.reference_ = predictor_from_dict(d["reference"])

@@ -142,16 +142,22 @@ def kernel_tasks(n: int, seed: int, batch: int, n_token: int = 0) -> list[Task]:
 
 
 def zoo_tasks(per_family: int) -> list[Task]:
-    from ..onnx_io import onnx_macs, onnx_params
     from ..zoo import zoo_models
     from ..zoo_sealed import opened_models, sealed_models
     from ..zoo_transformers import transformer_models
 
-    tasks = []
     # the tuning families (CNNs, then transformers), then the sealed ones (a test set: judged
     # apart, never fitted on)
     models = [*zoo_models(per_family), *opened_models(per_family), *transformer_models(per_family),
               *sealed_models(per_family)] if per_family else []
+    return zoo_tasks_of(models)
+
+
+def zoo_tasks_of(models) -> list[Task]:
+    """Measurement tasks of zoo models (``ZooModel``s)."""
+    from ..onnx_io import onnx_macs, onnx_params
+
+    tasks = []
     for m in models:
         model = m.build()
         tasks.append(Task("zoo", f"zoo:{m.name}", {"family": m.family, "name": m.name, "resolution": m.resolution},
@@ -370,10 +376,12 @@ def build_profile(
 
         task_lists = part_task_lists(device, space, pplan)
         budget_s = pplan.time_budget_min * 60.0
-        start = time.perf_counter()
         reports: list[PartReport] = []
         cumulative = 0.0
         with Measurer(device, config) as m:
+            # the budget is measuring time: it starts once the machine lock is held (another hwnas
+            # measurement may have kept it)
+            start = time.perf_counter()
             for part in parts:
                 cumulative += pplan.shares[part]
                 deadline = start + budget_s * cumulative

@@ -9,6 +9,12 @@ marks it as few-shot with its N and its reference.
 The N architectures are chosen to span the reference's predicted latency range: seeded
 candidates from the space (frozen sampler), sorted by predicted latency, one picked at each of
 N evenly spaced quantiles, the space's smallest and largest architectures included.
+
+It also measures a handful of zoo models of other families (``zoo_shots``; by default one per
+tuning family, its middle candidate by MACs: dense, grouped and depthwise convolutions, matrix
+products on token tensors) so that the transfer of the ONNX predictor learns how each kernel
+class moved on this CPU, not only what a MobileNetV3-space architecture tells
+(:mod:`hwnas.predictors.transfer_onnx`).  Sealed test families are never measured here.
 """
 
 from __future__ import annotations
@@ -24,10 +30,30 @@ from ..errors import InputError, ProfileError
 from ..measure import MeasureConfig, Measurer
 from ..space import Arch, SearchSpace
 from .campaign import (PartReport, ProgressFactory, _null_progress, add_part_seconds, arch_tasks, check_resume,
-                       frozen_samples, profile_store, write_new_meta)
+                       frozen_samples, profile_store, write_new_meta, zoo_tasks_of)
 
 MIN_SHOTS = 5
 DEFAULT_SHOTS = 30
+
+
+def fewshot_zoo_models(k: int | None = None) -> list:
+    """The zoo models a few-shot profile measures besides its architectures: the middle candidate
+    (by MACs) of each tuning family (CNNs, opened families, transformers), ``k`` of them spread over
+    that list (all for ``None``; none for 0).  Never a sealed family's model.  Deterministic."""
+    from ..zoo import candidates
+    from ..zoo_sealed import SEALED_FAMILIES, opened_candidates
+    from ..zoo_transformers import transformer_candidates
+
+    by_family: dict[str, list] = {}
+    for m in (*candidates(), *opened_candidates(), *transformer_candidates()):
+        if m.family not in SEALED_FAMILIES:
+            by_family.setdefault(m.family, []).append(m)
+    picks = [c[len(c) // 2] for c in by_family.values()]
+    if k is None or k >= len(picks):
+        return picks
+    if k < 0:
+        raise InputError(f"--zoo-shots {k}: must be >= 0")
+    return [picks[round(i * (len(picks) - 1) / max(k - 1, 1))] for i in range(k)] if k else []
 
 
 def load_reference(ref_dir: str | Path):
@@ -104,12 +130,14 @@ def build_fewshot_profile(
     *,
     seed: int = 0,
     resume: bool = False,
+    zoo_shots: int | None = None,
     space: SearchSpace | None = None,
     config: MeasureConfig | None = None,
     progress: ProgressFactory = _null_progress,
     log: Callable[[str], None] | None = None,
 ) -> PartReport:
-    """Measure N architectures on ``device`` and adapt the reference's predictors; returns the report."""
+    """Measure N architectures (and ``zoo_shots`` zoo models, see :func:`fewshot_zoo_models`) on
+    ``device`` and adapt the reference's predictors; returns the report."""
     if n < MIN_SHOTS:
         raise InputError(f"--quick {n}: a few-shot profile needs at least {MIN_SHOTS} measured architectures")
     ref_arch, ref_onnx, ref_prof = load_reference(reference_dir)
@@ -120,7 +148,9 @@ def build_fewshot_profile(
                          f"({diff}: {r.get(diff)} there, {o.get(diff)} here)")
     space = ref_prof.space
     out_dir = Path(out_dir)
-    few = {"reference": str(reference_dir), "reference_device": ref_prof.device.name, "n": n, "seed": seed}
+    zoo = fewshot_zoo_models(zoo_shots) if ref_onnx is not None else []
+    few = {"reference": str(reference_dir), "reference_device": ref_prof.device.name, "n": n, "seed": seed,
+           "zoo_shots": len(zoo)}
     with profile_store(device, out_dir, resume) as store:
         from .campaign import ProfilePlan
 
@@ -130,23 +160,26 @@ def build_fewshot_profile(
             if store.get_meta("few_shot", {}).get("n") != n:
                 raise ProfileError(f"profile {out_dir} was started with --quick {store.get_meta('few_shot', {}).get('n')}; "
                                    f"resume with the same N")
+            if store.get_meta("few_shot", {}).get("zoo_shots", 0) != len(zoo):
+                raise ProfileError(f"profile {out_dir} was started with --zoo-shots "
+                                   f"{store.get_meta('few_shot', {}).get('zoo_shots', 0)}; resume with the same number")
         else:
             write_new_meta(store, device, space, pplan, few_shot=few)
         import hwnas
 
         store.set_meta("hwnas_version", hwnas.__version__)
         archs = fewshot_archs(space, ref_arch, n, seed)
-        tasks = arch_tasks(space, archs, device.batch_size)
-        done = store.done_keys("arch")
+        tasks = arch_tasks(space, archs, device.batch_size) + zoo_tasks_of(zoo)
+        done = store.done_keys("arch") | store.done_keys("zoo")
         todo = [t for t in tasks if t.key not in done]
         rep = PartReport("arch", len(tasks), done_before=len(tasks) - len(todo))
         t0 = time.perf_counter()
-        bar = progress("arch (few-shot)", len(tasks), rep.done_before)
+        bar = progress("arch + zoo (few-shot)" if zoo else "arch (few-shot)", len(tasks), rep.done_before)
         try:
             with Measurer(device, config) as m:
                 for t in todo:
                     meas = m.measure(t.build(), t.key, config)
-                    store.add_measurement("arch", t.key, t.target, meas, t.macs, t.params)
+                    store.add_measurement(t.kind, t.key, t.target, meas, t.macs, t.params)
                     rep.done_now += 1
                     bar.advance()
         finally:
