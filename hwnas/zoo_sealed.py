@@ -36,7 +36,8 @@ import onnx
 
 from .builders.onnx_graph import _RESIDUAL_BRANCH_GAIN, _SE_GAIN
 from .layers import DEFAULT_CLASSES
-from .zoo import ZooModel, _ch, _meta, _w, _ZooContext, candidates, spread
+from .zoo import ZooModel, _w, candidates, spread
+from .zoo_context import _ch, _meta, _ZooContext
 
 __all__ = ["OPENED_FAMILIES", "SEALED_FAMILIES", "SealedModel", "build_convnext", "build_ghostnet", "build_mnasnet", "build_regnetx",
            "model_by_name", "opened_models", "sealed_models"]
