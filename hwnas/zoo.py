@@ -1,8 +1,10 @@
 """A zoo of CNN families outside our MobileNetV3 search space, as ONNX graphs.
 
 Latency predictors are fitted on architectures of :mod:`hwnas.space`; the models here test
-whether they generalize to model families they never saw.  Seven families, each a builder
-function with a few knobs (width multiplier, depth / blocks per stage, resolution):
+whether they generalize to model families they never saw.  Ten families, each a builder
+function with a few knobs (width multiplier, depth / blocks per stage, resolution); the first
+seven are built in :mod:`hwnas.zoo_cnn`, the last three (added 2026-12-01) in
+:mod:`hwnas.zoo_cnn_extra`:
 
 =============  ==========================================================================
 ``resnet``     basic blocks (3x3-3x3) or bottlenecks (1x1-3x3-1x1), identity / 1x1 s2
@@ -17,10 +19,16 @@ function with a few knobs (width multiplier, depth / blocks per stage, resolutio
 ``efficientnet`` MBConv with SE and swish (``x * Sigmoid(x)``), kernels 3/5, expand 1/6
 ``densenet``   dense blocks of BN-ReLU-conv1x1-BN-ReLU-conv3x3 layers, running ``Concat``,
                transitions (BN-ReLU-conv1x1 + 2x2 ``AveragePool``)
+``inception``  GoogLeNet modules (1x1 | 1x1-3x3 | 1x1-5x5, 3x3 or 3x3-3x3 | max pool-1x1,
+               ``Concat``), with folded batch norms (torchvision) or without (paper, ``LRN``)
+``resnext``    ResNeXt bottlenecks with a grouped 3x3 (32x4d, 8x16d, 64x2d), and RegNetY-like
+               stages (fixed group width + squeeze-excitation, 3x3 s2 stem)
+``repvgg``     RepVGG deploy form: plain 3x3 conv + ``Relu`` stacks (A0 / A1 / B0 layouts)
 =============  ==========================================================================
 
 Every model ends with ``GlobalAveragePool`` + ``Flatten`` + ``Gemm`` to ``n_classes`` (VGG:
-two ``Gemm`` with a ``Relu`` between) and is built like :mod:`hwnas.builders.onnx_graph`
+two ``Gemm`` with a ``Relu`` between; SqueezeNet with ``classifier="conv"``: torchvision's 1x1
+conv to the classes, ``Relu``, pooling, ``Flatten``) and is built like :mod:`hwnas.builders.onnx_graph`
 builds the search space (it reuses that module's graph context): opset 17, IR version 8, one
 input ``input`` ``[batch, 3, r, r]``, one output ``output`` ``[batch, n_classes]``, static
 shapes, seeded random float32 weights with variance-preserving (He-style) scales, node names
@@ -29,7 +37,8 @@ a conv is folded into that conv (as ``torch.onnx.export`` does in eval mode); De
 pre-activation batch norms, which cannot be folded, are real ``BatchNormalization`` nodes.
 
 :func:`zoo_models` lists the models to measure: ``per_family`` variants per family from about
-20 MMACs to about 1.5 GMACs, resolutions among 112-224.
+20 MMACs to about 1.5 GMACs, resolutions among 112-224, plus models of torchvision's size
+(ResNet-18 / 34 / 50 and GoogLeNet at 224 px, 1.5-4.1 GMACs).
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ from .zoo_cnn import (
     build_squeezenet,
     build_vgg,
 )
+from .zoo_cnn_extra import REPVGG_PRESETS, build_inception, build_repvgg, build_resnext
 from .zoo_context import _ch, _meta, _ZooContext  # noqa: F401  (imported from here by older code)
 
 __all__ = [
@@ -57,7 +67,10 @@ __all__ = [
     "spread",
     "build_densenet",
     "build_efficientnet",
+    "build_inception",
     "build_mobilenetv2",
+    "build_repvgg",
+    "build_resnext",
     "build_resnet",
     "build_shufflenet",
     "build_squeezenet",
@@ -76,6 +89,9 @@ _BUILDERS: dict[str, Callable[..., onnx.ModelProto]] = {
     "squeezenet": build_squeezenet,
     "efficientnet": build_efficientnet,
     "densenet": build_densenet,
+    "inception": build_inception,
+    "resnext": build_resnext,
+    "repvgg": build_repvgg,
 }
 
 
@@ -138,7 +154,13 @@ def _shuffle(width: float, r: int, repeats: tuple[int, ...] = (4, 8, 4)) -> ZooM
     )  # fmt: skip
 
 
-def _squeeze(version: str, width: float, r: int) -> ZooModel:
+def _squeeze(version: str, width: float, r: int, conv_head: bool = False) -> ZooModel:
+    if conv_head:  # torchvision's classifier (1x1 conv to the classes); a config key only then
+        return ZooModel(
+            "squeezenet", f"squeezenet{version}_{_w(width)}_convhead_r{r}", r,
+            f"SqueezeNet {version}, width x{width:g}, torchvision's conv classifier, {r}px",
+            (("version", version), ("width", width), ("classifier", "conv")),
+        )  # fmt: skip
     return ZooModel(
         "squeezenet", f"squeezenet{version}_{_w(width)}_r{r}", r,
         f"SqueezeNet {version}, width x{width:g}, {r}px", (("version", version), ("width", width)),
@@ -162,7 +184,64 @@ def _densenet(growth: int, layers: tuple[int, ...], r: int) -> ZooModel:
     )  # fmt: skip
 
 
-# Candidates per family, ordered from the fewest to the most MACs.
+_INCEPTION_KINDS = {  # name part -> (bn, branch3, description)
+    "googlenet": (True, "3x3", "GoogLeNet (torchvision layout: folded BN, 3x3 third branch)"),
+    "v1": (False, "5x5", "Inception-v1 (paper: no BN, LRN, 5x5 third branch)"),
+    "bn": (True, "3x3x2", "BN-Inception-like (folded BN, 3x3-3x3 third branch)"),
+}
+
+
+def _inception(kind: str, width: float, r: int) -> ZooModel:
+    bn, branch3, what = _INCEPTION_KINDS[kind]
+    return ZooModel(
+        "inception", f"inception_{kind}_{_w(width)}_r{r}", r, f"{what}, width x{width:g}, {r}px",
+        (("width", width), ("bn", bn), ("branch3", branch3)),
+    )  # fmt: skip
+
+
+def _resnext(blocks: tuple[int, ...], cardinality: int, group_width: int, width: float, r: int) -> ZooModel:
+    """ResNeXt-(2 + 3 * sum(blocks)) ``cardinality`` x ``group_width``d: the bottleneck width
+    ``cardinality * group_width * 2**s * width`` in stage ``s``, split into ``cardinality`` groups."""
+    mids = tuple(_ch(cardinality * group_width * 2**s * width) for s in range(4))
+    widths = tuple(_ch(256 * 2**s * width) for s in range(4))
+    depth = 2 + 3 * sum(blocks)
+    return ZooModel(
+        "resnext", f"resnext{depth}_{cardinality}x{group_width}d_{_w(width)}_r{r}", r,
+        f"ResNeXt-{depth} {cardinality}x{group_width}d (blocks {list(blocks)}), width x{width:g}, {r}px",
+        (("depths", blocks), ("widths", widths), ("mids", mids), ("group_widths", tuple(m // cardinality for m in mids))),
+    )  # fmt: skip
+
+
+# RegNetY sizes of the RegNet paper: name -> (depths, widths, group width); their SE ratio is 0.25.
+# (RegNetX, without SE, is a sealed family: hwnas.zoo_sealed; these layouts differ from its.)
+_REGNETY = {
+    "400mf": ((1, 3, 6, 6), (48, 104, 208, 440), 8),
+    "600mf": ((1, 3, 7, 4), (48, 112, 256, 608), 16),
+    "800mf": ((1, 3, 8, 2), (64, 128, 320, 768), 16),
+}
+
+
+def _regnety(size: str, r: int) -> ZooModel:
+    depths, widths, gw = _REGNETY[size]
+    return ZooModel(
+        "resnext", f"resnext_regnety{size}_r{r}", r, f"RegNetY-{size.upper()}-like (grouped 3x3 + SE), {r}px",
+        (("depths", depths), ("widths", widths), ("mids", widths), ("group_widths", (gw,) * 4), ("se_ratio", 0.25),
+         ("stem", "regnet")),
+    )  # fmt: skip
+
+
+def _repvgg(preset: str, width: float, r: int) -> ZooModel:
+    depths, a, b = REPVGG_PRESETS[preset]
+    return ZooModel(
+        "repvgg", f"repvgg_{preset}_{_w(width)}_r{r}", r,
+        f"RepVGG-{preset.upper()} (deploy form), width x{width:g}, {r}px",
+        (("depths", depths), ("a", a), ("b", b), ("width", width)),
+    )  # fmt: skip
+
+
+# Candidates per family, ordered from the fewest to the most MACs (tested).  Appending a model to an
+# existing family changes which ones ``spread`` picks, never the name or graph of one already here
+# (profiles store zoo models by name and rebuild them).
 _VARIANTS: dict[str, tuple[ZooModel, ...]] = {
     "resnet": (
         _resnet((1, 1, 1, 1), 0.25, 112),
@@ -173,6 +252,9 @@ _VARIANTS: dict[str, tuple[ZooModel, ...]] = {
         _resnet((2, 2, 2, 2), 1.0, 160),
         _resnet((3, 4, 6, 3), 0.5, 224, bottleneck=True),
         _resnet((3, 4, 6, 3), 0.75, 192),
+        _resnet((2, 2, 2, 2), 1.0, 224),  # torchvision's ResNet-18 / 34 / 50 size (2026-12-01)
+        _resnet((3, 4, 6, 3), 1.0, 224),
+        _resnet((3, 4, 6, 3), 1.0, 224, bottleneck=True),
     ),
     "vgg": (
         _vgg(11, 0.125, 112),
@@ -210,9 +292,11 @@ _VARIANTS: dict[str, tuple[ZooModel, ...]] = {
         _squeeze("1.1", 1.0, 160),
         _squeeze("1.0", 0.5, 224),
         _squeeze("1.1", 1.0, 224),
+        _squeeze("1.1", 1.0, 224, conv_head=True),  # torchvision's SqueezeNet 1.1 / 1.0 (2026-12-01)
         _squeeze("1.0", 1.0, 160),
         _squeeze("1.1", 1.5, 224),
         _squeeze("1.0", 1.0, 224),
+        _squeeze("1.0", 1.0, 224, conv_head=True),
     ),
     "efficientnet": (
         _effnet(0.5, 0.5, 128),
@@ -234,6 +318,40 @@ _VARIANTS: dict[str, tuple[ZooModel, ...]] = {
         _densenet(16, (6, 12, 24, 16), 224),
         _densenet(20, (6, 12, 24, 16), 224),
     ),
+    "inception": (
+        _inception("googlenet", 0.25, 128),
+        _inception("v1", 0.25, 160),
+        _inception("bn", 0.25, 224),
+        _inception("googlenet", 0.5, 160),
+        _inception("v1", 0.5, 192),
+        _inception("bn", 0.75, 160),
+        _inception("googlenet", 0.75, 192),
+        _inception("v1", 1.0, 160),
+        _inception("bn", 1.0, 192),
+        _inception("googlenet", 1.0, 224),  # torchvision's GoogLeNet size
+    ),
+    "resnext": (
+        _resnext((2, 2, 2, 2), 8, 16, 0.25, 128),
+        _regnety("400mf", 160),
+        _resnext((2, 2, 2, 2), 32, 4, 0.5, 128),
+        _regnety("600mf", 192),
+        _resnext((3, 4, 6, 3), 32, 4, 0.5, 160),
+        _resnext((2, 2, 2, 2), 64, 2, 1.0, 128),
+        _regnety("800mf", 224),
+        _resnext((3, 4, 6, 3), 8, 16, 0.5, 224),
+        _resnext((3, 4, 6, 3), 32, 4, 1.0, 160),
+    ),
+    "repvgg": (
+        _repvgg("a0", 0.25, 128),
+        _repvgg("a0", 0.5, 128),
+        _repvgg("a1", 0.5, 160),
+        _repvgg("b0", 0.5, 192),
+        _repvgg("a0", 1.0, 160),
+        _repvgg("a1", 0.75, 192),
+        _repvgg("a0", 1.0, 224),
+        _repvgg("b0", 0.75, 224),
+        _repvgg("a1", 1.0, 224),
+    ),
 }
 
 
@@ -243,9 +361,10 @@ def families() -> list[str]:
 
 
 def zoo_models(per_family: int = 6) -> list[ZooModel]:
-    """``per_family`` models per family (at most 8), family by family, each family's ordered
-    from the fewest to the most MACs; evenly spread over that family's candidates, always
-    including the smallest and (for ``per_family > 1``) the largest.  Deterministic."""
+    """``per_family`` models per family (at most 8, the fewest candidates of a family), family
+    by family, each family's ordered from the fewest to the most MACs; evenly spread over that
+    family's candidates, always including the smallest and (for ``per_family > 1``) the
+    largest.  Deterministic."""
     out: list[ZooModel] = []
     for fam in families():
         out.extend(spread(_VARIANTS[fam], per_family))

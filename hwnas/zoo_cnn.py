@@ -209,12 +209,16 @@ def build_squeezenet(
     batch: int = 1,
     n_classes: int = DEFAULT_CLASSES,
     seed: int = 0,
+    classifier: str = "gemm",
 ) -> onnx.ModelProto:
     """SqueezeNet ``version`` 1.0 (7x7 s2 stem, 96 ch) or 1.1 (3x3 s2 stem, 64 ch) with fire
-    modules (squeeze 1x1 -> expand 1x1 + expand 3x3 -> Concat) of ``width``-scaled channels;
-    the final conv to the classes is replaced by pooling + Gemm."""
+    modules (squeeze 1x1 -> expand 1x1 + expand 3x3 -> Concat) of ``width``-scaled channels.
+    ``classifier``: ``gemm`` replaces the final conv to the classes by pooling + Gemm; ``conv``
+    keeps torchvision's (1x1 conv to the classes + ReLU at full resolution, then pooling)."""
     if version not in _SQUEEZE_LAYOUTS:
         raise ValueError(f"unknown squeezenet version {version!r}; expected '1.0' or '1.1'")
+    if classifier not in ("gemm", "conv"):
+        raise ValueError(f"unknown squeezenet classifier {classifier!r}; expected 'gemm' or 'conv'")
     ctx = _ZooContext("zoo_squeezenet", seed)
     k, c = (7, _ch(96 * width)) if version == "1.0" else (3, _ch(64 * width))
     x = ctx.conv("features.0", "input", 3, c, k, 2, act="relu")
@@ -229,8 +233,16 @@ def build_squeezenet(
         e3 = ctx.conv(f"{scope}.expand3x3", s, sq, ex, 3, act="relu")
         x = ctx.node("Concat", [e1, e3], f"{scope}.concat", axis=1)
         c = 2 * ex
-    ctx.classifier(x, c, n_classes, "classifier")
-    meta = _meta("squeezenet", version=version, width=width, resolution=resolution)
+    if classifier == "conv":
+        y = ctx.conv_bias("classifier.1", x, c, n_classes, act="relu")
+        y = ctx.node("Relu", [y], "classifier.2")
+        y = ctx.node("GlobalAveragePool", [y], "avgpool")
+        ctx.node("Flatten", [y], "flatten", "output", axis=1)
+        extra = {"classifier": classifier}  # absent for "gemm": those models' graphs predate the option
+    else:
+        ctx.classifier(x, c, n_classes, "classifier")
+        extra = {}
+    meta = _meta("squeezenet", version=version, width=width, resolution=resolution, **extra)
     return ctx.done(batch, resolution, n_classes, meta)
 
 
