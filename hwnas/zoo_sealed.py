@@ -1,7 +1,7 @@
 """Sealed CNN families: a test set the latency predictors were never tuned on.
 
-The seven families of :mod:`hwnas.zoo` judged the kernel predictor while its features and the
-profiler correction were chosen, so their held-out figure is also a tuning figure.  The families
+The families of :mod:`hwnas.zoo` (seven, then ten from 2026-12-01) judged the kernel predictor
+while its features and the profiler correction were chosen, so their held-out figure is also a tuning figure.  The families
 here were written down (``benchmarks/sealed_families.txt``) before any of their latencies was
 measured or predicted; they are measured into a profile with the zoo (same part, same keys
 ``zoo:<name>``), and judged with every sealed model excluded from fitting, apart from the tuning
@@ -19,6 +19,11 @@ families (:func:`hwnas.predictors.evaluate.evaluate_families`).
                layer scale ``Mul`` -> ``Add``; LayerNorm + 2x2 s2 conv downsampling
 ``mnasnet``    MnasNet-B1 (torchvision layout): 3x3 s2 conv, separable conv (dw 3x3 + 1x1),
                inverted residuals with expand 3 / 6 and 3x3 / 5x5 depthwise, ReLU, conv 1280
+``xception``   Xception (sealed 2026-12-01, :mod:`hwnas.zoo_sealed_extra`): entry / middle /
+               exit flows of separable convs (bias-free depthwise 3x3 + 1x1), pre-activation
+               ReLU, 3x3 s2 max pool in residual branches with 1x1 s2 conv shortcuts
+``squeezenext`` SqueezeNext (sealed 2026-12-01, :mod:`hwnas.zoo_sealed_extra`): residual
+               blocks 1x1 -> 1x1 -> 3x1 -> 1x3 -> 1x1 (rectangular kernels), 7x7 s2 stem
 =============  ==========================================================================
 
 Built like the zoo (opset 17, IR 8, input ``input`` ``[batch, 3, r, r]``, seeded random weights
@@ -36,13 +41,16 @@ import onnx
 
 from .builders.onnx_graph import _RESIDUAL_BRANCH_GAIN, _SE_GAIN
 from .layers import DEFAULT_CLASSES
-from .zoo import ZooModel, _ch, _meta, _w, _ZooContext, candidates, spread
+from .zoo import ZooModel, _w, candidates, spread
+from .zoo_context import _ch, _meta, _ZooContext
+from .zoo_sealed_extra import SQUEEZENEXT_DEPTHS, build_squeezenext, build_xception
 
 __all__ = ["OPENED_FAMILIES", "SEALED_FAMILIES", "SealedModel", "build_convnext", "build_ghostnet", "build_mnasnet", "build_regnetx",
-           "model_by_name", "opened_models", "sealed_models"]
+           "build_squeezenext", "build_xception", "model_by_name", "opened_models", "sealed_models"]
 
-#: the sealed families, fixed before any of them was measured (``benchmarks/sealed_families.txt``)
-SEALED_FAMILIES = ("regnetx", "ghostnet", "mnasnet")
+#: the sealed families, fixed before any of them was measured (``benchmarks/sealed_families.txt``);
+#: xception and squeezenext added on 2026-12-01, before any of their models was measured or predicted
+SEALED_FAMILIES = ("regnetx", "ghostnet", "mnasnet", "xception", "squeezenext")
 #: families once sealed, opened since (their per-kernel errors were read to change the predictor):
 #: tuning families now, measured and fitted on like those of :mod:`hwnas.zoo`.  ConvNeXt was opened
 #: on 2026-12-01 to design the transformer-shaped kernel campaign (its channels-last MLP runs
@@ -273,6 +281,8 @@ _BUILDERS: dict[str, Callable[..., onnx.ModelProto]] = {
     "ghostnet": build_ghostnet,
     "convnext": build_convnext,
     "mnasnet": build_mnasnet,
+    "xception": build_xception,
+    "squeezenext": build_squeezenext,
 }
 
 
@@ -304,6 +314,16 @@ def _mnasnet(width: float, r: int) -> SealedModel:
     return SealedModel("mnasnet", f"mnasnet_{_w(width)}_r{r}", r, f"MnasNet-B1 {width:g}x, {r}px", (("width", width),))
 
 
+def _xception(width: float, middle: int, r: int) -> SealedModel:
+    return SealedModel("xception", f"xception_{_w(width)}_m{middle}_r{r}", r,
+                       f"Xception {width:g}x, {middle} middle-flow blocks, {r}px", (("width", width), ("middle", middle)))
+
+
+def _squeezenext(depth: str, width: float, r: int) -> SealedModel:
+    return SealedModel("squeezenext", f"squeezenext{depth}_{_w(width)}_r{r}", r,
+                       f"SqueezeNext-{depth} {width:g}x, {r}px", (("depths", SQUEEZENEXT_DEPTHS[depth]), ("width", width)))
+
+
 # Candidates per family, ordered from the fewest to the most MACs (tested).
 _VARIANTS: dict[str, tuple[SealedModel, ...]] = {
     "regnetx": (
@@ -321,6 +341,15 @@ _VARIANTS: dict[str, tuple[SealedModel, ...]] = {
     "mnasnet": (
         _mnasnet(0.5, 128), _mnasnet(0.5, 160), _mnasnet(0.5, 224), _mnasnet(0.75, 160),
         _mnasnet(1.0, 160), _mnasnet(0.75, 224), _mnasnet(1.0, 224), _mnasnet(1.3, 224),
+    ),
+    "xception": (
+        _xception(0.25, 2, 128), _xception(0.25, 4, 160), _xception(0.25, 8, 192), _xception(0.5, 4, 128),
+        _xception(0.5, 4, 160), _xception(0.5, 8, 160), _xception(0.5, 8, 224), _xception(0.75, 4, 192),
+    ),
+    "squeezenext": (
+        _squeezenext("23", 1.0, 128), _squeezenext("23v5", 1.0, 160), _squeezenext("23", 1.5, 128),
+        _squeezenext("23v5", 1.0, 224), _squeezenext("23v5", 1.5, 192), _squeezenext("23", 2.0, 160),
+        _squeezenext("23", 1.5, 224), _squeezenext("23v5", 2.0, 224),
     ),
 }  # fmt: skip
 

@@ -35,7 +35,8 @@ import onnx
 import onnx.numpy_helper
 
 from .layers import DEFAULT_CLASSES
-from .zoo import ZooModel, _ZooContext
+from .zoo import ZooModel
+from .zoo_context import _ZooContext
 
 TRANSFORMER_FAMILIES = ("vit", "bert", "hybrid")
 

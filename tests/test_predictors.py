@@ -257,7 +257,8 @@ def test_cli_evaluate_json(trained):
             assert m["within_5pct"] <= m["within_10pct"] and m["mape_pct"] > 0
     oos = res["out_of_space"]
     assert set(oos["families"]) == {
-        "resnet", "vgg", "mobilenetv2", "shufflenet", "squeezenet", "efficientnet", "densenet", "convnext"}
+        "resnet", "vgg", "mobilenetv2", "shufflenet", "squeezenet", "efficientnet", "densenet", "inception",
+        "resnext", "repvgg", "convnext"}
     assert set(oos["transformers"]["families"]) == {"vit", "bert", "hybrid"}
     # the sealed families apart, judged by a predictor that never saw any of them; the tuning
     # families' predictors never saw them either (one model per family in the tiny profile)

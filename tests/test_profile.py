@@ -41,13 +41,14 @@ def test_tiny_profile_complete(tiny_profile):
     p = Profile.load(d)
     assert p.status == "complete"
     counts = p.measurements.groupby("kind").size().to_dict()
-    # 24 CNN-shaped + 6 transformer-shaped kernels; 7 CNN + 1 opened + 3 transformer tuning + 3 sealed families
-    assert counts == {"block": N_BLOCKS, "kernel": 24 + 6, "zoo": 7 + 1 + 3 + 3, "arch": 36}
+    # 24 CNN-shaped + 6 transformer-shaped kernels; 10 CNN + 1 opened + 3 transformer tuning + 5 sealed families
+    assert counts == {"block": N_BLOCKS, "kernel": 24 + 6, "zoo": 10 + 1 + 3 + 5, "arch": 36}
     # kernel profiles: 3 full architectures, every campaign kernel, every zoo model
-    assert len(p.kernel_profiles) == 3 + 30 + 14 and len(p.kernel_records) > 100
+    assert len(p.kernel_profiles) == 3 + 30 + 19 and len(p.kernel_records) > 100
     assert set(p.table("zoo")["target"].map(lambda t: t["family"])) == {
-        "resnet", "vgg", "mobilenetv2", "shufflenet", "squeezenet", "efficientnet", "densenet",
-        "convnext", "vit", "bert", "hybrid", "regnetx", "ghostnet", "mnasnet"}
+        "resnet", "vgg", "mobilenetv2", "shufflenet", "squeezenet", "efficientnet", "densenet", "inception",
+        "resnext", "repvgg", "convnext", "vit", "bert", "hybrid", "regnetx", "ghostnet", "mnasnet", "xception",
+        "squeezenext"}
     assert p.device.name == "cpu-1t" and p.space == TINY_SPACE
     assert p.meta["fingerprint"]["cpu_model"]
     arch = p.table("arch")

@@ -68,6 +68,12 @@ def test_family_structures_present() -> None:
     assert any(c["kernel_shape"] == [7, 7] and c["group"] > 1 for c in _convs(_smallest("convnext")[1]))
     mnas = _convs(_smallest("mnasnet")[1])
     assert any(c["kernel_shape"] == [5, 5] and c["strides"] == [2, 2] and c["group"] > 1 for c in mnas)
+    xc = _smallest("xception")[1]
+    bias_free_dw = [n for n in xc.graph.node if n.op_type == "Conv" and len(n.input) == 2]
+    assert bias_free_dw and all(dict((a.name, a.i) for a in n.attribute)["group"] > 1 for n in bias_free_dw)
+    assert {"MaxPool", "Add"} <= ops["xception"]
+    sqnxt = [c["kernel_shape"] for c in _convs(_smallest("squeezenext")[1])]
+    assert [3, 1] in sqnxt and [1, 3] in sqnxt
 
 
 @pytest.mark.parametrize("family", BUILT)
