@@ -111,16 +111,38 @@ def main() -> None:
         build_fewshot_profile(dev, out, args.reference, args.shots, seed=rep, zoo_shots=args.zoo_shots)
         secs = time.perf_counter() - t0
         pred = load_predictor(out)
+        # both laws judged whichever the transfer chose (``onnx_choice``: by the zoo models' leave-one-out error)
         glob = copy.copy(pred)
         glob.onnx_classes_ = None  # the same transfer with the global power law
+        cls = copy.copy(pred)
+        if cls.onnx_classes_ is None:
+            from hwnas.predictors.transfer_onnx import KernelClassTransfer, class_sums
+            from hwnas.profile import Profile
+
+            prof = Profile.load(out)
+            # refit the per-class law the choice rejected, to judge it all the same
+            rows, rel = [], []
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for a, r in zip(prof.table("arch")["key"], prof.table("arch")["relative_to_canary"]):
+                    rows.append(class_sums(ref_onnx.breakdown(a)))
+                    rel.append(r)
+                for t, r in zip(prof.table("zoo")["target"], prof.table("zoo")["relative_to_canary"]):
+                    rows.append(class_sums(ref_onnx.breakdown(model_by_name(t["name"]).build())))
+                    rel.append(r)
+            n_arch = len(prof.table("arch"))
+            cls.onnx_classes_ = KernelClassTransfer().fit(np.array(rows), np.array(rel), tuple(ref_onnx.calibration_),
+                                                         judge_rows=np.arange(len(rel)) >= n_arch)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            per_class = pred.predict_relative(targets)
+            per_class = cls.predict_relative(targets)
             power = glob.predict_relative(targets)
+            chosen = pred.predict_relative(targets)
         entry = {"seed": rep, "seconds": round(secs, 1), "n_zoo_models": int(pred.n_onnx_models_),
+                 "choice": pred.onnx_choice_,
                  "class_log_scales": dict(zip(("conv", "pwconv", "dwconv", "gconv", "gemm", "other"),
-                                              [round(float(x), 4) for x in pred.onnx_classes_.log_scale_])),
-                 "lambda": pred.onnx_classes_.lambda_,
+                                              [round(float(x), 4) for x in cls.onnx_classes_.log_scale_])),
+                 "lambda": cls.onnx_classes_.lambda_, "chosen": _judge(chosen, meas),
                  "per_class": _judge(per_class, meas), "power_law": _judge(power, meas)}
         for part in ("sealed", "onnx"):
             idx = [i for i, k in enumerate(keys) if k.startswith(part + ":")]
@@ -129,13 +151,15 @@ def main() -> None:
                 entry[f"power_law_{part}"] = _judge(power[idx], meas[idx])
         res["repeats"].append(entry)
         pc, pl = entry["per_class"], entry["power_law"]
-        print(f"repeat {rep}: few-shot {secs:.0f} s ({entry['n_zoo_models']} zoo models); per-class "
+        print(f"repeat {rep}: chose {pred.onnx_choice_['chosen']}; chosen law "
+              f"{100 * entry['chosen']['within_10pct']:.0f}% within ±10%; "
+              f"few-shot {secs:.0f} s ({entry['n_zoo_models']} zoo models); per-class "
               f"{100 * pc['within_10pct']:.0f}% within ±10% (MAPE {100 * pc['mape']:.1f}%, Spearman {pc['spearman']:.3f}); "
               f"power law {100 * pl['within_10pct']:.0f}% (MAPE {100 * pl['mape']:.1f}%)", flush=True)
         Path(args.out).write_text(json.dumps(res, indent=1))
     ai = res["reference_as_is"]
     print(f"reference as is: {100 * ai['within_10pct']:.0f}% within ±10% (MAPE {100 * ai['mape']:.1f}%)")
-    for m in ("per_class", "power_law"):
+    for m in ("chosen", "per_class", "power_law"):
         w = [r[m]["within_10pct"] for r in res["repeats"]]
         res[f"{m}_within_10pct_range"] = [min(w), max(w)]
         print(f"{m}: within ±10% over {len(w)} repeats: {100 * min(w):.0f}-{100 * max(w):.0f}%")

@@ -138,9 +138,12 @@ class TransferPredictor(EncodedPredictor):
 
     def _fit_classes(self, profile: Profile, data) -> "KernelClassTransfer | None":
         """The per-kernel-class transfer of the reference kernel predictor (None without one)."""
-        from .transfer_onnx import KernelClassTransfer, class_sums
+        from .transfer_onnx import KernelClassTransfer as KernelClassTransferCls
+        from .transfer_onnx import class_sums
 
         ref = self.reference_onnx_
+        self.n_onnx_models_ = 0
+        self.onnx_choice_ = {"chosen": "power law", "reason": "the reference has no kernel predictor"}
         if ref is None or not hasattr(ref, "breakdown") or not hasattr(ref, "calibration_"):
             return None
         import warnings
@@ -161,8 +164,28 @@ class TransferPredictor(EncodedPredictor):
                     continue  # a model this version no longer builds
                 rows.append(class_sums(ref.breakdown(model)))
                 rel.append(float(r))
-        self.n_onnx_models_ = len(rel) - len(data.archs)
-        return KernelClassTransfer().fit(np.array(rows), np.array(rel), tuple(ref.calibration_))
+        self.n_onnx_models_ = n_zoo = len(rel) - len(data.archs)
+        self.onnx_choice_ = {"chosen": "power law", "reason": "fewer than 3 zoo models measured"}
+        if n_zoo < 3:
+            return None
+        T, rel = np.array(rows), np.array(rel)
+        zoo_rows = np.arange(len(rel)) >= len(data.archs)
+        classes = KernelClassTransferCls().fit(T, rel, tuple(ref.calibration_), judge_rows=zoo_rows)
+        # the zoo models are out of sample for the power law (fitted on the architectures only);
+        # for the class scales their leave-one-out residuals are: the same question, how well each
+        # law carries to families it was not fitted on.  The per-class law must earn its place.
+        c, e = ref.calibration_
+        base = np.exp(c) * np.maximum(T[zoo_rows].sum(axis=1), 1e-12) ** e
+        a, b = self.onnx_coef_
+        r_pow = np.log(rel[zoo_rows]) - (a + b * np.log(base))
+        w = classes.weights_[zoo_rows]
+        rmse_pow = float(np.sqrt(w @ r_pow**2 / w.sum()))
+        rmse_cls = classes.judge_loo_rmse_
+        chosen = rmse_cls < rmse_pow
+        self.onnx_choice_ = {"chosen": "per kernel class" if chosen else "power law",
+                             "zoo_loo_log_rmse_per_class": rmse_cls, "zoo_log_rmse_power_law": rmse_pow,
+                             "n_zoo_models": n_zoo}
+        return classes if chosen else None
 
     def _features(self, X: np.ndarray, base: np.ndarray) -> np.ndarray:
         sp = self.space_
@@ -242,7 +265,7 @@ class TransferPredictor(EncodedPredictor):
                 "intercept": self.intercept_, "alpha": self.alpha_, "loo_rmse": self.loo_rmse_,
                 "onnx_coef": list(self.onnx_coef_), "n_archs": self.n_archs_,
                 "onnx_classes": self.onnx_classes_.to_dict() if self.onnx_classes_ is not None else None,
-                "n_onnx_models": self.n_onnx_models_,
+                "n_onnx_models": self.n_onnx_models_, "onnx_choice": self.onnx_choice_,
                 "loo_residuals": [float(x) for x in self.loo_residuals_],
                 "reference": self.reference_.to_dict(),
                 "reference_onnx": self.reference_onnx_.to_dict() if self.reference_onnx_ is not None else None}
@@ -270,6 +293,7 @@ class TransferPredictor(EncodedPredictor):
         else:
             p.onnx_classes_ = None
         p.n_onnx_models_ = int(d.get("n_onnx_models", 0))
+        p.onnx_choice_ = dict(d.get("onnx_choice") or {"chosen": "power law", "reason": "saved before the choice existed"})
         # saved before intervals existed: no residuals, no interval
         p.loo_residuals_ = np.asarray(d.get("loo_residuals", []), dtype=np.float64)
         p.reference_ = predictor_from_dict(d["reference"])
