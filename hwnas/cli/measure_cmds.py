@@ -130,7 +130,8 @@ def profile(ctx: typer.Context,
             from_profile: Optional[Path] = typer.Option(None, "--from-profile",
                                                         help="few-shot: adapt this trained reference profile"),
             quick: Optional[int] = typer.Option(None, "--quick", help="few-shot: architectures to measure "
-                                                "(default 30; needs --from-profile)")) -> None:
+                                                "(default 30; needs --from-profile)"),
+            space_name: str = typer.Option("mbv3", "--space", help="search space: mbv3 | vit")) -> None:
     """Measure a device profile: block lookup table, kernel campaign, kernel records, end-to-end archs.
 
     With --from-profile REF [--quick N]: a few-shot profile, N architectures measured here and
@@ -140,7 +141,13 @@ def profile(ctx: typer.Context,
     from ..profile import ProfilePlan, build_profile
     from ..profile.fewshot import DEFAULT_SHOTS
 
+    from ..spaces import check_space_name
+
+    check_space_name(space_name)
     dev = load_device(device)
+    if space_name == "vit":
+        _vit_profile(ctx, dev, out_dir, time_budget_min, n_archs, seed, resume, short_timing)
+        return
     if quick is not None and from_profile is None:
         raise InputError("--quick N makes a few-shot profile and needs --from-profile REF (a trained profile)")
     if out_dir.exists() and not out_dir.is_dir():
@@ -169,6 +176,31 @@ def profile(ctx: typer.Context,
             msg += "  [time budget reached]"
         err.print(msg)
     err.print(f"profile written to {out_dir}")
+
+
+def _vit_profile(ctx: typer.Context, dev, out_dir: Path, time_budget_min: float, n_archs: int, seed: int,
+                 resume: bool, short_timing: bool) -> None:
+    """``hwnas profile --space vit``: the vit space's block table and end-to-end architectures."""
+    from ..measure import MeasureConfig
+    from ..spaces.vit_profile import VitProfilePlan, build_vit_profile
+
+    unused = _given(ctx, "n_kernels", "n_token_kernels", "n_kernel_profiles", "zoo_per_family", "resolutions",
+                    "width_mults", "from_profile", "quick")
+    if unused:
+        raise InputError(f"--space vit does not use {', '.join(unused)}: drop {'it' if len(unused) == 1 else 'them'}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"output path {out_dir} is a file, not a directory")
+    n = n_archs if _given(ctx, "n_archs") else VitProfilePlan.n_archs
+    pplan = VitProfilePlan(n_archs=n, time_budget_min=time_budget_min, seed=seed)
+    with _measuring_into(out_dir) as bars:
+        reports = build_vit_profile(dev, out_dir, pplan, resume=resume,
+                                    config=MeasureConfig.quick() if short_timing else None, progress=bars)
+    for r in reports:
+        msg = f"{r.part:15s} {r.done_before + r.done_now:5d}/{r.planned:<5d} measured ({r.done_now} now) in {r.seconds:7.1f} s"
+        if r.stopped_by_budget:
+            msg += "  [time budget reached]"
+        err.print(msg)
+    err.print(f"vit-space profile written to {out_dir}")
 
 
 @contextlib.contextmanager
