@@ -36,13 +36,23 @@ def devices(json_out: bool = typer.Option(False, "--json", help="machine-readabl
 @app.command()
 def export(arch: str = typer.Argument(..., help="architecture string"),
            out_path: Path = typer.Option(..., "--out", help="output .onnx file"),
-           device: Optional[str] = typer.Option(None, "--device", help="device whose batch size to use")) -> None:
+           device: Optional[str] = typer.Option(None, "--device", help="device whose batch size to use"),
+           space_name: str = typer.Option("mbv3", "--space", help="search space: mbv3 (default) | vit")) -> None:
     """Write the ONNX graph of an architecture."""
     import onnx
 
     from ..builders.onnx_graph import build_onnx
     from ..devices import load_device
+    from .vit_cmds import check_targets_space
 
+    check_targets_space([arch], space_name)
+    if space_name == "vit":
+        from .vit_cmds import vit_export
+
+        batch = load_device(device).batch_size if device else 1
+        _check_out_file(out_path)
+        vit_export(arch, out_path, batch)
+        return
     a = parse_arch(arch)
     batch = load_device(device).batch_size if device else 1
     _check_out_file(out_path)
@@ -245,11 +255,19 @@ def _fewshot_profile(dev, out_dir: Path, ref: Path, n: int, seed: int, resume: b
 
 @app.command()
 def train(profile: Path = typer.Option(..., "--profile", help="profile directory"),
-          predictor: Optional[List[str]] = typer.Option(None, "--predictor", help="train only these (repeatable)")) -> None:
+          predictor: Optional[List[str]] = typer.Option(None, "--predictor", help="train only these (repeatable)"),
+          space_name: str = typer.Option("mbv3", "--space", help="search space: mbv3 (default) | vit")) -> None:
     """Fit every latency predictor on a profile and store them with it (JSON, no pickle)."""
     from ..predictors import KNOWN_PREDICTORS, train_all
+    from ..spaces import check_space_name
+    from .vit_cmds import profile_for
 
-    d = _profile_dir(profile)
+    d = profile_for(profile, check_space_name(space_name))
+    if space_name == "vit":
+        from .vit_cmds import vit_train
+
+        vit_train(d, list(predictor) if predictor else None)
+        return
     for name in predictor or []:
         if name not in KNOWN_PREDICTORS:
             raise InputError(f"unknown predictor {name!r}; choose from {', '.join(KNOWN_PREDICTORS)}")

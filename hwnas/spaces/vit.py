@@ -219,7 +219,12 @@ class VitSpace:
         return arch
 
     def parse(self, text: str) -> VitArch:
-        return self.validate(VitArch.parse(text))
+        """Parse and validate; a one-line ValueError names the string and the choice outside the space."""
+        a = VitArch.parse(text)
+        try:
+            return self.validate(a)
+        except ValueError as e:
+            raise ValueError(f"{text!r} is outside the vit space: {e}") from None
 
     def contains(self, arch: VitArch) -> bool:
         try:
