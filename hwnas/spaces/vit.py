@@ -311,21 +311,29 @@ class VitSpace:
         return [(p, r, (r // p) ** 2 + 1) for p in self.patches for r in self.resolutions]
 
     # -- encoding for learned predictors ----------------------------------------------------------
+    _GLOBAL_FEATURES = ("patch", "resolution", "tokens", "embed", "depth", "mean_heads", "mean_mlp", "log_macs",
+                        "log_linear_macs", "log_attention_macs", "log_softmax_elems", "log_mlp_hidden_elems")
+
     def feature_names(self) -> list[str]:
-        names = ["patch", "resolution", "tokens", "embed", "depth", "mean_heads", "mean_mlp", "log_macs"]
+        names = list(self._GLOBAL_FEATURES)
         for i in range(self.max_depth):
             names += [f"l{i}_heads", f"l{i}_mlp"]
         return names
 
     def encode(self, archs: Sequence[VitArch]) -> np.ndarray:
-        """One row per architecture: global choices, means, log MACs, then per-layer (heads, mlp), 0 when absent."""
+        """One row per architecture: global choices, means, log MACs and per-op-group sizes (linear-layer
+        MACs, attention MACs, softmax elements, MLP hidden elements), then per-layer (heads, mlp), 0 when absent."""
+        g = len(self._GLOBAL_FEATURES)
         X = np.zeros((len(archs), len(self.feature_names())))
         for n, a in enumerate(archs):
-            X[n, :8] = [a.patch, a.resolution, a.tokens, a.embed, a.depth,
+            t, e = a.tokens, a.embed
+            linear = sum(t * e * e * (4 + 2 * x.mlp) for x in a.layers)
+            X[n, :g] = [a.patch, a.resolution, t, e, a.depth,
                         np.mean([x.heads for x in a.layers]), np.mean([x.mlp for x in a.layers]),
-                        np.log(vit_cost(a).macs)]
+                        np.log(vit_cost(a).macs), np.log(linear), np.log(2 * t * t * e * a.depth),
+                        np.log(sum(x.heads for x in a.layers) * t * t), np.log(sum(x.mlp for x in a.layers) * t * e)]
             for i, x in enumerate(a.layers[: self.max_depth]):
-                X[n, 8 + 2 * i: 10 + 2 * i] = (x.heads, x.mlp)
+                X[n, g + 2 * i: g + 2 + 2 * i] = (x.heads, x.mlp)
         return X
 
     # -- persistence ---------------------------------------------------------------------------

@@ -147,7 +147,8 @@ def build_vit_profile(device: DeviceSpec, out_dir: str | Path, pplan: VitProfile
                             rep.stopped_by_budget = True
                             break
                         model = for_device(t.build(), m.device.precision)
-                        cfg = config or (MeasureConfig.small() if part == "block" else MeasureConfig())
+                        # full timing for blocks too: a vit block runs 0.1-6 ms, not the sub-ms of a CNN block
+                        cfg = config or MeasureConfig()
                         store.add_measurement(part, t.key, t.target, m.measure(model, t.key, cfg), t.macs, t.params)
                         rep.done_now += 1
                         bar.advance()
