@@ -251,6 +251,9 @@ def test_cli_train_predict_search_compare(capsys, monkeypatch, vit_profile_copy)
     _user_error(_cli(capsys, monkeypatch, "train", "--profile", d), "'vit' search space", "pass --space vit")
     _user_error(_cli(capsys, monkeypatch, "search", "--profile", d, "--budget-ms", "20"), "pass --space vit")
     _user_error(_cli(capsys, monkeypatch, "compare", "--profile", d), "pass --space vit")
+    _user_error(_cli(capsys, monkeypatch, "evaluate", "--profile", d, "--no-families"), "pass --space vit")
+    code, out, _ = _cli(capsys, monkeypatch, "evaluate", "--space", "vit", "--profile", d, "--json")
+    assert code == 0 and json.loads(out)["in_space"]["n_test"] > 0
     _user_error(_cli(capsys, monkeypatch, "search", "--space", "vit", "--profile", d, "--budget-ms", "20",
                      "--strategy", "nsga2"), "--strategy evolution | random")
     _user_error(_cli(capsys, monkeypatch, "search", "--space", "vit", "--profile", d, "--budget-ms", "1"),

@@ -101,15 +101,23 @@ def evaluate(profile: Optional[Path] = typer.Option(None, "--profile", help="pro
              full_profile: Optional[Path] = typer.Option(
                  None, "--full-profile", help="few-shot profiles: judge on this full profile of the same device "
                  "(default: a sibling profile of the same device, if any)"),
-             json_out: bool = typer.Option(False, "--json")) -> None:
+             json_out: bool = typer.Option(False, "--json"),
+             space_name: str = typer.Option("mbv3", "--space", help="search space: mbv3 (default) | vit")) -> None:
     """Held-out accuracy of every predictor, next to the measurement noise floor.
 
     On a few-shot profile: its transfer predictor judged on a full profile of the same device."""
     from ..predictors import PREDICTORS
     from ..predictors.evaluate import evaluate_families, evaluate_in_space
     from ..profile import Profile
+    from ..spaces import check_space_name
+    from .vit_cmds import profile_for
 
-    d = _profile_dir(profile)
+    d = profile_for(profile, check_space_name(space_name))
+    if space_name == "vit":
+        from .vit_cmds import vit_evaluate
+
+        vit_evaluate(d, json_out)
+        return
     prof = Profile.load(d)
     if prof.meta.get("few_shot"):
         _evaluate_fewshot(prof, full_profile, json_out)

@@ -115,10 +115,36 @@ def vit_train(d: Path, names: Optional[List[str]]) -> None:
     err.print(f"default: {index['default']}; saved to {vit_predictors_dir(d)}")
 
 
+def vit_evaluate(d: Path, json_out: bool) -> None:
+    from ..profile import Profile
+    from ..spaces.vit_predictors import evaluate_vit
+
+    h = evaluate_vit(Profile.load(d))
+    if json_out:
+        _emit_json({"profile": str(d), "space": "vit", "in_space": h})
+        return
+    t = Table("predictor", "MAPE %", "RMSPE %", "±5%", "±10%", "Spearman", "Kendall",
+              title=f"vit space, {h['n_test']} held-out architectures ({h['n_train']} for fitting)")
+    for name, m in h["predictors"].items():
+        if "error" in m:
+            t.add_row(name, m["error"], "", "", "", "", "")
+            continue
+        t.add_row(name, f"{m['mape_pct']:.2f}", f"{m['rmspe_pct']:.2f}", f"{100 * m['within_5pct']:.1f}%",
+                  f"{100 * m['within_10pct']:.1f}%", f"{m.get('spearman', float('nan')):.4f}",
+                  f"{m.get('kendall', float('nan')):.4f}")
+    out.print(t)
+    if h["noise_floor_median_rel"] is not None:
+        out.print(f"noise floor: median per-round spread of the held-out measurements "
+                  f"{100 * h['noise_floor_median_rel']:.1f}%", highlight=False)
+
+
 def vit_predict(targets: List[str], d: Path, predictor: Optional[str], json_out: bool) -> None:
     from ..spaces import parse_arch_in
     from ..spaces.vit_predictors import load_vit_predictor
 
+    from ..profile import warn_if_other_machine
+
+    warn_if_other_machine(d)  # no calibration for the vit space yet: say when the profile is another machine's
     pred = load_vit_predictor(d, predictor)
     archs = [parse_arch_in(t, "vit", pred.space_) for t in targets]
     rel = pred.predict_relative(archs)
@@ -139,6 +165,9 @@ def vit_search(budgets: list[float], d: Path, strategy: str, predictor: Optional
     from ..spaces.vit_predictors import load_vit_predictor
     from ..spaces.vit_search import ACCURACY_MEANING, search_vit
 
+    from ..profile import warn_if_other_machine
+
+    warn_if_other_machine(d)  # no calibration for the vit space yet: say when the profile is another machine's
     pred = load_vit_predictor(d, predictor)
     results = [search_vit(pred, b, strategy, population=population, generations=generations, n_samples=n_samples,
                           seed=seed) for b in budgets]
