@@ -210,6 +210,9 @@ def test_cli_wrong_space_errors(capsys, monkeypatch, tmp_path):
                 "outside the vit space", "mlp ratio 9")
     _user_error(_cli(capsys, monkeypatch, "predict", "--space", "vit", "--profile", default_profile_dir(), ARCH),
                 "'mbv3' search space", "pass --space mbv3")
+    _user_error(_cli(capsys, monkeypatch, "profile", "--space", "vit", "--device", "cpu-1t", "--out", tmp_path / "p",
+                     "--n-kernels", "3"), "--space vit does not use --n-kernels")
+    assert not (tmp_path / "p").exists()
 
 
 needs_profile = pytest.mark.skipif(not (VIT_PROFILE / "profile.sqlite").is_file(), reason="no bundled vit profile")
