@@ -236,6 +236,13 @@ def test_cli_train_predict_search_compare(capsys, monkeypatch, vit_profile_copy)
     code, _, err = _cli(capsys, monkeypatch, "train", "--space", "vit", "--profile", d)
     assert code == 0 and "held-out check" in err
     assert (d / "predictors" / "vit" / "learned.json").is_file()
+    from hwnas.profile import Profile
+    from hwnas.spaces.vit_predictors import VitLearnedPredictor, load_vit_predictor
+
+    probe = VitSpace(seed=9).sample_many(5)
+    saved = load_vit_predictor(d, "learned")
+    assert isinstance(saved, VitLearnedPredictor)
+    assert saved.predict(probe) == pytest.approx(VitLearnedPredictor().fit(Profile.load(d)).predict(probe))
     big, small = "vit_p16_r224_e240_h6m4-h6m4-h6m4-h6m4-h6m4-h6m4-h6m4", "vit_p16_r160_e192_h3m3-h3m3-h3m3-h3m3-h3m3"
     code, out, _ = _cli(capsys, monkeypatch, "predict", "--space", "vit", "--profile", d, "--predictor", "lut",
                         "--json", big, small)

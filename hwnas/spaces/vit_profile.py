@@ -30,6 +30,11 @@ from .vit_onnx import build_head, build_layer, build_stem, build_vit_onnx
 
 VIT_PARTS = ("block", "arch")
 
+#: Blocks get more rounds than architectures: one noisy table entry biases every architecture that
+#: uses it (on a loaded machine, default timing left entries with 20-56% per-round spread), and a
+#: vit block runs 0.05-6 ms, so the extra rounds cost about a minute for the whole table.
+BLOCK_CONFIG = MeasureConfig(rounds=7, max_rounds=20)
+
 
 @dataclass(frozen=True)
 class VitProfilePlan:
@@ -147,8 +152,7 @@ def build_vit_profile(device: DeviceSpec, out_dir: str | Path, pplan: VitProfile
                             rep.stopped_by_budget = True
                             break
                         model = for_device(t.build(), m.device.precision)
-                        # full timing for blocks too: a vit block runs 0.1-6 ms, not the sub-ms of a CNN block
-                        cfg = config or MeasureConfig()
+                        cfg = config or (BLOCK_CONFIG if part == "block" else MeasureConfig())
                         store.add_measurement(part, t.key, t.target, m.measure(model, t.key, cfg), t.macs, t.params)
                         rep.done_now += 1
                         bar.advance()
