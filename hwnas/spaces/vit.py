@@ -193,7 +193,7 @@ class VitSpace:
 
     def __post_init__(self) -> None:
         for f in ("patches", "resolutions", "embeds", "heads", "mlp_ratios", "depths"):
-            object.__setattr__(self, f, _tuple(getattr(self, f), f))
+            setattr(self, f, _tuple(getattr(self, f), f))
         for p in self.patches:
             for r in self.resolutions:
                 if r % p:
@@ -272,9 +272,8 @@ class VitSpace:
         depth = pick(arch.depth, self.depths)
         while len(layers) < depth:
             layers.append(self._layer(g))
-        child = VitArch(pick(arch.patch, self.patches), pick(arch.resolution, self.resolutions),
-                        pick(arch.embed, self.embeds), tuple(layers[:depth]))
-        return child
+        return VitArch(pick(arch.patch, self.patches), pick(arch.resolution, self.resolutions),
+                       pick(arch.embed, self.embeds), tuple(layers[:depth]))
 
     def crossover(self, a: VitArch, b: VitArch, rng: np.random.Generator | None = None) -> VitArch:
         """Each choice from one parent at random; layer i from either parent that has it."""

@@ -13,6 +13,7 @@ Opset 17, static shapes, seeded weights.
 
 from __future__ import annotations
 
+import json
 import math
 
 import onnx
@@ -45,8 +46,6 @@ def _emit_head(ctx: _TransformerContext, x: str, embed: int, n_classes: int) -> 
 
 
 def _finish(ctx: _TransformerContext, in_shape: list[int], out_shape: list[int], meta: dict) -> onnx.ModelProto:
-    import json
-
     g = ctx.graph
     g.node.extend(ctx._nodes)
     g.input.append(helper.make_tensor_value_info("input", TensorProto.FLOAT, in_shape))
