@@ -36,13 +36,23 @@ def devices(json_out: bool = typer.Option(False, "--json", help="machine-readabl
 @app.command()
 def export(arch: str = typer.Argument(..., help="architecture string"),
            out_path: Path = typer.Option(..., "--out", help="output .onnx file"),
-           device: Optional[str] = typer.Option(None, "--device", help="device whose batch size to use")) -> None:
+           device: Optional[str] = typer.Option(None, "--device", help="device whose batch size to use"),
+           space_name: str = typer.Option("mbv3", "--space", help="search space: mbv3 (default) | vit")) -> None:
     """Write the ONNX graph of an architecture."""
     import onnx
 
     from ..builders.onnx_graph import build_onnx
     from ..devices import load_device
+    from .vit_cmds import check_targets_space
 
+    check_targets_space([arch], space_name)
+    if space_name == "vit":
+        from .vit_cmds import vit_export
+
+        batch = load_device(device).batch_size if device else 1
+        _check_out_file(out_path)
+        vit_export(arch, out_path, batch)
+        return
     a = parse_arch(arch)
     batch = load_device(device).batch_size if device else 1
     _check_out_file(out_path)
@@ -133,7 +143,8 @@ def profile(ctx: typer.Context,
                                                 "(default 30; needs --from-profile)"),
             zoo_shots: Optional[int] = typer.Option(None, "--zoo-shots", min=0,
                                                     help="few-shot: zoo models of other families to measure too "
-                                                    "(default: one per tuning family; 0: none)")) -> None:
+                                                    "(default: one per tuning family; 0: none)"),
+            space_name: str = typer.Option("mbv3", "--space", help="search space: mbv3 | vit")) -> None:
     """Measure a device profile: block lookup table, kernel campaign, kernel records, end-to-end archs.
 
     With --from-profile REF [--quick N]: a few-shot profile, N architectures measured here and
@@ -143,7 +154,13 @@ def profile(ctx: typer.Context,
     from ..profile import ProfilePlan, build_profile
     from ..profile.fewshot import DEFAULT_SHOTS
 
+    from ..spaces import check_space_name
+
+    check_space_name(space_name)
     dev = load_device(device)
+    if space_name == "vit":
+        _vit_profile(ctx, dev, out_dir, time_budget_min, n_archs, seed, resume, short_timing)
+        return
     if quick is not None and from_profile is None:
         raise InputError("--quick N makes a few-shot profile and needs --from-profile REF (a trained profile)")
     if zoo_shots is not None and from_profile is None:
@@ -174,6 +191,31 @@ def profile(ctx: typer.Context,
             msg += "  [time budget reached]"
         err.print(msg)
     err.print(f"profile written to {out_dir}")
+
+
+def _vit_profile(ctx: typer.Context, dev, out_dir: Path, time_budget_min: float, n_archs: int, seed: int,
+                 resume: bool, short_timing: bool) -> None:
+    """``hwnas profile --space vit``: the vit space's block table and end-to-end architectures."""
+    from ..measure import MeasureConfig
+    from ..spaces.vit_profile import VitProfilePlan, build_vit_profile
+
+    unused = _given(ctx, "n_kernels", "n_token_kernels", "n_kernel_profiles", "zoo_per_family", "resolutions",
+                    "width_mults", "from_profile", "quick")
+    if unused:
+        raise InputError(f"--space vit does not use {', '.join(unused)}: drop {'it' if len(unused) == 1 else 'them'}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"output path {out_dir} is a file, not a directory")
+    n = n_archs if _given(ctx, "n_archs") else VitProfilePlan.n_archs
+    pplan = VitProfilePlan(n_archs=n, time_budget_min=time_budget_min, seed=seed)
+    with _measuring_into(out_dir) as bars:
+        reports = build_vit_profile(dev, out_dir, pplan, resume=resume,
+                                    config=MeasureConfig.quick() if short_timing else None, progress=bars)
+    for r in reports:
+        msg = f"{r.part:15s} {r.done_before + r.done_now:5d}/{r.planned:<5d} measured ({r.done_now} now) in {r.seconds:7.1f} s"
+        if r.stopped_by_budget:
+            msg += "  [time budget reached]"
+        err.print(msg)
+    err.print(f"vit-space profile written to {out_dir}")
 
 
 @contextlib.contextmanager
@@ -220,11 +262,19 @@ def _fewshot_profile(dev, out_dir: Path, ref: Path, n: int, zoo_shots: int | Non
 
 @app.command()
 def train(profile: Path = typer.Option(..., "--profile", help="profile directory"),
-          predictor: Optional[List[str]] = typer.Option(None, "--predictor", help="train only these (repeatable)")) -> None:
+          predictor: Optional[List[str]] = typer.Option(None, "--predictor", help="train only these (repeatable)"),
+          space_name: str = typer.Option("mbv3", "--space", help="search space: mbv3 (default) | vit")) -> None:
     """Fit every latency predictor on a profile and store them with it (JSON, no pickle)."""
     from ..predictors import KNOWN_PREDICTORS, train_all
+    from ..spaces import check_space_name
+    from .vit_cmds import profile_for
 
-    d = _profile_dir(profile)
+    d = profile_for(profile, check_space_name(space_name))
+    if space_name == "vit":
+        from .vit_cmds import vit_train
+
+        vit_train(d, list(predictor) if predictor else None)
+        return
     for name in predictor or []:
         if name not in KNOWN_PREDICTORS:
             raise InputError(f"unknown predictor {name!r}; choose from {', '.join(KNOWN_PREDICTORS)}")

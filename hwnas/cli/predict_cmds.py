@@ -21,12 +21,24 @@ def predict(targets: List[str] = typer.Argument(..., help="architecture strings 
             breakdown: bool = typer.Option(False, "--breakdown", help="per-kernel predictions (kernel predictor)"),
             calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help=_CALIBRATE_HELP),
             calibration_shots: int = typer.Option(30, "--calibration-shots", help="architectures a calibration measures"),
-            json_out: bool = typer.Option(False, "--json")) -> None:
+            json_out: bool = typer.Option(False, "--json"),
+            space_name: str = typer.Option("mbv3", "--space", help="search space: mbv3 (default) | vit")) -> None:
     """Predict latency (ms on the profile's device, and canary-relative) for architectures or ONNX models."""
     from ..predictors import KNOWN_PREDICTORS, load_predictor
     from ..predictors.base import TargetSpec
     from ..profile import warn_if_other_machine
+    from .vit_cmds import check_space_if_profile, check_targets_space, profile_for
 
+    check_targets_space(targets, space_name)
+    if space_name == "vit":
+        from .vit_cmds import vit_predict
+
+        if breakdown or input_shape:
+            raise InputError("--space vit predicts architecture strings only: drop --breakdown / --input-shape")
+        vit_predict(targets, profile_for(profile, "vit"), predictor, json_out)
+        return
+    if profile is not None:
+        check_space_if_profile(profile, "mbv3")
     if predictor is not None and predictor not in KNOWN_PREDICTORS:
         raise InputError(f"unknown predictor {predictor!r}; choose from {', '.join(KNOWN_PREDICTORS)}")
     shapes = _parse_shapes(input_shape)
@@ -89,15 +101,23 @@ def evaluate(profile: Optional[Path] = typer.Option(None, "--profile", help="pro
              full_profile: Optional[Path] = typer.Option(
                  None, "--full-profile", help="few-shot profiles: judge on this full profile of the same device "
                  "(default: a sibling profile of the same device, if any)"),
-             json_out: bool = typer.Option(False, "--json")) -> None:
+             json_out: bool = typer.Option(False, "--json"),
+             space_name: str = typer.Option("mbv3", "--space", help="search space: mbv3 (default) | vit")) -> None:
     """Held-out accuracy of every predictor, next to the measurement noise floor.
 
     On a few-shot profile: its transfer predictor judged on a full profile of the same device."""
     from ..predictors import PREDICTORS
     from ..predictors.evaluate import evaluate_families, evaluate_in_space
     from ..profile import Profile
+    from ..spaces import check_space_name
+    from .vit_cmds import profile_for
 
-    d = _profile_dir(profile)
+    d = profile_for(profile, check_space_name(space_name))
+    if space_name == "vit":
+        from .vit_cmds import vit_evaluate
+
+        vit_evaluate(d, json_out)
+        return
     prof = Profile.load(d)
     if prof.meta.get("few_shot"):
         _evaluate_fewshot(prof, full_profile, json_out)

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+from ..errors import InputError
 from rich.table import Table
 
 from .common import _CALIBRATE_HELP, _emit_json, _on_this_machine, _parse_shapes, _profile_dir, _progress, app, err, out
@@ -23,11 +25,24 @@ def compare_cmd(profile: Optional[List[Path]] = typer.Option(
                                                                 help="NAME=1,3,224,224 for dynamic ONNX inputs"),
                 remeasure: int = typer.Option(0, "--remeasure", min=0, help="re-measure the budget rules' picks N times "
                                               "each, interleaved (0: judge them on the profile's measurements)"),
-                json_out: bool = typer.Option(False, "--json")) -> None:
+                json_out: bool = typer.Option(False, "--json"),
+                space_name: str = typer.Option("mbv3", "--space", help="search space: mbv3 (default) | vit")) -> None:
     """MACs vs measured latency: correlations, misranked pairs, counterexamples, the predictor's fix."""
     from ..compare import compare as run_compare
     from ..compare import headline, report_breakdown
+    from ..spaces import check_space_name
+    from .vit_cmds import check_space_if_profile, profile_for
 
+    if check_space_name(space_name) == "vit":
+        from .vit_cmds import vit_compare
+
+        if models or out_dir or budget_ms or input_shape or remeasure or (profile and len(profile) > 1):
+            raise InputError("--space vit compares one --profile (MACs vs measured latency); drop --models, --out, "
+                             "--budget-ms, --input-shape, --remeasure")
+        vit_compare(profile_for(profile[0] if profile else None, "vit"), json_out)
+        return
+    for p in profile or []:
+        check_space_if_profile(p, "mbv3")
     dirs = [_profile_dir(p) for p in profile] if profile else [_profile_dir(None)]
     if out_dir is not None:
         from ..report import prepare_out_dir

@@ -49,12 +49,37 @@ def search(ctx: typer.Context,
            json_out: bool = typer.Option(False, "--json"),
            extract: Optional[Path] = typer.Option(None, "--extract", help="save the winner with inherited supernet "
                                                   "weights (--accuracy-dir) here: model.pt, model.json, model.onnx"),
-           out_dir: Optional[Path] = typer.Option(None, "--out", help="save every candidate (CSV) and plots (PNG)")) -> None:
+           out_dir: Optional[Path] = typer.Option(None, "--out", help="save every candidate (CSV) and plots (PNG)"),
+           space_name: str = typer.Option("mbv3", "--space", help="search space: mbv3 (default) | vit")) -> None:
     """Search the space for the most accurate architecture within a latency budget."""
     import math
 
     from ..search import STRATEGIES, SearchConfig, run_search
     from ..search import verify as verify_results
+    from ..spaces import check_space_name
+    from .vit_cmds import check_space_if_profile, profile_for
+
+    if check_space_name(space_name) == "vit":
+        from .vit_cmds import vit_search
+
+        keep = {"budget_ms", "profile", "strategy", "predictor", "population", "generations", "seed", "json_out",
+                "n_samples", "space_name"}
+        unused = _given(ctx, *[p.name for p in ctx.command.params if p.name not in keep])
+        if unused:
+            raise InputError(f"--space vit does not use {', '.join(unused)}: drop {'it' if len(unused) == 1 else 'them'}")
+        if profile and len(profile) > 1:
+            raise InputError("--space vit searches one --profile at a time")
+        vbudgets = []
+        for b in budget_ms:
+            try:
+                vbudgets.append(float(b))
+            except ValueError:
+                raise InputError(f"--budget-ms must be a number of ms, got {b!r}") from None
+        vit_search(vbudgets, profile_for(profile[0] if profile else None, "vit"), strategy, predictor,
+                   population, generations, n_samples, seed, json_out)
+        return
+    for p in profile or []:
+        check_space_if_profile(p, "mbv3")
 
     unused = _given(ctx, *getattr(STRATEGIES.get(strategy), "unused_options", ()))
     if unused:

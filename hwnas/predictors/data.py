@@ -22,6 +22,7 @@ class ArchData:
 
 def arch_data(profile: Profile, keys: Iterable[str] | None = None) -> ArchData:
     """End-to-end measured architectures of ``profile`` (optionally only ``keys``)."""
+    profile.space  # noqa: B018  (a profile of another search space: a one-line error naming its --space)
     df = profile.table("arch")
     if keys is not None:
         keep = set(keys)

@@ -72,6 +72,15 @@ class Profile:
 
     @cached_property
     def space(self) -> SearchSpace:
+        """The mbv3 search space of the profile; a profile of another space (``hwnas profile --space
+        vit``) is a one-line error naming the space to pass."""
+        from ..errors import InputError
+        from ..spaces import space_name_of_meta
+
+        name = space_name_of_meta(self.meta)
+        if name != "mbv3":
+            raise InputError(f"profile {self.dir} is a profile of the {name!r} search space, not 'mbv3': "
+                             f"pass --space {name}")
         return SearchSpace.from_dict(self.meta["space"])
 
     @property
