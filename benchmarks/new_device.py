@@ -43,6 +43,8 @@ def main() -> None:
     ap.add_argument("--devices", nargs="+", default=["cpu-2t", "cpu-1t-int8"])
     ap.add_argument("--shots", nargs="+", type=int, default=[10, 30, 100])
     ap.add_argument("--repeats", type=int, default=1, help="calibrations per N (seeds 0, 1, ...)")
+    ap.add_argument("--zoo-shots", type=int, default=0,
+                    help="zoo models measured too (default 0: this benchmark judges architectures only)")
     ap.add_argument("--work", default=None, help="where the few-shot profiles go (default: a temporary folder)")
     ap.add_argument("--out", default=str(HERE / "results" / "new_device.json"))
     args = ap.parse_args()
@@ -62,7 +64,8 @@ def main() -> None:
                     shutil.rmtree(out)
                 t0 = time.perf_counter()
                 r = subprocess.run([sys.executable, "-m", "hwnas", "profile", "--device", dev, "--out", str(out),
-                                    "--from-profile", args.reference, "--quick", str(n), "--seed", str(rep)],
+                                    "--from-profile", args.reference, "--quick", str(n), "--seed", str(rep),
+                                    "--zoo-shots", str(args.zoo_shots)],
                                    capture_output=True, text=True)
                 wall = time.perf_counter() - t0
                 if r.returncode != 0:

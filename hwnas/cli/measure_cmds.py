@@ -200,7 +200,7 @@ def _vit_profile(ctx: typer.Context, dev, out_dir: Path, time_budget_min: float,
     from ..spaces.vit_profile import VitProfilePlan, build_vit_profile
 
     unused = _given(ctx, "n_kernels", "n_token_kernels", "n_kernel_profiles", "zoo_per_family", "resolutions",
-                    "width_mults", "from_profile", "quick")
+                    "width_mults", "from_profile", "quick", "zoo_shots")
     if unused:
         raise InputError(f"--space vit does not use {', '.join(unused)}: drop {'it' if len(unused) == 1 else 'them'}")
     if out_dir.exists() and not out_dir.is_dir():
