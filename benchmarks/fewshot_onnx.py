@@ -79,6 +79,9 @@ def main() -> None:
     ap.add_argument("--onnx", default=None, help="a folder of ONNX files judged as well")
     ap.add_argument("--judge-cache", default=None,
                     help="reuse the judge set's measurements from this JSON (an earlier --out of the same device)")
+    ap.add_argument("--fewshot-profiles", nargs="+", default=None,
+                    help="judge these existing few-shot profiles (refitted with this version's transfer) "
+                         "instead of making new ones")
     ap.add_argument("--out", default=str(HERE / "results" / "fewshot_onnx.json"))
     args = ap.parse_args()
     t_start = time.time()
@@ -105,10 +108,17 @@ def main() -> None:
     res["reference_as_is"] = _judge(as_is, meas)
     Path(args.out).write_text(json.dumps(res, indent=1))  # the judge set is kept even if a repeat is cut short
     work = Path(tempfile.mkdtemp(prefix="hwnas-fewshot-onnx-"))
-    for rep in range(args.repeats):
-        out = work / f"few-{rep}"
+    given = [Path(p) for p in args.fewshot_profiles] if args.fewshot_profiles else None
+    for rep in range(len(given) if given else args.repeats):
         t0 = time.perf_counter()
-        build_fewshot_profile(dev, out, args.reference, args.shots, seed=rep, zoo_shots=args.zoo_shots)
+        if given:
+            from hwnas.profile.fewshot import adapt
+
+            out = given[rep]
+            adapt(out)  # this version's transfer, refitted on the profile's measurements
+        else:
+            out = work / f"few-{rep}"
+            build_fewshot_profile(dev, out, args.reference, args.shots, seed=rep, zoo_shots=args.zoo_shots)
         secs = time.perf_counter() - t0
         pred = load_predictor(out)
         # both laws judged whichever the transfer chose (``onnx_choice``: by the zoo models' leave-one-out error)
