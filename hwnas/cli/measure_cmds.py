@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from ..errors import InputError
-from .common import (_check_out_file, _emit_json, _given, _parse_shapes, _profile_dir, _progress, _space_from_options,
+from .common import (_check_out_file, _emit_json, _given, _parse_shapes, _progress, _space_from_options,
                      app, err, load_target, out, parse_arch, print_kernel_tables)
 
 
@@ -185,11 +185,7 @@ def profile(ctx: typer.Context,
     with _measuring_into(out_dir) as bars:
         reports = build_profile(dev, out_dir, pplan, space=space, resume=resume,
                                 config=MeasureConfig.quick() if short_timing else None, progress=bars)
-    for r in reports:
-        msg = f"{r.part:15s} {r.done_before + r.done_now:5d}/{r.planned:<5d} measured ({r.done_now} now) in {r.seconds:7.1f} s"
-        if r.stopped_by_budget:
-            msg += "  [time budget reached]"
-        err.print(msg)
+    _print_reports(reports)
     err.print(f"profile written to {out_dir}")
 
 
@@ -210,12 +206,17 @@ def _vit_profile(ctx: typer.Context, dev, out_dir: Path, time_budget_min: float,
     with _measuring_into(out_dir) as bars:
         reports = build_vit_profile(dev, out_dir, pplan, resume=resume,
                                     config=MeasureConfig.quick() if short_timing else None, progress=bars)
+    _print_reports(reports)
+    err.print(f"vit-space profile written to {out_dir}")
+
+
+def _print_reports(reports) -> None:
+    """One line per measured part: how many, how many now, how long, stopped by the budget."""
     for r in reports:
         msg = f"{r.part:15s} {r.done_before + r.done_now:5d}/{r.planned:<5d} measured ({r.done_now} now) in {r.seconds:7.1f} s"
         if r.stopped_by_budget:
             msg += "  [time budget reached]"
         err.print(msg)
-    err.print(f"vit-space profile written to {out_dir}")
 
 
 @contextlib.contextmanager

@@ -30,7 +30,7 @@ import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import onnx
 
@@ -347,6 +347,39 @@ def add_part_seconds(store: ProfileStore, reports: list[PartReport]) -> None:
     store.set_meta("part_seconds", timings)
 
 
+def measure_parts(parts: Sequence[str], task_lists: dict[str, Callable[[], list[Task]]], shares: dict[str, float],
+                  budget_s: float, done: Callable[[str], set[str]], measure_one: Callable[[str, Task], None],
+                  progress: ProgressFactory) -> list[PartReport]:
+    """Measure each part's tasks not ``done`` yet, in order, each part until its share of the time
+    budget (cumulative) is spent; returns a report per part.  The budget counts from this call:
+    call it once the machine lock is held (another hwnas measurement may have kept it)."""
+    start = time.perf_counter()
+    reports: list[PartReport] = []
+    cumulative = 0.0
+    for part in parts:
+        cumulative += shares[part]
+        deadline = start + budget_s * cumulative
+        tasks = task_lists[part]()
+        have = done(part)
+        todo = [t for t in tasks if t.key not in have]
+        rep = PartReport(part, len(tasks), done_before=len(tasks) - len(todo))
+        reports.append(rep)
+        t_part = time.perf_counter()
+        bar = progress(part, len(tasks), rep.done_before)
+        try:
+            for t in todo:
+                if time.perf_counter() > deadline:
+                    rep.stopped_by_budget = True
+                    break
+                measure_one(part, t)
+                rep.done_now += 1
+                bar.advance()
+        finally:
+            bar.close()
+            rep.seconds = time.perf_counter() - t_part
+    return reports
+
+
 def build_profile(
     device: DeviceSpec,
     out_dir: str | Path,
@@ -376,38 +409,19 @@ def build_profile(
         store.set_meta("hwnas_version", hwnas.__version__)
 
         task_lists = part_task_lists(device, space, pplan)
-        budget_s = pplan.time_budget_min * 60.0
-        reports: list[PartReport] = []
-        cumulative = 0.0
         with Measurer(device, config) as m:
-            # the budget is measuring time: it starts once the machine lock is held (another hwnas
-            # measurement may have kept it)
-            start = time.perf_counter()
-            for part in parts:
-                cumulative += pplan.shares[part]
-                deadline = start + budget_s * cumulative
-                tasks = task_lists[part]()
-                done = store.done_kernel_profiles() if part == "kernel_profile" else store.done_keys(part)
-                todo = [t for t in tasks if t.key not in done]
-                rep = PartReport(part, len(tasks), done_before=len(tasks) - len(todo))
-                reports.append(rep)
-                t_part = time.perf_counter()
-                bar = progress(part, len(tasks), rep.done_before)
-                try:
-                    for t in todo:
-                        if time.perf_counter() > deadline:
-                            rep.stopped_by_budget = True
-                            break
-                        meas, kp = measure_task(m, part, t, config)
-                        if meas is None:
-                            store.add_kernel_profile(t.key, kp)
-                        else:
-                            store.add_measurement(part, t.key, t.target, meas, t.macs, t.params, kernel_profile=kp)
-                        rep.done_now += 1
-                        bar.advance()
-                finally:
-                    bar.close()
-                    rep.seconds = time.perf_counter() - t_part
+
+            def one(part: str, t: Task) -> None:
+                meas, kp = measure_task(m, part, t, config)
+                if meas is None:
+                    store.add_kernel_profile(t.key, kp)
+                else:
+                    store.add_measurement(part, t.key, t.target, meas, t.macs, t.params, kernel_profile=kp)
+
+            def done(part: str) -> set[str]:
+                return store.done_kernel_profiles() if part == "kernel_profile" else store.done_keys(part)
+
+            reports = measure_parts(parts, task_lists, pplan.shares, pplan.time_budget_min * 60.0, done, one, progress)
         complete = all(r.done_before + r.done_now == r.planned for r in reports) and set(parts) == set(PARTS)
         store.set_meta("status", "complete" if complete else "partial")
         add_part_seconds(store, reports)

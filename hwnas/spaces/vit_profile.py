@@ -14,7 +14,6 @@ with a one-line error (:func:`hwnas.spaces.check_profile_space`).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -23,7 +22,7 @@ from ..devices import DeviceSpec
 from ..errors import ProfileError
 from ..measure import MeasureConfig, Measurer
 from ..profile.campaign import (PartReport, ProgressFactory, Task, _null_progress, add_part_seconds, check_resume,
-                                profile_store, write_new_meta)
+                                measure_parts, profile_store, write_new_meta)
 from ..quantize import for_device
 from .vit import SPACE_NAME, VitArch, VitSpace, head_macs, head_params, layer_macs, layer_params, stem_macs, stem_params, vit_cost
 from .vit_onnx import build_head, build_layer, build_stem, build_vit_onnx
@@ -131,34 +130,15 @@ def build_vit_profile(device: DeviceSpec, out_dir: str | Path, pplan: VitProfile
             "block": lambda: block_tasks(space, device.batch_size),
             "arch": lambda: arch_tasks(profile_archs(space, pplan.n_archs, pplan.seed), device.batch_size),
         }
-        budget_s = pplan.time_budget_min * 60.0
-        start = time.perf_counter()
-        reports: list[PartReport] = []
-        cumulative = 0.0
         with Measurer(device, config) as m:
-            for part in parts:
-                cumulative += pplan.shares[part]
-                deadline = start + budget_s * cumulative
-                tasks = task_lists[part]()
-                done = store.done_keys(part)
-                todo = [t for t in tasks if t.key not in done]
-                rep = PartReport(part, len(tasks), done_before=len(tasks) - len(todo))
-                reports.append(rep)
-                t_part = time.perf_counter()
-                bar = progress(part, len(tasks), rep.done_before)
-                try:
-                    for t in todo:
-                        if time.perf_counter() > deadline:
-                            rep.stopped_by_budget = True
-                            break
-                        model = for_device(t.build(), m.device.precision)
-                        cfg = config or (BLOCK_CONFIG if part == "block" else MeasureConfig())
-                        store.add_measurement(part, t.key, t.target, m.measure(model, t.key, cfg), t.macs, t.params)
-                        rep.done_now += 1
-                        bar.advance()
-                finally:
-                    bar.close()
-                    rep.seconds = time.perf_counter() - t_part
+
+            def one(part: str, t: Task) -> None:
+                model = for_device(t.build(), m.device.precision)
+                cfg = config or (BLOCK_CONFIG if part == "block" else MeasureConfig())
+                store.add_measurement(part, t.key, t.target, m.measure(model, t.key, cfg), t.macs, t.params)
+
+            reports = measure_parts(parts, task_lists, pplan.shares, pplan.time_budget_min * 60.0, store.done_keys,
+                                    one, progress)
         complete = all(r.done_before + r.done_now == r.planned for r in reports) and set(parts) == set(VIT_PARTS)
         store.set_meta("status", "complete" if complete else "partial")
         add_part_seconds(store, reports)
