@@ -85,5 +85,51 @@ def test_measured_search_on_a_real_profile(tiny_profile, tmp_path):
     # every measured candidate ranked before the winner (more accurate) measured over the limit; ones
     # ranked after it may share its batch and fit too
     [w] = [m for m in rep.measured if m["arch"] == rep.winner]
-    assert all(not m["within"] for m in rep.measured if m["rank"] < w["rank"])
-    assert all(m["rank"] > w["rank"] for m in rep.measured if m["within"] and m is not w)
+    same = [m for m in rep.measured if m["round"] == w["round"]]  # ranks are per round's search order
+    assert all(not m["within"] for m in same if m["rank"] < w["rank"])
+    assert all(m["rank"] > w["rank"] for m in same if m["within"] and m is not w)
+    # a second round ran exactly when the measurements put the predictor >= 3% off, with budget / bias
+    from hwnas.search.measured import CONTINUE_LOG_BIAS
+
+    if abs(math.log(rep.bias_correction)) < CONTINUE_LOG_BIAS:
+        assert rep.rounds == 1 and rep.continued_budget_ms is None
+    if rep.rounds == 2:
+        assert abs(math.log(rep.bias_correction)) >= CONTINUE_LOG_BIAS
+        assert rep.continued_budget_ms == pytest.approx(budget / rep.bias_correction)
+    assert len({m["arch"] for m in rep.measured}) == len(rep.measured) == rep.n_measured  # nothing measured twice
+
+
+def test_the_search_continues_with_the_measured_bias(tiny_profile, tmp_path, monkeypatch):
+    """With the threshold at 0 a second search round always runs: its constraint is budget / bias,
+    it walks only candidates more accurate than the first winner, nothing is measured twice, and
+    the winner is the more accurate measured one of the two rounds."""
+    from hwnas.measure import MeasureConfig
+    from hwnas.predictors import train_all
+    from hwnas.profile import Profile
+    from hwnas.search import SearchConfig, run_search
+    from hwnas.search import measured as loop
+
+    d = tmp_path / "p"
+    shutil.copytree(tiny_profile[0], d, ignore=shutil.ignore_patterns("predictors"))
+    train_all(d, ["lut"])
+    lat = sorted(Profile.load(d).table("arch")["corrected_ms"])
+    budget = float(np.quantile(lat, 0.75))
+    cfg = SearchConfig(budgets_ms=(budget,), profiles=(str(d),), accuracy="macs", latency_predictor="lut",
+                       population=10, generations=3)
+    quick = MeasureConfig(warmup_runs=1, warmup_s=0.0, rounds=3, max_rounds=4, round_min_runs=3, round_min_s=0.01,
+                          canary_min_runs=3, canary_min_s=0.005)
+    monkeypatch.setattr(loop, "CONTINUE_LOG_BIAS", 0.0)
+    result = run_search(cfg)
+    [rep] = loop.measure_in_loop(result, config=quick)
+    assert rep.rounds == 2 and rep.continued_budget_ms == pytest.approx(budget / rep.bias_correction)
+    assert len({m["arch"] for m in rep.measured}) == len(rep.measured) == rep.n_measured
+    w = next(m for m in rep.measured if m["arch"] == rep.winner)
+    assert w["within"] and rep.winner_measured_ms <= 0.98 * budget
+    assert result.best[0].arch == rep.winner and result.best[0].within_budget_measured
+    # a second-round winner is more accurate (here: more MACs) than every first-round candidate that fit
+    fit1 = [m for m in rep.measured if m["round"] == 1 and m["within"]]
+    if w["round"] == 2:
+        from hwnas.cost import arch_cost
+        from hwnas.space import Arch
+
+        assert all(arch_cost(Arch.parse(rep.winner)).macs > arch_cost(Arch.parse(m["arch"])).macs for m in fit1)
