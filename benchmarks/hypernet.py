@@ -21,13 +21,14 @@ been shown to leave chance level on it, see the README):
 Saves the JSON after every step (default ``results/hypernet.json``).
 
     nice -n 19 python benchmarks/hypernet.py [--data builtin:digits] [--hyper-min 12] [--supernet-min 6]
-        [--n-eval 30] [--reuse]
+        [--hyper-steps N] [--supernet-epochs E] [--n-eval 30] [--reuse]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -43,8 +44,12 @@ def _args():
     ap.add_argument("--data", default="builtin:digits")
     ap.add_argument("--work", default=str(ROOT / "out" / "bench-hypernet"), help="where the two networks are kept")
     ap.add_argument("--reuse", action="store_true", help="use the networks already in --work (no training)")
-    ap.add_argument("--hyper-min", type=float, default=12.0)
-    ap.add_argument("--supernet-min", type=float, default=6.0)
+    ap.add_argument("--hyper-min", type=float, default=12.0,
+                    help="hypernetwork training budget (minutes; with --hyper-steps a cap of 1.1x)")
+    ap.add_argument("--hyper-steps", type=int, default=None, help="default: as many as the probe says fit the budget")
+    ap.add_argument("--supernet-min", type=float, default=6.0,
+                    help="supernet training budget (minutes; with --supernet-epochs a cap of 1.1x)")
+    ap.add_argument("--supernet-epochs", type=int, default=None, help="default: as many as fit the budget")
     ap.add_argument("--archs-per-step", type=int, default=2)
     ap.add_argument("--n-eval", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
@@ -127,17 +132,18 @@ def main() -> None:
     hdir, sdir = work / "hypernet", work / "supernet"
     out = Path(args.out)
     t_all = time.perf_counter()
+    load = {"start": list(os.getloadavg())}
     data = load_dataset(args.data)
     res: dict = {"data": args.data, "n_images": data.n, "threads": args.threads, "seed": args.seed,
                  "command": "python benchmarks/hypernet.py " + " ".join(
-                     f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "work", "reuse"))
+                     f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "work", "reuse") and v is not None)
                  + (" --reuse" if args.reuse else "")}
     if not args.reuse:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True, exist_ok=True)
         cfg = HyperTrainConfig(archs_per_step=args.archs_per_step, seed=args.seed).resolved(data)
         step_s = _probe_hyper(space, data, cfg)
-        steps = max(10, int(0.95 * args.hyper_min * 60 / step_s))
+        steps = args.hyper_steps or max(10, int(0.95 * args.hyper_min * 60 / step_s))
         cfg = HyperTrainConfig.from_dict({**cfg.to_dict(), "steps": steps})
         print(f"hypernet: probe {step_s:.2f} s/step -> {steps} steps (budget {args.hyper_min} min)", flush=True)
         t0 = time.perf_counter()
@@ -149,14 +155,17 @@ def main() -> None:
 
         r = train_hypernet(data, hdir, cfg, space, time_budget_s=args.hyper_min * 60 * 1.1, progress=prog)
         res["hypernet_training"] = {"steps_done": r.steps_done, "steps": r.steps, "seconds": r.seconds,
-                                    "probe_step_s": step_s, "config": cfg.to_dict(), "history": r.history}
+                                    "stopped_early": r.stopped_early, "probe_step_s": step_s, "config": cfg.to_dict(),
+                                    "history": r.history}
+        load["after_hypernet_training"] = list(os.getloadavg())
+        res["load_average_1_5_15_min"] = load
         _save(res, out)
         if args.supernet_min > 0:
             scfg = TrainConfig(epochs=1, seed=args.seed).resolved(data)
             per_epoch = len(data.split(scfg.val_fraction, scfg.seed)[0]) // scfg.batch_size
             # a sandwich step runs 2 + n_random subnets: about (2 + n_random) / archs_per_step hypernet steps
             sand_s = step_s * (2 + scfg.n_random) / args.archs_per_step
-            epochs = max(1, int(0.95 * args.supernet_min * 60 / (sand_s * per_epoch)))
+            epochs = args.supernet_epochs or max(1, int(0.95 * args.supernet_min * 60 / (sand_s * per_epoch)))
             scfg = TrainConfig.from_dict({**scfg.to_dict(), "epochs": epochs})
             print(f"supernet: ~{sand_s:.2f} s/step x {per_epoch} steps/epoch -> {epochs} epochs", flush=True)
             t0 = time.perf_counter()
@@ -164,6 +173,7 @@ def main() -> None:
             res["supernet_training"] = {"epochs_done": sr.epochs_done, "epochs": sr.epochs, "seconds": sr.seconds,
                                         "stopped_by_budget": sr.stopped_by_budget}
             print(f"  supernet {sr.epochs_done}/{sr.epochs} epochs in {sr.seconds:.0f} s", flush=True)
+            load["after_supernet_training"] = list(os.getloadavg())
             _save(res, out)
 
     archs = space.sample_many(args.n_eval, seed=1000 + args.seed)
@@ -196,6 +206,8 @@ def main() -> None:
     res["hypernet_vs"] = rank
     res["ground_truth"] = "none: no stand-alone trained accuracies; these are agreements between estimators"
     res["total_seconds"] = time.perf_counter() - t_all
+    load["end"] = list(os.getloadavg())
+    res["load_average_1_5_15_min"] = load
     _save(res, out)
     for k, v in rank.items():
         extra = ""

@@ -28,11 +28,16 @@ def hypernet_train(data: str = typer.Option(..., "--data", help=".npz file, Imag
                    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1,
                                                            help="stop (with a checkpoint) after this many steps of "
                                                                 "this run; --resume continues"),
-                   batch_size: int = typer.Option(64, "--batch-size", min=2),
-                   archs_per_step: int = typer.Option(2, "--archs-per-step", min=1,
-                                                      help="architectures sampled per step (meta-batch)"),
-                   hidden: int = typer.Option(32, "--hidden", min=2, help="embedding / GRU state width (even)"),
-                   seed: int = typer.Option(0, "--seed"),
+                   batch_size: Optional[int] = typer.Option(None, "--batch-size", min=2,
+                                                            help="images per step (default 64; with --resume: the "
+                                                                 "checkpoint's)"),
+                   archs_per_step: Optional[int] = typer.Option(None, "--archs-per-step", min=1,
+                                                                help="architectures sampled per step, the meta-batch "
+                                                                     "(default 2; with --resume: the checkpoint's)"),
+                   hidden: Optional[int] = typer.Option(None, "--hidden", min=2,
+                                                        help="embedding / GRU state width, even (default 32; with "
+                                                             "--resume: the checkpoint's)"),
+                   seed: Optional[int] = typer.Option(None, "--seed", help="default 0; with --resume: the checkpoint's"),
                    threads: Optional[int] = typer.Option(None, "--threads", min=1,
                                                          help="torch threads (1 is faster on a busy machine)"),
                    time_budget_min: Optional[float] = typer.Option(None, "--time-budget-min",
@@ -51,13 +56,17 @@ def hypernet_train(data: str = typer.Option(..., "--data", help=".npz file, Imag
         old = read_meta(out_dir)  # a missing or corrupt directory fails here, before the data is read
     dataset = open_dataset(data, stream=False)
     err.print(f"data: {dataset.description}")
-    cfg = HyperTrainConfig(batch_size=batch_size, archs_per_step=archs_per_step, hidden=hidden, seed=seed)
-    cfg = cfg.resolved(dataset)
+    given = {"batch_size": batch_size, "archs_per_step": archs_per_step, "hidden": hidden, "seed": seed}
+    base = HyperTrainConfig.from_dict(old["config"]) if old is not None and isinstance(old.get("config"), dict) \
+        else HyperTrainConfig()
+    cfg = HyperTrainConfig.from_dict({**base.to_dict(), **{k: v for k, v in given.items() if v is not None}})
+    if old is None:
+        cfg = cfg.resolved(dataset)
     if epochs is not None:
         n_train = len(dataset.split(cfg.val_fraction, cfg.seed)[0])
-        steps = max(1, round(epochs * max(1, n_train // batch_size)))
+        steps = max(1, round(epochs * max(1, n_train // cfg.batch_size)))
     if steps is None:
-        steps = int(old["config"]["steps"]) if old is not None and isinstance(old.get("config"), dict) else HyperTrainConfig.steps
+        steps = base.steps
     cfg = HyperTrainConfig.from_dict({**cfg.to_dict(), "steps": steps})
     bar: dict = {}  # the progress bar starts with the first step, after the checks (an error stays one line)
 
@@ -83,7 +92,7 @@ def hypernet_train(data: str = typer.Option(..., "--data", help=".npz file, Imag
     size = (out_dir / CHECKPOINT).stat().st_size / 1e6
     msg = f"{r.steps_done}/{r.steps} steps in {r.seconds:.0f} s; checkpoint {out_dir / CHECKPOINT} ({size:.0f} MB)"
     if r.stopped_early:
-        msg += " [stopped early: --resume continues]"
-    err.print(msg)
+        msg += " (stopped early: --resume continues)"
+    err.print(msg, highlight=False)
     if not r.stopped_early:
         err.print(f"next: hwnas accuracy --estimator hypernet --hypernet-dir {out_dir} ARCH...")

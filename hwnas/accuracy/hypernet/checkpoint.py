@@ -94,7 +94,8 @@ def net_from_meta(meta: dict, where: Path) -> HyperNet:
     from ...space import SearchSpace
 
     try:
-        return HyperNet(SearchSpace.from_dict(meta["space"]), int(meta["n_classes"]), int(meta["hidden"]))
+        with torch.random.fork_rng(devices=[]):  # its initial weights are overwritten: leave the global RNG alone
+            return HyperNet(SearchSpace.from_dict(meta["space"]), int(meta["n_classes"]), int(meta["hidden"]))
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"hypernetwork metadata {where} is corrupt ({first_line(e)[:200]})") from None
 
