@@ -44,6 +44,8 @@ def _args():
     ap.add_argument("--data", default="builtin:digits")
     ap.add_argument("--work", default=str(ROOT / "out" / "bench-hypernet"), help="where the two networks are kept")
     ap.add_argument("--reuse", action="store_true", help="use the networks already in --work (no training)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue the (interrupted) training of the networks in --work, with their saved settings")
     ap.add_argument("--hyper-min", type=float, default=12.0,
                     help="hypernetwork training budget (minutes; with --hyper-steps a cap of 1.1x)")
     ap.add_argument("--hyper-steps", type=int, default=None, help="default: as many as the probe says fit the budget")
@@ -136,16 +138,28 @@ def main() -> None:
     data = load_dataset(args.data)
     res: dict = {"data": args.data, "n_images": data.n, "threads": args.threads, "seed": args.seed,
                  "command": "python benchmarks/hypernet.py " + " ".join(
-                     f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "work", "reuse") and v is not None)
-                 + (" --reuse" if args.reuse else "")}
+                     f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "work", "reuse", "resume") and v is not None)
+                 + (" --reuse" if args.reuse else "") + (" --resume" if args.resume else "")}
+    resumed = args.resume and (hdir / "hypernet.json").is_file()
+    if resumed:
+        from hwnas.accuracy.hypernet import read_meta
+
+        old = json.loads(out.read_text()) if out.is_file() else {}
+        res.update({k: v for k, v in old.items() if k in ("hypernet_training", "supernet_training")})
+        res["resumed"] = True
+        cfg = HyperTrainConfig.from_dict(read_meta(hdir)["config"])
+        step_s = float(res.get("hypernet_training", {}).get("probe_step_s", float("nan")))
+        print(f"hypernet: resuming {hdir} at step {read_meta(hdir)['steps_done']} of {cfg.steps}", flush=True)
     if not args.reuse:
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True, exist_ok=True)
-        cfg = HyperTrainConfig(archs_per_step=args.archs_per_step, seed=args.seed).resolved(data)
-        step_s = _probe_hyper(space, data, cfg)
-        steps = args.hyper_steps or max(10, int(0.95 * args.hyper_min * 60 / step_s))
-        cfg = HyperTrainConfig.from_dict({**cfg.to_dict(), "steps": steps})
-        print(f"hypernet: probe {step_s:.2f} s/step -> {steps} steps (budget {args.hyper_min} min)", flush=True)
+        if not resumed:
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True, exist_ok=True)
+            cfg = HyperTrainConfig(archs_per_step=args.archs_per_step, seed=args.seed).resolved(data)
+            step_s = _probe_hyper(space, data, cfg)
+            steps = args.hyper_steps or max(10, int(0.95 * args.hyper_min * 60 / step_s))
+            cfg = HyperTrainConfig.from_dict({**cfg.to_dict(), "steps": steps})
+            print(f"hypernet: probe {step_s:.2f} s/step -> {steps} steps (budget {args.hyper_min} min)", flush=True)
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
 
         def prog(done, total, info):
@@ -153,14 +167,23 @@ def main() -> None:
                 print(f"  hypernet step {done}/{total} loss {info['loss']:.3f} ({time.perf_counter() - t0:.0f} s)",
                       flush=True)
 
-        r = train_hypernet(data, hdir, cfg, space, time_budget_s=args.hyper_min * 60 * 1.1, progress=prog)
+        r = train_hypernet(data, hdir, cfg, space, resume=resumed, time_budget_s=args.hyper_min * 60 * 1.1,
+                           progress=prog)
+        cpu_before = float(res.get("hypernet_training", {}).get("cpu_seconds", 0.0)) if resumed else 0.0
         res["hypernet_training"] = {"steps_done": r.steps_done, "steps": r.steps, "seconds": r.seconds,
+                                    "cpu_seconds": cpu_before + time.process_time() - cpu0,
                                     "stopped_early": r.stopped_early, "probe_step_s": step_s, "config": cfg.to_dict(),
                                     "history": r.history}
         load["after_hypernet_training"] = list(os.getloadavg())
         res["load_average_1_5_15_min"] = load
         _save(res, out)
-        if args.supernet_min > 0:
+        s_resume = resumed and (sdir / "supernet.json").is_file()
+        if args.supernet_min > 0 and s_resume:
+            from hwnas.accuracy.supernet import read_meta as supernet_meta
+
+            scfg = TrainConfig.from_dict(supernet_meta(sdir)["config"])
+            print(f"supernet: resuming {sdir} at epoch {supernet_meta(sdir)['epochs_done']} of {scfg.epochs}")
+        elif args.supernet_min > 0:
             scfg = TrainConfig(epochs=1, seed=args.seed).resolved(data)
             per_epoch = len(data.split(scfg.val_fraction, scfg.seed)[0]) // scfg.batch_size
             # a sandwich step runs 2 + n_random subnets: about (2 + n_random) / archs_per_step hypernet steps
@@ -168,9 +191,12 @@ def main() -> None:
             epochs = args.supernet_epochs or max(1, int(0.95 * args.supernet_min * 60 / (sand_s * per_epoch)))
             scfg = TrainConfig.from_dict({**scfg.to_dict(), "epochs": epochs})
             print(f"supernet: ~{sand_s:.2f} s/step x {per_epoch} steps/epoch -> {epochs} epochs", flush=True)
-            t0 = time.perf_counter()
-            sr = train_supernet(data, sdir, scfg, space, time_budget_s=args.supernet_min * 60 * 1.1)
+        if args.supernet_min > 0:
+            cpu0 = time.process_time()
+            sr = train_supernet(data, sdir, scfg, space, resume=s_resume, time_budget_s=args.supernet_min * 60 * 1.1)
+            cpu_before = float(res.get("supernet_training", {}).get("cpu_seconds", 0.0)) if s_resume else 0.0
             res["supernet_training"] = {"epochs_done": sr.epochs_done, "epochs": sr.epochs, "seconds": sr.seconds,
+                                        "cpu_seconds": cpu_before + time.process_time() - cpu0,
                                         "stopped_by_budget": sr.stopped_by_budget}
             print(f"  supernet {sr.epochs_done}/{sr.epochs} epochs in {sr.seconds:.0f} s", flush=True)
             load["after_supernet_training"] = list(os.getloadavg())
