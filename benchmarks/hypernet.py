@@ -136,10 +136,11 @@ def main() -> None:
     t_all = time.perf_counter()
     load = {"start": list(os.getloadavg())}
     data = load_dataset(args.data)
+    opts = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+                    if k not in ("out", "work", "reuse", "resume") and v is not None)
     res: dict = {"data": args.data, "n_images": data.n, "threads": args.threads, "seed": args.seed,
-                 "command": "python benchmarks/hypernet.py " + " ".join(
-                     f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "work", "reuse", "resume") and v is not None)
-                 + (" --reuse" if args.reuse else "") + (" --resume" if args.resume else "")}
+                 "command": f"python benchmarks/hypernet.py {opts}" + (" --reuse" if args.reuse else "")
+                 + (" --resume" if args.resume else "")}
     resumed = args.resume and (hdir / "hypernet.json").is_file()
     if resumed:
         from hwnas.accuracy.hypernet import read_meta
