@@ -203,6 +203,19 @@ def main() -> None:
             load["after_supernet_training"] = list(os.getloadavg())
             _save(res, out)
 
+    if args.reuse:  # what the saved networks' metadata says about their training
+        from hwnas.accuracy.hypernet import read_meta
+
+        m = read_meta(hdir)
+        res["hypernet_training"] = {"steps_done": m["steps_done"], "steps": m["config"]["steps"],
+                                    "seconds": m["train_seconds"], "config": m["config"], "history": m["history"],
+                                    "from": "metadata (--reuse)"}
+        if (sdir / "supernet.json").is_file():
+            from hwnas.accuracy.supernet import read_meta as supernet_meta
+
+            m = supernet_meta(sdir)
+            res["supernet_training"] = {"epochs_done": m["epochs_done"], "epochs": m["config"]["epochs"],
+                                        "seconds": m["train_seconds"], "from": "metadata (--reuse)"}
     archs = space.sample_many(args.n_eval, seed=1000 + args.seed)
     res["archs"] = [str(a) for a in archs]
     lh = load_hypernet(hdir, space, data)
