@@ -539,7 +539,7 @@ def test_baseline_estimators_and_registry(tmp_path):
     a = DEFAULT_SPACE.sample_many(2, seed=0)
     assert list(ParamsEstimator().estimate(a)) == [arch_cost(x).params for x in a]
     assert list(MacsEstimator().estimate(a)) == [arch_cost(x).macs for x in a]
-    assert set(ESTIMATORS) == {"predictor", "supernet", "naswot", "params", "macs"}
+    assert set(ESTIMATORS) == {"predictor", "supernet", "hypernet", "naswot", "params", "macs"}
     for name in ESTIMATORS:
         assert name in str(pytest.raises(InputError, make_estimator, "nope").value)
     with pytest.raises(NotTrainedError, match="hwnas supernet fit-predictor"):

@@ -11,7 +11,7 @@ import warnings
 
 from ..errors import HwnasError
 from .common import app, err, load_target, out, parse_arch, space_app  # noqa: F401  (the CLI's public names)
-from . import measure_cmds, space_cmds, predict_cmds, report_cmds, search_cmds, supernet_cmds  # noqa: F401  (registers their commands)
+from . import measure_cmds, space_cmds, predict_cmds, report_cmds, search_cmds, supernet_cmds, hypernet_cmds  # noqa: F401  (registers their commands)
 
 from ..fleet.cli import fleet_app  # noqa: E402  (Ray is imported only when a fleet command runs)
 app.add_typer(fleet_app, name="fleet")
