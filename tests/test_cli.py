@@ -232,3 +232,17 @@ def test_grid_search_refuses_population_generations_seed():
     r = _ok(hwnas("search", "--budget-ms", "6", "--strategy", "random", "--accuracy", "params", "--population", "10",
                   "--generations", "3", "--seed", "1"))
     assert re.search(r"\b30 candidates evaluated", r.stderr), r.stderr
+
+
+def test_profile_says_when_its_time_budget_stopped_a_part(tmp_path):
+    """The part a time budget stopped is marked in the summary (rich once read the marker as markup
+    and printed nothing), and the profile is left partial for --resume."""
+    r = subprocess.run([sys.executable, "-m", "hwnas", "profile", "--device", "cpu-1t", "--out", str(tmp_path / "p"),
+                        "--time-budget-min", "0.005", "--resolutions", "128", "--width-mults", "1.0", "--n-archs", "5",
+                        "--n-kernels", "0", "--n-token-kernels", "0", "--n-kernel-profiles", "0",
+                        "--zoo-per-family", "0"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "[time budget reached]" in r.stderr
+    from hwnas.profile import Profile
+
+    assert Profile.load(tmp_path / "p").status == "partial"

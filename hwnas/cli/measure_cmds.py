@@ -215,7 +215,7 @@ def _print_reports(reports) -> None:
     for r in reports:
         msg = f"{r.part:15s} {r.done_before + r.done_now:5d}/{r.planned:<5d} measured ({r.done_now} now) in {r.seconds:7.1f} s"
         if r.stopped_by_budget:
-            msg += "  [time budget reached]"
+            msg += r"  \[time budget reached]"  # \[: rich markup would swallow the brackets
         err.print(msg)
 
 

@@ -108,7 +108,7 @@ def supernet_train(data: str = typer.Option(..., "--data", help="ImageFolder-sty
     size = (out_dir / CHECKPOINT).stat().st_size / 1e6
     msg = f"{r.epochs_done}/{r.epochs} epochs in {r.seconds:.0f} s; checkpoint {out_dir / CHECKPOINT} ({size:.0f} MB)"
     if r.stopped_by_budget:
-        msg += " [time budget reached: --resume continues]"
+        msg += r" \[time budget reached: --resume continues]"  # \[: rich markup would swallow the brackets
     err.print(msg)
     if not r.stopped_by_budget:
         err.print(f"next: hwnas supernet fit-predictor --dir {out_dir}")
