@@ -167,7 +167,9 @@ def run_searches(profile_dir: Path, space, budgets: Sequence[float], steps: Step
         ladv = steps.task(f"measure near {b:g} ms", None)
         [loop] = measure_in_loop(res, progress=lambda done, total, _l=ladv: _l())
         notes.append(f"budget {b:g} ms: {loop.n_measured} of {loop.n_plausible} candidates whose interval crossed "
-                     f"the budget measured; winner measured {loop.winner_measured_ms:.3f} ms")
+                     f"the budget measured; winner measured {loop.winner_measured_ms:.3f} ms"
+                     + (f" (the predictor measured {100 * (loop.bias_correction - 1):+.1f}% off: a second search "
+                        f"round)" if loop.rounds == 2 else ""))
         vadv = steps.task(f"verify ≤ {b:g} ms (measure)", verify_top)
         verify(res, verify_top, lambda done, total, _v=vadv: _v())
         meaning = res.accuracy_meaning

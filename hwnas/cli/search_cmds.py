@@ -138,7 +138,9 @@ def search(ctx: typer.Context,
     for r in loop:
         err.print(f"measured {r.n_measured} of {r.n_plausible} candidates whose interval crossed {r.budget_ms:g} ms "
                   f"({r.seconds:.1f} s): winner measured {r.winner_measured_ms:.3f} ms (predicted "
-                  f"{r.winner_predicted_ms:.3f} ms)", soft_wrap=True)
+                  f"{r.winner_predicted_ms:.3f} ms)"
+                  + (f"; the predictor measured {100 * (r.bias_correction - 1):+.1f}% off here, so the search continued "
+                     f"under {r.continued_budget_ms:.3f} ms predicted" if r.rounds == 2 else ""), soft_wrap=True)
     rows = []
     for cands in result.top:
         for c in cands[: max(1, verify)]:
