@@ -113,7 +113,7 @@ def test_estimator_on_saved_supernet(tmp_path, monkeypatch):
     train_vit_supernet(ds, tmp_path, VitTrainConfig(epochs=1, batch_size=8), space=_tiny_space())
     import hwnas.spaces.vit_supernet_train as t
 
-    monkeypatch.setattr(t, "_open_data", lambda data: ds)
+    monkeypatch.setattr(t, "open_vit_data", lambda data: ds)
     est = VitSupernetEstimator(tmp_path)
     sp = _tiny_space()
     v = est.estimate([sp.largest(), sp.smallest(), sp.largest()])
@@ -123,17 +123,15 @@ def test_estimator_on_saved_supernet(tmp_path, monkeypatch):
 
 
 def test_cli_errors_are_one_line(tmp_path):
-    from typer.testing import CliRunner
+    import subprocess
+    import sys
 
-    from hwnas.cli import app
-
-    r = CliRunner()
     for args in (["supernet", "train", "--space", "vit", "--data", "builtin:nope", "--out", str(tmp_path / "o")],
                  ["supernet", "train", "--space", "vit", "--data", "builtin:digits", "--out", str(tmp_path / "o"),
                   "--nproc", "2"],
                  ["accuracy", "--space", "vit", "--supernet-dir", str(tmp_path / "none"), "vit_p16_r224_e240_h4m3"],
                  ["accuracy", "--space", "vit", "--supernet-dir", str(tmp_path), "r224_w1.0_e6k3"]):
-        res = r.invoke(app, args)
-        assert res.exit_code == 2, (args, res.output)
-        lines = [x for x in res.output.strip().splitlines() if x.strip()]
-        assert len(lines) == 1, res.output
+        res = subprocess.run([sys.executable, "-m", "hwnas", *args], capture_output=True, text=True, timeout=60)
+        assert res.returncode == 2, (args, res.stdout, res.stderr)
+        lines = [x for x in res.stderr.strip().splitlines() if x.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr

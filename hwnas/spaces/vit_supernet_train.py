@@ -136,7 +136,7 @@ def _epoch_batches(n: int, cfg: VitTrainConfig, epoch: int) -> list[np.ndarray]:
 
 
 # -- data -----------------------------------------------------------------------------------------
-def _open_data(data) -> "object":
+def open_vit_data(data) -> "object":
     from ..accuracy.data import ImageDataset, load_dataset
 
     ds = data if isinstance(data, ImageDataset) else load_dataset(data)
@@ -221,6 +221,17 @@ def _check_resume(meta: dict, net: SuperVit, vd: VitData, cfg: VitTrainConfig, o
 
 
 # -- training -------------------------------------------------------------------------------------
+def check_train_target(out: Path, cfg: VitTrainConfig, resume: bool) -> dict | None:
+    """One-line InputErrors for a bad ``--out`` / settings; the metadata to resume (or None)."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a directory")
+    if cfg.epochs < 1 or cfg.batch_size < 2 or cfg.n_random < 0:
+        raise InputError("epochs must be >= 1, batch size >= 2 and n_random >= 0")
+    if not resume and (out / VIT_CHECKPOINT).exists():
+        raise InputError(f"{out} already holds a vit supernet; pass --resume to continue it or choose another --out")
+    return read_vit_meta(out) if resume else None
+
+
 def train_vit_supernet(data, out_dir: str | os.PathLike, cfg: VitTrainConfig | None = None,
                        space: VitSpace | None = None, resume: bool = False,
                        progress: Callable[[int, int, dict], None] | None = None,
@@ -230,18 +241,12 @@ def train_vit_supernet(data, out_dir: str | os.PathLike, cfg: VitTrainConfig | N
     from ..accuracy.supernet.distributed import torch_threads
 
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file, not a directory")
     cfg = cfg or VitTrainConfig()
-    if cfg.epochs < 1 or cfg.batch_size < 2 or cfg.n_random < 0:
-        raise InputError("epochs must be >= 1, batch size >= 2 and n_random >= 0")
-    if not resume and (out / VIT_CHECKPOINT).exists():
-        raise InputError(f"{out} already holds a vit supernet; pass --resume to continue it or choose another --out")
-    meta_old = read_vit_meta(out) if resume else None
+    meta_old = check_train_target(out, cfg, resume)
     if meta_old is not None:
         space = VitSpace.from_dict(meta_old["space"])
     space = space or VitSpace()
-    ds = _open_data(data)
+    ds = open_vit_data(data)
     cfg = cfg.resolved(ds.n)
     vd = prepare_data(ds, cfg.val_fraction, cfg.seed)
     with torch_threads(threads), torch.random.fork_rng(devices=[]):
@@ -325,7 +330,7 @@ def load_vit_supernet(out_dir: str | os.PathLike, data=None) -> LoadedVitSuperne
     d = Path(out_dir)
     meta = read_vit_meta(d)
     blob = _load_blob(d)
-    ds = _open_data(data if data is not None else meta["dataset"]["spec"])
+    ds = open_vit_data(data if data is not None else meta["dataset"]["spec"])
     if ds.fingerprint != meta["dataset"]["fingerprint"]:
         raise InputError(f"the data {ds.source} is not the data the vit supernet in {d} was trained on")
     cfg = VitTrainConfig.from_dict(meta["config"])
