@@ -16,6 +16,14 @@ from hwnas.spaces.vit_supernet_train import (VitSupernetEstimator, VitTrainConfi
 TINY = dict(patches=(16,), resolutions=(96, 128), embeds=(8, 16), heads=(1, 2), mlp_ratios=(1, 2), depths=(1, 2))
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _tiny_space(seed: int = 0) -> VitSpace:
     return VitSpace(**TINY, seed=seed)
 
@@ -126,12 +134,25 @@ def test_cli_errors_are_one_line(tmp_path):
     import subprocess
     import sys
 
-    for args in (["supernet", "train", "--space", "vit", "--data", "builtin:nope", "--out", str(tmp_path / "o")],
-                 ["supernet", "train", "--space", "vit", "--data", "builtin:digits", "--out", str(tmp_path / "o"),
-                  "--nproc", "2"],
-                 ["accuracy", "--space", "vit", "--supernet-dir", str(tmp_path / "none"), "vit_p16_r224_e240_h4m3"],
-                 ["accuracy", "--space", "vit", "--supernet-dir", str(tmp_path), "r224_w1.0_e6k3"]):
-        res = subprocess.run([sys.executable, "-m", "hwnas", *args], capture_output=True, text=True, timeout=60)
-        assert res.returncode == 2, (args, res.stdout, res.stderr)
-        lines = [x for x in res.stderr.strip().splitlines() if x.strip()]
-        assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
+    from typer.testing import CliRunner
+
+    from hwnas.cli import app
+
+    res = subprocess.run([sys.executable, "-m", "hwnas", "supernet", "train", "--space", "vit", "--data",
+                          "builtin:nope", "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    lines = [x for x in res.stderr.strip().splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "builtin:nope" in lines[0], res.stderr
+    # the rest in-process: the error main() prints as one line is an InputError of one line
+    (tmp_path / "f").write_text("x")
+    for args, needle in ((["supernet", "train", "--space", "vit", "--data", "builtin:digits", "--out",
+                           str(tmp_path / "o"), "--nproc", "2"], "--nproc"),
+                         (["supernet", "train", "--space", "vit", "--data", "builtin:digits", "--out",
+                           str(tmp_path / "f")], "is a file"),
+                         (["accuracy", "--space", "vit", "--supernet-dir", str(tmp_path / "none"),
+                           "vit_p16_r224_e240_h4m3"], "no vit supernet"),
+                         (["search", "--space", "vit", "--accuracy-dir", str(tmp_path / "none"), "--budget-ms", "20"],
+                          "no vit supernet")):
+        r = CliRunner().invoke(app, args)
+        assert isinstance(r.exception, InputError), (args, r.output, r.exception)
+        assert needle in str(r.exception) and "\n" not in str(r.exception)
