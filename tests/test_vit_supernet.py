@@ -156,3 +156,27 @@ def test_cli_errors_are_one_line(tmp_path):
         r = CliRunner().invoke(app, args)
         assert isinstance(r.exception, InputError), (args, r.output, r.exception)
         assert needle in str(r.exception) and "\n" not in str(r.exception)
+
+
+def test_search_uses_the_accuracy_objective_on_feasible_candidates_only():
+    from hwnas.spaces.vit_search import ACCURACY_MEANING, search_vit
+
+    class _Pred:  # latency "predicted" from MACs: 1 ms per 100 MMACs
+        space_ = VitSpace()
+
+        def predict(self, archs):
+            return np.array([vit_cost(a).macs / 1e8 for a in archs])
+
+    seen = []
+
+    def acc(archs):  # a fake accuracy that prefers few layers: the opposite of the params placeholder
+        seen.extend(archs)
+        return np.array([-float(a.depth) for a in archs])
+
+    budget = 20.0
+    r = search_vit(_Pred(), budget, "random", n_samples=60, accuracy=acc, accuracy_meaning="fake")
+    assert r.accuracy_meaning == "fake" and seen
+    assert all(vit_cost(a).macs / 1e8 <= budget for a in seen)
+    assert VitSpace().parse(r.top[0].arch).depth == min(VitSpace().depths)
+    p = search_vit(_Pred(), budget, "random", n_samples=60)
+    assert p.accuracy_meaning == ACCURACY_MEANING and p.top[0].accuracy_estimate == pytest.approx(p.top[0].params / 1e6)
