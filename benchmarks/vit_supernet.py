@@ -18,7 +18,7 @@ stratified train/validation split, see ``VitTrainConfig.resolved``):
 There is **no stand-alone ground truth** here (no subnet is trained from scratch): these figures
 say how much the supernet separates subnets beyond noise, not whether its ranking is right.
 
-    nice -n 19 python benchmarks/vit_supernet.py [--data builtin:digits] [--budget-min 11] [--epochs 6]
+    nice -n 19 python benchmarks/vit_supernet.py [--data builtin:digits] [--budget-min 11] [--epochs 6] [--batch-size 32]
 
 Writes ``benchmarks/results/vit_supernet.json``; the checkpoint stays in ``--work``.
 """
@@ -49,6 +49,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="builtin:digits")
     ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--batch-size", type=int, default=32, help="32: 28 steps per epoch on the 898 training digits")
     ap.add_argument("--budget-min", type=float, default=11.0)
     ap.add_argument("--n-eval", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1, help="seed of the evaluated subnets")
@@ -75,7 +76,7 @@ def main() -> None:
         if args.work.exists():
             shutil.rmtree(args.work)
         t0 = time.perf_counter()
-        tr = train_vit_supernet(args.data, args.work, VitTrainConfig(epochs=args.epochs), space=VitSpace(),
+        tr = train_vit_supernet(args.data, args.work, VitTrainConfig(epochs=args.epochs, batch_size=args.batch_size), space=VitSpace(),
                                 time_budget_s=60 * args.budget_min, threads=1)
         res["train"] = {"epochs_done": tr.epochs_done, "epochs": tr.epochs, "seconds": tr.seconds,
                         "stopped_by_budget": tr.stopped_by_budget, "budget_min": args.budget_min,
