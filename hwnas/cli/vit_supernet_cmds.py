@@ -48,7 +48,7 @@ def vit_supernet_train(data: str, out_dir: Path, epochs: Optional[int], resume: 
         msg += (f"; validation top-1 largest {h['val_top1_largest_pct']:.1f}%, "
                 f"smallest {h['val_top1_smallest_pct']:.1f}%")
     if r.stopped_by_budget:
-        msg += " [time budget reached: --resume continues]"
+        msg += " (time budget reached: --resume continues)"
     err.print(msg, highlight=False)
     if not r.stopped_by_budget:
         err.print(f"next: hwnas accuracy --space vit --supernet-dir {out_dir} ARCH...  or  "
