@@ -49,7 +49,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="builtin:digits")
     ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--batch-size", type=int, default=32, help="32: 28 steps per epoch on the 898 training digits")
+    ap.add_argument("--batch-size", type=int, default=32, help="32: 28 steps per epoch on the 899 training digits")
     ap.add_argument("--budget-min", type=float, default=11.0)
     ap.add_argument("--n-eval", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1, help="seed of the evaluated subnets")
