@@ -63,7 +63,7 @@ def search(ctx: typer.Context,
         from .vit_cmds import vit_search
 
         keep = {"budget_ms", "profile", "strategy", "predictor", "population", "generations", "seed", "json_out",
-                "n_samples", "space_name"}
+                "n_samples", "space_name", "accuracy_dir"}
         unused = _given(ctx, *[p.name for p in ctx.command.params if p.name not in keep])
         if unused:
             raise InputError(f"--space vit does not use {', '.join(unused)}: drop {'it' if len(unused) == 1 else 'them'}")
@@ -76,7 +76,7 @@ def search(ctx: typer.Context,
             except ValueError:
                 raise InputError(f"--budget-ms must be a number of ms, got {b!r}") from None
         vit_search(vbudgets, profile_for(profile[0] if profile else None, "vit"), strategy, predictor,
-                   population, generations, n_samples, seed, json_out)
+                   population, generations, n_samples, seed, json_out, accuracy_dir)
         return
     for p in profile or []:
         check_space_if_profile(p, "mbv3")

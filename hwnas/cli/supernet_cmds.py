@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..errors import InputError
 from ..space import DEFAULT_SPACE
-from .common import _emit_json, _progress, app, err, out, parse_arch
+from .common import _emit_json, _given, _progress, app, err, out, parse_arch
 
 
 supernet_app = typer.Typer(no_args_is_help=True, help="Weight-sharing supernet and accuracy predictor.")
@@ -26,7 +26,8 @@ def _torch_threads(threads: Optional[int]) -> None:
 
 
 @supernet_app.command("train")
-def supernet_train(data: str = typer.Option(..., "--data", help="ImageFolder-style directory, .npz file, "
+def supernet_train(ctx: typer.Context,
+                   data: str = typer.Option(..., "--data", help="ImageFolder-style directory, .npz file, "
                                             "builtin:shapes[:n=..,seed=..] (procedural proxy task) or builtin:digits"),
                    out_dir: Path = typer.Option(..., "--out", help="output directory (supernet.pt + supernet.json)"),
                    epochs: Optional[int] = typer.Option(None, "--epochs", min=1,
@@ -50,8 +51,21 @@ def supernet_train(data: str = typer.Option(..., "--data", help="ImageFolder-sty
                                                               "(default: stream above --memory-limit-mb)"),
                    memory_limit_mb: float = typer.Option(2048.0, "--memory-limit-mb",
                                                          help="decoded ImageFolder size per process above which it is streamed"),
-                   backend: str = typer.Option("auto", "--backend", help="auto (nccl with CUDA, else gloo), gloo or nccl")) -> None:
+                   backend: str = typer.Option("auto", "--backend", help="auto (nccl with CUDA, else gloo), gloo or nccl"),
+                   space_name: str = typer.Option("mbv3", "--space",
+                                                  help="search space: mbv3 (default, OFA supernet) | vit "
+                                                       "(super-transformer, one process, in memory)")) -> None:
     """Train a weight-sharing supernet (sandwich rule) on a dataset; resumable; on N processes or under torchrun."""
+    from ..spaces import check_space_name
+
+    if check_space_name(space_name) == "vit":
+        from .vit_supernet_cmds import vit_supernet_train
+
+        unused = _given(ctx, "nproc", "workers", "stream", "memory_limit_mb", "backend")
+        if unused:
+            raise InputError(f"--space vit trains in one process on an in-memory dataset: drop {', '.join(unused)}")
+        vit_supernet_train(data, out_dir, epochs, resume, batch_size, seed, threads, time_budget_min)
+        return
     from ..accuracy.streaming import open_dataset
     from ..accuracy.supernet import CHECKPOINT, TrainConfig, train_supernet
     from ..accuracy.supernet.distributed import DistEnv
@@ -159,14 +173,27 @@ def supernet_fit_predictor(acc_dir: Path = typer.Option(..., "--dir", help="supe
 def accuracy_cmd(arch: List[str] = typer.Argument(..., help="architecture strings"),
                  estimator: str = typer.Option("predictor", "--estimator",
                                                help="predictor, supernet, hypernet, naswot, params or macs"),
-                 accuracy_dir: Optional[Path] = typer.Option(None, "--accuracy-dir",
+                 accuracy_dir: Optional[Path] = typer.Option(None, "--accuracy-dir", "--supernet-dir",
                                                              help="trained supernet/predictor (default: profiles/accuracy)"),
                  hypernet_dir: Optional[Path] = typer.Option(None, "--hypernet-dir",
                                                              help="trained hypernetwork (`hwnas hypernet train`) for "
                                                                   "--estimator hypernet"),
-                 json_out: bool = typer.Option(False, "--json")) -> None:
+                 json_out: bool = typer.Option(False, "--json"),
+                 space_name: str = typer.Option("mbv3", "--space",
+                                                help="search space: mbv3 (default) | vit (needs --supernet-dir)")) -> None:
     """Estimate the accuracy of architectures (higher is better; the meaning is printed)."""
     from ..accuracy import make_estimator
+    from ..spaces import check_space_name
+
+    if check_space_name(space_name) == "vit":
+        from .vit_supernet_cmds import vit_accuracy
+
+        if estimator not in ("predictor", "supernet"):
+            raise InputError(f"--space vit has one estimator (the vit supernet), not {estimator!r}")
+        if hypernet_dir is not None:
+            raise InputError("--hypernet-dir is for the mbv3 space's hypernetwork; --space vit has none")
+        vit_accuracy(arch, accuracy_dir, json_out)
+        return
 
     archs = [parse_arch(a) for a in arch]
     if hypernet_dir is not None and estimator != "hypernet":

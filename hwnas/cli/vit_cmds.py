@@ -161,7 +161,8 @@ def vit_predict(targets: List[str], d: Path, predictor: Optional[str], json_out:
 
 
 def vit_search(budgets: list[float], d: Path, strategy: str, predictor: Optional[str], population: int,
-               generations: int, n_samples: Optional[int], seed: int, json_out: bool) -> None:
+               generations: int, n_samples: Optional[int], seed: int, json_out: bool,
+               accuracy_dir: Optional[Path] = None) -> None:
     from ..spaces.vit_predictors import load_vit_predictor
     from ..spaces.vit_search import ACCURACY_MEANING, search_vit
 
@@ -169,9 +170,17 @@ def vit_search(budgets: list[float], d: Path, strategy: str, predictor: Optional
 
     warn_if_other_machine(d)  # no calibration for the vit space yet: say when the profile is another machine's
     pred = load_vit_predictor(d, predictor)
+    est = None
+    if accuracy_dir is not None:
+        from ..spaces.vit_supernet_train import VitSupernetEstimator
+
+        est = VitSupernetEstimator(accuracy_dir)
+        if est.loaded.net.space.to_dict() != pred.space_.to_dict():
+            raise InputError(f"the vit supernet in {accuracy_dir} covers another vit space than the profile {d}")
     results = [search_vit(pred, b, strategy, population=population, generations=generations, n_samples=n_samples,
-                          seed=seed) for b in budgets]
-    err.print(f"note: accuracy = {ACCURACY_MEANING}", soft_wrap=True)
+                          seed=seed, accuracy=None if est is None else est.estimate,
+                          accuracy_meaning=None if est is None else est.meaning) for b in budgets]
+    err.print(f"note: accuracy = {ACCURACY_MEANING if est is None else est.meaning}", soft_wrap=True, highlight=False)
     for r in results:
         err.print(f"{r.n_queries} vit candidates evaluated in {r.seconds:.2f} s (budget {r.budget_ms:g} ms, "
                   f"{r.strategy}, latency predictor vit {pred.name})", soft_wrap=True)
@@ -179,10 +188,12 @@ def vit_search(budgets: list[float], d: Path, strategy: str, predictor: Optional
     if json_out:
         _emit_json(rows)
         return
-    t = Table("profile", "arch", "pred. ms", "budget ms", "params (placeholder obj.)", "MMACs")
+    t = Table("profile", "arch", "pred. ms", "budget ms",
+              "params (placeholder obj.)" if est is None else "supernet top-1 %", "MMACs")
     for r in rows:
+        obj = f"{r['params'] / 1e6:.2f}M" if est is None else f"{r['accuracy_estimate']:.2f}"
         t.add_row(Path(r["profile"]).name, r["arch"], f"{r['predicted_latency_ms']:.3f}", f"{r['budget_ms']:g}",
-                  f"{r['params'] / 1e6:.2f}M", f"{r['macs'] / 1e6:.1f}")
+                  obj, f"{r['macs'] / 1e6:.1f}")
     out.print(t)
 
 

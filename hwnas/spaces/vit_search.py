@@ -2,10 +2,11 @@
 
 Search: regularized evolution (tournament of 10, mutation + crossover, oldest dies) or random
 sampling under a latency budget, with a trained vit latency predictor of a vit profile.  There
-is **no accuracy signal** for this space yet (no super-transformer has been trained): the
-objective is a documented placeholder, the parameter count (larger transformers of this family
-rank higher on ImageNet in AutoFormer / HAT, but that is a prior, not a measurement).  The
-output says so.
+is an accuracy signal only with a trained super-transformer (``accuracy=``: inherited-weight
+top-1 on the proxy task, :mod:`hwnas.spaces.vit_supernet_train`; evaluated only for candidates
+predicted within the budget).  Without one the objective is a documented placeholder, the
+parameter count (larger transformers of this family rank higher on ImageNet in AutoFormer / HAT,
+but that is a prior, not a measurement).  The output says which.
 
 Compare: MACs (and params) vs measured latency on the profile's architectures -- Pearson,
 Spearman, Kendall, misranked pairs, the worst counterexamples -- next to the vit predictors'
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy import stats
@@ -34,7 +36,7 @@ class VitCandidate:
     arch: str
     predicted_latency_ms: float
     budget_ms: float
-    accuracy_estimate: float  # the placeholder objective (params, M)
+    accuracy_estimate: float  # the objective: inherited-weight top-1 %, or the placeholder (params, M)
     macs: int
     params: int
 
@@ -59,18 +61,22 @@ def _objective(archs: list[VitArch]) -> np.ndarray:
 
 
 class _Scorer:
-    """Predicted ms and placeholder objective per architecture, cached; counts queries."""
+    """Predicted ms and objective per architecture, cached; counts queries.  The objective is
+    computed only for architectures predicted within the budget (others rank by speed)."""
 
-    def __init__(self, pred: VitPredictor, budget_ms: float) -> None:
-        self.pred, self.budget_ms = pred, budget_ms
+    def __init__(self, pred: VitPredictor, budget_ms: float,
+                 objective: Callable[[Sequence[VitArch]], np.ndarray] = _objective) -> None:
+        self.pred, self.budget_ms, self.objective = pred, budget_ms, objective
         self.cache: dict[VitArch, tuple[float, float]] = {}
 
     def score(self, archs: list[VitArch]) -> list[tuple[float, float]]:
         new = [a for a in dict.fromkeys(archs) if a not in self.cache]
         if new:
-            ms = self.pred.predict(new)
-            for a, m, o in zip(new, ms, _objective(new)):
-                self.cache[a] = (float(m), float(o))
+            ms = [float(m) for m in self.pred.predict(new)]
+            feasible = [a for a, m in zip(new, ms) if m <= self.budget_ms]
+            obj = dict(zip(feasible, self.objective(feasible))) if feasible else {}
+            for a, m in zip(new, ms):
+                self.cache[a] = (m, float(obj.get(a, float("nan"))))
         return [self.cache[a] for a in archs]
 
     def fitness(self, a: VitArch) -> float:
@@ -79,15 +85,18 @@ class _Scorer:
 
 
 def search_vit(pred: VitPredictor, budget_ms: float, strategy: str = "evolution", population: int = 50,
-               generations: int = 200, n_samples: int | None = None, seed: int = 0, top_k: int = 5) -> VitSearchResult:
-    """The best ``top_k`` architectures predicted within ``budget_ms`` (by the placeholder objective)."""
+               generations: int = 200, n_samples: int | None = None, seed: int = 0, top_k: int = 5,
+               accuracy: Callable[[Sequence[VitArch]], np.ndarray] | None = None,
+               accuracy_meaning: str | None = None) -> VitSearchResult:
+    """The best ``top_k`` architectures predicted within ``budget_ms`` by ``accuracy`` (higher is
+    better; e.g. :meth:`VitSupernetEstimator.estimate`), or by the params placeholder when None."""
     if strategy not in VIT_STRATEGIES:
         raise InputError(f"--space vit supports --strategy {' | '.join(VIT_STRATEGIES)}, not {strategy!r}")
     if not budget_ms > 0:
         raise InputError(f"--budget-ms must be positive, got {budget_ms}")
     space = VitSpace.from_dict(pred.space_.to_dict(), seed=seed)
     rng = space.rng
-    sc = _Scorer(pred, budget_ms)
+    sc = _Scorer(pred, budget_ms, _objective if accuracy is None else accuracy)
     t0 = time.perf_counter()
     if strategy == "random":
         n = n_samples or population * max(1, generations // 10)
@@ -111,7 +120,8 @@ def search_vit(pred: VitPredictor, budget_ms: float, strategy: str = "evolution"
     for a, ms, obj in feasible[:top_k]:
         c = vit_cost(a)
         top.append(VitCandidate(str(a), ms, budget_ms, obj, c.macs, c.params))
-    return VitSearchResult(strategy, budget_ms, top, len(sc.cache), round(time.perf_counter() - t0, 3))
+    return VitSearchResult(strategy, budget_ms, top, len(sc.cache), round(time.perf_counter() - t0, 3),
+                           ACCURACY_MEANING if accuracy is None else (accuracy_meaning or "accuracy estimate"))
 
 
 def compare_vit(profile, heldout: dict | None = None) -> dict:
