@@ -225,3 +225,68 @@ def accuracy_cmd(arch: List[str] = typer.Argument(..., help="architecture string
         t.add_row(str(a), cell, *([f"{ci[i][0]:.2f}-{ci[i][1]:.2f}"] if ci is not None else []))
     out.print(t)
     err.print(f"{est.name}: {est.meaning}", highlight=False, soft_wrap=True)
+
+
+def extract_winner(arch_text: str, acc_dir: Path, out_dir: Path, finetune_epochs: int = 0,
+                   measure_device: Optional[str] = None) -> dict:
+    """Extract ``arch_text`` from the supernet in ``acc_dir`` into ``out_dir`` (with a progress bar
+    when fine-tuning), print its validation accuracy and, with ``measure_device``, its latency
+    measured there; returns the result as a dict (``supernet extract`` and ``search --extract``)."""
+    from ..accuracy.supernet.extract import MODEL_ONNX, extract_model, result_dict
+    from ..space import Arch
+
+    try:
+        arch = Arch.parse(arch_text)
+    except ValueError as e:
+        raise InputError(f"bad architecture {arch_text!r}: {e}") from None
+    if finetune_epochs == 0:  # seconds: no progress bar (it would print an empty line)
+        r = extract_model(acc_dir, arch, out_dir)
+    else:
+        with _progress() as prog:
+            task = prog.add_task(f"fine-tune {finetune_epochs} epoch(s)", total=None)
+            try:
+                r = extract_model(acc_dir, arch, out_dir, finetune_epochs,
+                                  progress=lambda done, total: prog.update(task, completed=done, total=total))
+            except KeyboardInterrupt:
+                prog.stop()
+                err.print(f"interrupted: the fine-tuned model was not written to {out_dir}")
+                raise typer.Exit(130)
+    res = result_dict(r)
+    split = f"validation split, {r.val_images} images, {r.input_hw[0]}x{r.input_hw[1]} px"
+    err.print(f"{arch}: top-1 {r.inherited_accuracy_pct:.2f}% with inherited weights ({split})", highlight=False)
+    if r.finetuned_accuracy_pct is not None:
+        err.print(f"after {finetune_epochs} fine-tuning epoch(s) ({r.finetune_seconds:.0f} s): top-1 "
+                  f"{r.finetuned_accuracy_pct:.2f}%", highlight=False)
+    err.print(f"ONNX logits within {r.onnx_max_abs_diff:.1e} of torch; wrote {', '.join(r.files)}", highlight=False)
+    if measure_device is not None:
+        from ..devices import load_device
+        from ..measure import Measurer
+        from ..onnx_io import load_onnx
+
+        dev = load_device(measure_device)
+        shape = [dev.batch_size, 3, arch.resolution, arch.resolution]
+        model = load_onnx(Path(out_dir) / MODEL_ONNX, {"images": shape}).model
+        with Measurer(dev) as m:
+            meas = m.measure(model, str(arch))
+        res["measured"] = meas.to_dict() | {"device": dev.name, "input_shape": shape}
+        err.print(f"measured on {dev.name} at {arch.resolution}x{arch.resolution}, batch {dev.batch_size}: "
+                  f"{meas.latency_ms:.3f} ms (p10-p90 {meas.stats.p10_ms:.3f}-{meas.stats.p90_ms:.3f})", highlight=False)
+    return res
+
+
+@supernet_app.command("extract")
+def supernet_extract(arch: str = typer.Argument(..., help="architecture string (in the supernet's space)"),
+                     acc_dir: Path = typer.Option(..., "--dir", help="supernet directory (from `supernet train`)"),
+                     out_dir: Path = typer.Option(..., "--out", help="output directory: model.pt, model.json, model.onnx"),
+                     finetune_epochs: int = typer.Option(0, "--finetune-epochs", min=0,
+                                                         help="epochs of fine-tuning after inheriting the weights"),
+                     measure: bool = typer.Option(False, "--measure", help="measure the ONNX graph's latency on --device"),
+                     device: str = typer.Option("cpu-1t", "--device", help="device for --measure (devices/*.toml)"),
+                     threads: Optional[int] = typer.Option(None, "--threads", min=1),
+                     json_out: bool = typer.Option(False, "--json")) -> None:
+    """The subnet with inherited weights (batch norm recalibrated), optionally fine-tuned, as a
+    weights-only torch file with metadata and an ONNX graph; prints its validation accuracy."""
+    _torch_threads(threads)
+    res = extract_winner(arch, acc_dir, out_dir, finetune_epochs, device if measure else None)
+    if json_out:
+        _emit_json(res)
