@@ -256,9 +256,12 @@ def test_cli_evaluate_json(trained):
                 assert m[k] * ins["n_test"] == pytest.approx(round(m[k] * ins["n_test"]), abs=1e-9)
             assert m["within_5pct"] <= m["within_10pct"] and m["mape_pct"] > 0
     oos = res["out_of_space"]
+    from hwnas.zoo_sealed import OPENED_FAMILIES
+
     assert set(oos["families"]) == {
         "resnet", "vgg", "mobilenetv2", "shufflenet", "squeezenet", "efficientnet", "densenet", "inception",
-        "resnext", "repvgg", "convnext"}
+        "resnext", "repvgg", *OPENED_FAMILIES}
+    assert set(OPENED_FAMILIES) == {"convnext", "regnetx"}
     assert set(oos["transformers"]["families"]) == {"vit", "bert", "hybrid"}
     # the sealed families apart, judged by a predictor that never saw any of them; the tuning
     # families' predictors never saw them either (one model per family in the tiny profile)
