@@ -13,9 +13,9 @@ A profile has four parts, measured in this order:
     per-kernel records from ORT's profiler on full models of the space;
 ``zoo``
     models of other CNN families (:mod:`hwnas.zoo`: ResNet, VGG, MobileNetV2, ShuffleNet,
-    SqueezeNet, EfficientNet, DenseNet, Inception, ResNeXt / RegNetY, RepVGG styles; ConvNeXt,
-    opened; the transformer families of :mod:`hwnas.zoo_transformers`; then the sealed families
-    of :mod:`hwnas.zoo_sealed`: RegNetX, GhostNet, MnasNet, Xception, SqueezeNext), measured and
+    SqueezeNet, EfficientNet, DenseNet, Inception, ResNeXt / RegNetY, RepVGG styles; ConvNeXt and
+    RegNetX, opened; the transformer families of :mod:`hwnas.zoo_transformers`; then the sealed
+    families of :mod:`hwnas.zoo_sealed`: GhostNet, MnasNet, Xception, SqueezeNext), measured and
     profiled per kernel, so predictors can be judged on whole families they never saw;
 ``arch``
     end-to-end measurements of sampled architectures, for fitting and honest evaluation.
