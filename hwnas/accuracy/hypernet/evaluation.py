@@ -16,7 +16,7 @@ from ...space import DEFAULT_SPACE, Arch, SearchSpace
 from ..data import ImageDataset
 from ..supernet.batches import Batches
 from ..supernet.checkpoint import _check_compatible
-from ..supernet.evaluation import _calib_batches, _correct, recalibrate_bn
+from ..supernet.evaluation import evaluate_extracted
 from .checkpoint import check_blob, checkpoint_paths, load_blob, net_from_meta, read_meta
 from .network import HyperNet, extract_generated
 from .training import HyperTrainConfig
@@ -79,25 +79,5 @@ def evaluate_generated(lh: LoadedHypernet, archs: Sequence[Arch], progress: Call
     hypernetwork generates for it, after batch-norm recalibration on ``calib_batches`` fixed
     training batches (:func:`~hwnas.accuracy.supernet.recalibrate_bn`).  With
     ``return_items`` also the per-image correctness ``bool [n_archs, n_val]``."""
-    cfg = lh.config
-    out = np.empty(len(archs))
-    items = np.zeros((len(archs), len(lh.val_idx)), dtype=bool) if return_items else None
-    val_cache: dict = {}
-    calib_cache: dict = {}
-    y_val = torch.from_numpy(lh.data.labels[lh.val_idx])
-    for i, a in enumerate(archs):
-        size = lh.batches.size_of(a)
-        if size not in val_cache:
-            val_cache[size] = lh.batches.resize(lh.batches.tensor(lh.val_idx), size)
-            calib_cache[size] = _calib_batches(lh.batches, lh.train_idx, size, cfg.calib_batches,
-                                               cfg.calib_batch_size, cfg.seed)
-        model = extract_generated(lh.net, a).to(memory_format=torch.channels_last)
-        model = recalibrate_bn(model, calib_cache[size])
-        correct = _correct(model, val_cache[size], y_val)
-        out[i] = 100.0 * int(correct.sum()) / len(correct) if len(correct) else 0.0
-        if items is not None:
-            items[i] = correct.numpy()
-        if progress is not None:
-            progress(1)
-    return (out, items) if return_items else out
+    return evaluate_extracted(lh, lambda a: extract_generated(lh.net, a), archs, progress, return_items)
 
