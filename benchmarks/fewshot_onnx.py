@@ -126,23 +126,15 @@ def main() -> None:
         glob.onnx_classes_ = None  # the same transfer with the global power law
         cls = copy.copy(pred)
         if cls.onnx_classes_ is None:
-            from hwnas.predictors.transfer_onnx import KernelClassTransfer, class_sums
+            from hwnas.predictors.transfer import class_rows
+            from hwnas.predictors.transfer_onnx import KernelClassTransfer
             from hwnas.profile import Profile
 
+            # refit the per-class law the choice rejected, on the same rows, to judge it all the same
             prof = Profile.load(out)
-            # refit the per-class law the choice rejected, to judge it all the same
-            rows, rel = [], []
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                for a, r in zip(prof.table("arch")["key"], prof.table("arch")["relative_to_canary"]):
-                    rows.append(class_sums(ref_onnx.breakdown(a)))
-                    rel.append(r)
-                for t, r in zip(prof.table("zoo")["target"], prof.table("zoo")["relative_to_canary"]):
-                    rows.append(class_sums(ref_onnx.breakdown(model_by_name(t["name"]).build())))
-                    rel.append(r)
-            n_arch = len(prof.table("arch"))
-            cls.onnx_classes_ = KernelClassTransfer().fit(np.array(rows), np.array(rel), tuple(ref_onnx.calibration_),
-                                                         judge_rows=np.arange(len(rel)) >= n_arch)
+            T, rel = class_rows(ref_onnx, prof)
+            cls.onnx_classes_ = KernelClassTransfer().fit(T, rel, tuple(ref_onnx.calibration_),
+                                                         judge_rows=np.arange(len(rel)) >= pred.n_archs_)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             per_class = cls.predict_relative(targets)

@@ -98,6 +98,34 @@ def robust_ridge_loo(F: np.ndarray, y: np.ndarray, alphas: Sequence[float] = ALP
     return coef, b0, a, loo, r, wt
 
 
+def class_rows(reference_onnx, profile: Profile, data=None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-kernel-class sums of the reference kernel predictor's figures (``transfer_onnx.CLASSES``
+    columns) and the measured canary units of a few-shot profile's architectures (``data``:
+    :func:`arch_data`'s, loaded when None), then of its zoo models (a model this version no longer
+    builds is skipped)."""
+    import warnings
+
+    from ..zoo_sealed import model_by_name
+    from .transfer_onnx import CLASSES, class_sums
+
+    data = data if data is not None else arch_data(profile)
+    rows, rel = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # uncovered ops: the reference's fallback is what is rescaled
+        for a, r in zip(data.archs, data.relative):
+            rows.append(class_sums(reference_onnx.breakdown(str(a))))
+            rel.append(float(r))
+        zoo = profile.table("zoo")
+        for target, r in zip(zoo["target"], zoo["relative_to_canary"]):
+            try:
+                model = model_by_name(target["name"]).build()
+            except KeyError:
+                continue
+            rows.append(class_sums(reference_onnx.breakdown(model)))
+            rel.append(float(r))
+    return np.array(rows, dtype=float).reshape(len(rows), len(CLASSES)), np.array(rel)
+
+
 class TransferPredictor(EncodedPredictor):
     """A reference profile's predictors adapted to this profile's device (few-shot)."""
 
@@ -139,36 +167,20 @@ class TransferPredictor(EncodedPredictor):
     def _fit_classes(self, profile: Profile, data) -> "KernelClassTransfer | None":
         """The per-kernel-class transfer of the reference kernel predictor (None without one)."""
         from .transfer_onnx import KernelClassTransfer as KernelClassTransferCls
-        from .transfer_onnx import class_sums
 
         ref = self.reference_onnx_
         self.n_onnx_models_ = 0
         self.onnx_choice_ = {"chosen": "power law", "reason": "the reference has no kernel predictor"}
         if ref is None or not hasattr(ref, "breakdown") or not hasattr(ref, "calibration_"):
             return None
-        import warnings
-
-        from ..zoo_sealed import model_by_name
-
-        rows, rel = [], []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # uncovered ops: the reference's fallback is what is rescaled
-            for a, r in zip(data.archs, data.relative):
-                rows.append(class_sums(ref.breakdown(str(a))))
-                rel.append(r)
-            zoo = profile.table("zoo")
-            for target, r in zip(zoo["target"], zoo["relative_to_canary"]):
-                try:
-                    model = model_by_name(target["name"]).build()
-                except KeyError:
-                    continue  # a model this version no longer builds
-                rows.append(class_sums(ref.breakdown(model)))
-                rel.append(float(r))
-        self.n_onnx_models_ = n_zoo = len(rel) - len(data.archs)
+        self.n_onnx_models_ = len(profile.table("zoo"))
         self.onnx_choice_ = {"chosen": "power law", "reason": "fewer than 3 zoo models measured"}
+        if self.n_onnx_models_ < 3:  # (a few-shot profile made with --zoo-shots 0 or before them)
+            return None
+        T, rel = class_rows(ref, profile, data)
+        self.n_onnx_models_ = n_zoo = len(rel) - len(data.archs)
         if n_zoo < 3:
             return None
-        T, rel = np.array(rows), np.array(rel)
         zoo_rows = np.arange(len(rel)) >= len(data.archs)
         classes = KernelClassTransferCls().fit(T, rel, tuple(ref.calibration_), judge_rows=zoo_rows)
         # the zoo models are out of sample for the power law (fitted on the architectures only);

@@ -21,6 +21,7 @@ fit is Huber-weighted (iteratively reweighted) so one noisy measurement does not
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -39,11 +40,12 @@ def class_index(family: str) -> int:
 
 
 def class_sums(predictions: Sequence) -> np.ndarray:
-    """Per-class sums of a model's kernel predictions (``KernelPrediction``; canary units)."""
-    out = np.zeros(len(CLASSES))
+    """Per-class sums of a model's kernel predictions (``KernelPrediction``; canary units); exact
+    (``math.fsum``), so they do not depend on the order ORT lists the kernels in."""
+    parts: list[list[float]] = [[] for _ in CLASSES]
     for p in predictions:
-        out[class_index(p.family)] += p.relative
-    return out
+        parts[class_index(p.family)].append(p.relative)
+    return np.array([math.fsum(x) for x in parts])
 
 
 #: ridge on the exponent's shift (the same as the power law's on its slope, log units)
