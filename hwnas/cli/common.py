@@ -160,3 +160,15 @@ def print_kernel_tables(results: list[dict], title: str) -> None:
                 kt.add_row(k["node"], k["op_type"], k["family"] + (" (fallback)" if k.get("fallback") else ""),
                            f"{k['latency_ms']:.4f}")
             out.print(kt)
+
+
+def print_heldout(h: dict, what: str = "architectures", spearman: bool = False) -> None:
+    """The held-out check ``hwnas train`` prints (``index["heldout"]``): one line per predictor,
+    or why it was not evaluated; with ``spearman``, its rank correlation too."""
+    err.print(f"held-out check ({h['n_train']} train / {h['n_test']} test {what}, canary units):")
+    for name, m in h["predictors"].items():
+        if "error" in m:
+            err.print(f"  {name:8s} not evaluated: {m['error']}")
+            continue
+        err.print(f"  {name:8s} within ±10%: {100 * m['within_10pct']:5.1f}%  within ±5%: {100 * m['within_5pct']:5.1f}%"
+                  f"  MAPE {m['mape_pct']:.2f}%" + (f"  Spearman {m.get('spearman', float('nan')):.3f}" if spearman else ""))

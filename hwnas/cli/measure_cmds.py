@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..errors import InputError
 from .common import (_check_out_file, _emit_json, _given, _parse_shapes, _progress, _space_from_options,
-                     app, err, load_target, out, parse_arch, print_kernel_tables)
+                     app, err, load_target, out, parse_arch, print_heldout, print_kernel_tables)
 
 
 @app.command()
@@ -284,13 +284,6 @@ def train(profile: Path = typer.Option(..., "--profile", help="profile directory
     if index.get("few_shot"):
         err.print(f"saved to {d / 'predictors'}")
         return
-    h = index["heldout"]
-    err.print(f"held-out check ({h['n_train']} train / {h['n_test']} test architectures, canary units):")
-    for name, m in h["predictors"].items():
-        if "error" in m:
-            err.print(f"  {name:8s} not evaluated: {m['error']}")
-            continue
-        err.print(f"  {name:8s} within ±10%: {100 * m['within_10pct']:5.1f}%  within ±5%: {100 * m['within_5pct']:5.1f}%"
-                  f"  MAPE {m['mape_pct']:.2f}%")
+    print_heldout(index["heldout"], "architectures")
     err.print(f"defaults: architectures -> {index['default']['arch']}, ONNX models -> {index['default']['onnx']}")
     err.print(f"saved to {d / 'predictors'}")

@@ -10,7 +10,7 @@ from typing import List, Optional
 from rich.table import Table
 
 from ..errors import InputError
-from .common import _emit_json, _profile_dir, err, out
+from .common import _emit_json, _profile_dir, err, out, print_heldout
 
 VIT_PROFILE_NAME = "cpu-1t-vit"
 
@@ -104,14 +104,7 @@ def vit_train(d: Path, names: Optional[List[str]]) -> None:
         if n not in VIT_PREDICTORS:
             raise InputError(f"unknown vit-space predictor {n!r}; choose from {', '.join(VIT_PREDICTORS)}")
     index = train_vit(d, names, progress=lambda m: err.print(m))
-    h = index["heldout"]
-    err.print(f"held-out check ({h['n_train']} train / {h['n_test']} test vit architectures, canary units):")
-    for name, m in h["predictors"].items():
-        if "error" in m:
-            err.print(f"  {name:8s} not evaluated: {m['error']}")
-            continue
-        err.print(f"  {name:8s} within ±10%: {100 * m['within_10pct']:5.1f}%  within ±5%: {100 * m['within_5pct']:5.1f}%"
-                  f"  MAPE {m['mape_pct']:.2f}%  Spearman {m.get('spearman', float('nan')):.3f}")
+    print_heldout(index["heldout"], "vit architectures", spearman=True)
     err.print(f"default: {index['default']}; saved to {vit_predictors_dir(d)}")
 
 

@@ -23,7 +23,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..accuracy.supernet.training import TrainResult
 from ..errors import InputError
 from .vit import VitArch, VitSpace
 from .vit_supernet import SuperVit, evaluate_vit_archs, normalize
@@ -75,15 +76,8 @@ class VitTrainConfig:
         return VitTrainConfig.from_dict(self.to_dict() | {"val_fraction": 0.5 if n_images < 5000 else 0.2})
 
 
-@dataclass
-class VitTrainResult:
-    out_dir: Path
-    epochs_done: int
-    epochs: int
-    step_in_epoch: int
-    seconds: float
-    stopped_by_budget: bool
-    history: list = field(default_factory=list)
+#: what a training run returns: the CNN supernet's result type (same fields, same meaning)
+VitTrainResult = TrainResult
 
 
 def sandwich_archs(space: VitSpace, rng: np.random.Generator, n_random: int) -> list[VitArch]:
