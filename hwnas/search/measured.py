@@ -180,16 +180,14 @@ def measure_in_loop(result, *, batch: int = DEFAULT_BATCH, margin: float = DEFAU
                     floor = win[1] if win is not None else None
                     second = (res2, _round(res2, 0, budget, interval, measure_archs, batch, margin,
                                            max_measurements - n_done, bias, floor))
+        src, col = result, j  # where the winner's row lives: this search (profile column j) ...
         if second is not None:
             res2, (win2, log2, _, n_ok2) = second
-            log = log + [dict(e, round=2) for e in log2 if e["arch"] not in {x["arch"] for x in log}]
+            seen = {x["arch"] for x in log}  # measured in round 1 (reused, not measured again)
+            log = log + [dict(e, round=2) for e in log2 if e["arch"] not in seen]
             n_ok += n_ok2
             if win2 is not None and (win is None or win2[1] > win[1]):
-                win, src, col = win2, res2, 0
-            else:
-                src, col = result, j
-        else:
-            src, col = result, j
+                win, src, col = win2, res2, 0  # ... or the continued, one-profile search
         if win is None:
             raise InfeasibleError(
                 f"no candidate measured within {budget:g} ms (margin {100 * margin:g}%) on {d} after "
