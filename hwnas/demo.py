@@ -141,6 +141,7 @@ def run_searches(profile_dir: Path, space, budgets: Sequence[float], steps: Step
     from .profile import DeviceMismatchWarning
     from .search import SearchConfig, run_search, verify
     from .search.measured import measure_in_loop
+    from .search.problem import InfeasibleError
 
     accuracy, note = _accuracy_choice(space)
     notes = [note] if note else []
@@ -165,11 +166,17 @@ def run_searches(profile_dir: Path, space, budgets: Sequence[float], steps: Step
         adv(generations - adv_state["done"])
         # measurement in the loop: the winner is an architecture measured within the budget
         ladv = steps.task(f"measure near {b:g} ms", None)
-        [loop] = measure_in_loop(res, progress=lambda done, total, _l=ladv: _l())
-        notes.append(f"budget {b:g} ms: {loop.n_measured} of {loop.n_plausible} candidates whose interval crossed "
-                     f"the budget measured; winner measured {loop.winner_measured_ms:.3f} ms"
-                     + (f" (the predictor measured {100 * (loop.bias_correction - 1):+.1f}% off: a second search "
-                        f"round)" if loop.rounds == 2 else ""))
+        try:
+            [loop] = measure_in_loop(res, progress=lambda done, total, _l=ladv: _l())
+        except InfeasibleError as e:  # a noisy machine or a budget at the space's floor: keep the predicted winner
+            steps.warn(f"budget {b:g} ms: {e}; the predicted winner is shown, not verified within the budget")
+            notes.append(f"budget {b:g} ms: no candidate measured within the budget ({e}); the winner shown is the "
+                         f"search's predicted one")
+        else:
+            notes.append(f"budget {b:g} ms: {loop.n_measured} of {loop.n_plausible} candidates whose interval "
+                         f"crossed the budget measured; winner measured {loop.winner_measured_ms:.3f} ms"
+                         + (f" (the predictor measured {100 * (loop.bias_correction - 1):+.1f}% off: a second "
+                            f"search round)" if loop.rounds == 2 else ""))
         vadv = steps.task(f"verify ≤ {b:g} ms (measure)", verify_top)
         verify(res, verify_top, lambda done, total, _v=vadv: _v())
         meaning = res.accuracy_meaning
