@@ -42,7 +42,8 @@ def main() -> None:
     ap.add_argument("--reference", default=str(ROOT / "profiles" / "cpu-1t"))
     ap.add_argument("--devices", nargs="+", default=["cpu-2t", "cpu-1t-int8"])
     ap.add_argument("--shots", nargs="+", type=int, default=[10, 30, 100])
-    ap.add_argument("--repeats", type=int, default=1, help="calibrations per N (seeds 0, 1, ...)")
+    ap.add_argument("--repeats", type=int, default=1, help="calibrations per N (seeds F, F + 1, ...)")
+    ap.add_argument("--first-seed", type=int, default=0, help="F: the first calibration's seed (default 0)")
     ap.add_argument("--zoo-shots", type=int, default=0,
                     help="zoo models measured too (default 0: this benchmark judges architectures only)")
     ap.add_argument("--work", default=None, help="where the few-shot profiles go (default: a temporary folder)")
@@ -58,7 +59,7 @@ def main() -> None:
         entry: dict = {"full_profile": str(full_dir), "full_archs": int(len(full.table("arch"))), "shots": {}}
         for n in args.shots:
             runs = []
-            for rep in range(args.repeats):
+            for rep in range(args.first_seed, args.first_seed + args.repeats):
                 out = work / f"{dev}-n{n}-s{rep}"
                 if out.exists():
                     shutil.rmtree(out)

@@ -126,6 +126,23 @@ def test_transfer_intervals_from_leave_one_out():
     assert t.loo_intervals(ref) == {}
 
 
+def test_transfer_interval_is_never_narrower_than_the_references():
+    """One calibration's leave-one-out bounds cannot see a later measurement's shift: each side is
+    combined in quadrature with the reference's own held-out interval (and keeps its sign)."""
+    t = TransferPredictor()
+    t.loo_residuals_ = np.linspace(-0.03, 0.04, 30)  # rank 30 of 30: the extremes
+    ref = PredictionInterval(0.9, -0.04, 0.03, 150, "in-space test half")
+    iv = t.loo_intervals(None, ref)["arch"]
+    assert iv.log_lo == pytest.approx(-0.05) and iv.log_hi == pytest.approx(0.05)
+    assert "quadrature" in iv.source and iv.n_residuals == 30
+    assert iv.log_lo < ref.log_lo and iv.log_hi > ref.log_hi
+    # a one-sided leave-one-out (every residual positive): the lower bound moves down by the increment only
+    t.loo_residuals_ = np.linspace(0.01, 0.05, 30)
+    iv = t.loo_intervals(None, ref)["arch"]
+    assert iv.log_lo == pytest.approx(0.01 - 0.04) and iv.log_hi == pytest.approx(0.05 + (np.hypot(0.05, 0.03) - 0.05))
+    assert t.loo_intervals()["arch"].log_lo == pytest.approx(0.01)  # without a reference: as before
+
+
 def test_weighted_ridge_with_unit_weights_is_plain_ridge():
     rng = np.random.default_rng(3)
     F = rng.normal(size=(25, 4))

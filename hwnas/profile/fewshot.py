@@ -212,7 +212,8 @@ def adapt(profile_dir: str | Path, log: Callable[[str], None] | None = None, ref
         raise InputError(f"reference {few['reference']} is now for another search space than {profile_dir}")
     t0 = time.perf_counter()
     pred = TransferPredictor().fit(prof, ref_arch, ref_onnx)
-    intervals = pred.loo_intervals(ref_onnx.interval("onnx") if ref_onnx is not None else None)
+    intervals = pred.loo_intervals(ref_onnx.interval("onnx") if ref_onnx is not None else None,
+                                   ref_arch.interval("arch"))
     index = {
         "format_version": FORMAT_VERSION,
         "hwnas_version": __version__,
