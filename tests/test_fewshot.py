@@ -67,6 +67,26 @@ def test_fewshot_archs_span_the_latency_range(reference):
     assert lat[0] <= np.quantile(every, 0.05) and lat[-1] >= np.quantile(every, 0.9)
 
 
+def test_fewshot_archs_share_n_over_resolution_and_width():
+    """On the bundled profile's space (4 resolutions x 2 widths) N = 30 puts 3-4 in every cell and
+    keeps the range's ends; N below the number of cells walks the whole latency range."""
+    import collections
+
+    from hwnas.paths import default_profile_dir
+
+    arch_pred, _, prof = load_reference(default_profile_dir())
+    sp = prof.space
+    n_cells = len(sp.resolutions) * len(sp.width_mults)
+    a = fewshot_archs(sp, arch_pred, 30, seed=11)
+    cells = collections.Counter((x.resolution, x.width_mult) for x in a)
+    assert len(cells) == n_cells == 8 and set(cells.values()) <= {3, 4} and len(set(a)) == 30
+    assert sp.smallest() in a and sp.largest() in a
+    lat = arch_pred.predict_encoded(sp.encode(a))
+    assert np.all(np.diff(lat) >= 0)  # returned in latency order
+    few = fewshot_archs(sp, arch_pred, 5, seed=11)
+    assert len(few) == 5 and sp.smallest() in few and sp.largest() in few
+
+
 def test_fewshot_profile_is_a_normal_profile(fewshot, reference):
     out, rep = fewshot
     assert rep.done_now == 6 + 3
