@@ -1,3 +1,5 @@
+import collections
+
 import numpy as np
 import onnx
 import pytest
@@ -45,3 +47,10 @@ def conv_then(op: str, **attrs) -> onnx.ModelProto:
     m = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w]), opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     return m
+
+
+def kernel_signature(records) -> collections.Counter:
+    """Kernel records as a multiset of (op type, shapes, attributes): what two ways of listing a
+    model's kernels must agree on."""
+    return collections.Counter((r.op_type, r.input_shapes, r.output_shapes, str(sorted(r.attributes.items())))
+                               for r in records)

@@ -3,13 +3,12 @@ shapes, and the fallback warning of a predictor that never saw one (all fast, no
 
 from __future__ import annotations
 
-import collections
 import warnings
 
 import numpy as np
 import pytest
 
-from conftest import conv_then
+from conftest import conv_then, kernel_signature
 from hwnas.devices import load_device
 from hwnas.measure import KernelRecord
 from hwnas.predictors.kernel import KernelPredictor, UncoveredOpsWarning
@@ -39,12 +38,7 @@ def test_lrn_model_kernels_from_static_shapes_equal_a_profiled_run():
     static = optimized_kernels(m, dev)
     assert all(r.duration_ms == 0.0 for r in static)  # no run: the static path knows LRN's shape
     traced = optimized_kernels(m, dev, static=False)
-
-    def key(recs):
-        return collections.Counter((r.op_type, r.input_shapes, r.output_shapes, str(sorted(r.attributes.items())))
-                                   for r in recs)
-
-    assert key(static) == key(traced)
+    assert kernel_signature(static) == kernel_signature(traced)
     rows, uncovered = featurize_records(static)
     (lrn,) = [r for r in rows if r.op_type == "LRN"]
     assert not uncovered and lrn.family == "pool"

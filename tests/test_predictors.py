@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper
 from scipy import stats
 
-from conftest import TINY_SPACE, conv_then
+from conftest import TINY_SPACE, conv_then, kernel_signature
 from hwnas.errors import HwnasError, InputError
 from hwnas.predictors import (PREDICTORS, KernelPredictor, LearnedPredictor, LutPredictor, load_predictor,
                               make_predictor, save_predictor, train_all)
@@ -444,8 +444,6 @@ def test_kernel_predictor_saved_before_context_features_loads(prof):
 def test_static_kernel_shapes_match_profiled_run(tmp_path):
     """Kernels from shapes propagated over ORT's optimized graph equal those ORT's profiler
     reports for a run (op types, shapes, attributes), on models of every zoo family and the space."""
-    import collections
-
     from hwnas.builders.onnx_graph import build_onnx
     from hwnas.devices import load_device
     from hwnas.predictors.kernel_features import optimized_kernels
@@ -457,12 +455,7 @@ def test_static_kernel_shapes_match_profiled_run(tmp_path):
         static = optimized_kernels(m, dev)
         traced = optimized_kernels(m, dev, static=False)
         assert all(r.duration_ms == 0.0 for r in static) and any(r.duration_ms > 0 for r in traced)
-
-        def key(recs):
-            return collections.Counter((r.op_type, r.input_shapes, r.output_shapes, str(sorted(r.attributes.items())))
-                                       for r in recs)
-
-        assert key(static) == key(traced)
+        assert kernel_signature(static) == kernel_signature(traced)
 
 
 def test_static_shapes_fall_back_to_a_run_for_unknown_ops(tmp_path):
