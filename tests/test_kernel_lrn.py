@@ -89,3 +89,16 @@ def test_uncovered_ops_warning_names_lrn_only_while_the_fit_never_saw_one():
     assert after["LpNormalization"].family == "uncovered" and after["LpNormalization"].fallback
     # a predictor saved before per-op base rates (no op_base) never saw LRN either
     assert _warned_ops(_fitted({}))[0]["LRN"].fallback
+
+
+def test_an_lrn_the_fit_never_saw_stays_out_of_the_model_context(monkeypatch):
+    """As before LRN was covered, its bytes do not count in the model-context features either, so a
+    saved predictor prices the model's other kernels exactly as it did."""
+    import hwnas.predictors.kernel as kmod
+
+    sizes, context_of = [], kmod._context_of
+    monkeypatch.setattr(kmod, "_context_of", lambda f: sizes.append(len(f)) or context_of(f))
+    conv, pool = f"conv:{OP_CODES['Conv']}", f"pool:{OP_CODES['MaxPool']}"
+    _fitted({conv: 0.0, pool: 0.0})._predict_records(_records())
+    _fitted({conv: 0.0, pool: 0.0, f"pool:{OP_CODES['LRN']}": 0.5})._predict_records(_records())
+    assert sizes == [1, 2]  # the conv alone; then the conv and the LRN

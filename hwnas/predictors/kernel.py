@@ -184,12 +184,13 @@ class KernelPredictor(LatencyPredictor):
         n = len(rows)
         F = np.array([r.features for r in rows], dtype=np.float64).reshape(n, len(FEATURE_NAMES))
         F = F[:, : getattr(self, "n_features_", len(FEATURE_NAMES))]
-        ctx = _context_of(F) if self.model_context else np.zeros(0)
         logs = np.zeros(n)
         fallback = np.zeros(n, dtype=bool)
         # an op type covered since this predictor was fitted (it never saw one, e.g. LRN before the
-        # campaign measured it) keeps the bytes-moved fallback it had then, and its warning
+        # campaign measured it) keeps the bytes-moved fallback it had then, and its warning; it stays
+        # out of the model's context too, as it was then
         late = _late_covered(rows, F, getattr(self, "op_base_", None))
+        ctx = _context_of(F[~late]) if self.model_context else np.zeros(0)
         logs[late] = self.fallback_log_rate_
         fallback[late] = True
         by_fam: dict[str, list[int]] = {}
