@@ -1,4 +1,9 @@
+import collections
+
+import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper
 
 from hwnas.devices import load_device
 from hwnas.measure import MeasureConfig
@@ -6,7 +11,8 @@ from hwnas.profile import ProfilePlan, build_profile
 from hwnas.space import SearchSpace
 
 TINY_SPACE = SearchSpace(resolutions=(128,), width_mults=(1.0,))
-TINY_PLAN = ProfilePlan(n_archs=36, n_kernels=24, n_token_kernels=6, n_kernel_profiles=3, zoo_per_family=1, time_budget_min=10)
+TINY_PLAN = ProfilePlan(n_archs=36, n_kernels=24, n_token_kernels=6, n_lrn_kernels=2, n_kernel_profiles=3,
+                        zoo_per_family=1, time_budget_min=10)
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +35,22 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def conv_then(op: str, **attrs) -> onnx.ModelProto:
+    """Conv (8 -> 16 channels, 12 x 12) followed by one ``op`` node."""
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 8, 12, 12])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 16, 12, 12])
+    w = onnx.numpy_helper.from_array(np.full((16, 8, 3, 3), 0.01, np.float32), "w")
+    nodes = [helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node(op, ["c"], ["output"], name=op.lower(), **attrs)]
+    m = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w]), opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def kernel_signature(records) -> collections.Counter:
+    """Kernel records as a multiset of (op type, shapes, attributes): what two ways of listing a
+    model's kernels must agree on."""
+    return collections.Counter((r.op_type, r.input_shapes, r.output_shapes, str(sorted(r.attributes.items())))
+                               for r in records)

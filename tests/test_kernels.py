@@ -11,11 +11,13 @@ import pytest
 
 from hwnas.kernels import (
     CONV_OPS,
+    EXTRA_OPS,
     IR_VERSION,
     OPS,
     OPSET,
     TOKEN_OPS,
     KernelSampler,
+    LrnKernelSampler,
     TokenKernelSampler,
     KernelSpec,
     build_kernel_onnx,
@@ -53,6 +55,7 @@ EXAMPLES: dict[str, KernelSpec] = {
     "softmax": KernelSpec("softmax", in_ch=10, res=10, groups=2),
     "attn_qk": KernelSpec("attn_qk", in_ch=8, res=10, groups=2),
     "attn_av": KernelSpec("attn_av", in_ch=10, out_ch=8, res=10, groups=2),
+    "lrn": KernelSpec("lrn", in_ch=16, res=9, kernel=5),
 }
 
 
@@ -260,7 +263,7 @@ def test_token_sampler_ranges_stream_and_campaign_order():
 def test_sampler_ranges_and_uniqueness():
     specs = KernelSampler(0).sample(1500)
     assert len(set(specs)) == len(specs)
-    assert {s.op for s in specs} == set(KernelSampler.OP_SET) == set(OPS) - set(TOKEN_OPS)
+    assert {s.op for s in specs} == set(KernelSampler.OP_SET) == set(OPS) - set(TOKEN_OPS) - set(EXTRA_OPS)
     counts = {op: sum(s.op == op for s in specs) for op in OPS}
     assert counts["pwconv"] > counts["relu"] and counts["conv"] > counts["mul"]
     mult8 = 0
@@ -306,3 +309,64 @@ def test_sampled_specs_build_and_run():
     small = sorted(specs, key=lambda s: s.macs + math.prod(s.output_shape))[:15]
     for spec in small:
         assert _run(spec, build_kernel_onnx(spec)).shape == spec.output_shape
+
+
+def test_lrn_spec_key_cost_and_rules():
+    s = KernelSpec("lrn", in_ch=64, res=56, kernel=5)
+    assert s.key == "lrn_b1_i64_o64_r56_k5_s1_g1" and KernelSpec.parse(s.key) == s
+    assert KernelSpec.from_dict(s.to_dict()) == s
+    assert s.output_shape == s.input_shape == (1, 64, 56, 56)
+    assert s.macs == 64 * 56 * 56 * 5  # a window of `size` squares per output element
+    assert s.input_bytes == s.output_bytes == 4 * 64 * 56 * 56 and s.params == 0
+    assert onnx_macs(build_kernel_onnx(s)) == 0  # model-level MACs count convolutions and matrix products only
+    with pytest.raises(ValueError, match="odd"):
+        KernelSpec("lrn", in_ch=8, res=8, kernel=4)
+    with pytest.raises(ValueError, match="stride"):
+        KernelSpec("lrn", in_ch=8, res=8, kernel=3, stride=2)
+    with pytest.raises(ValueError, match="out_ch"):
+        KernelSpec("lrn", in_ch=8, out_ch=16, res=8, kernel=3)
+    with pytest.raises(ValueError, match="groups"):
+        KernelSpec.parse("lrn_b1_i8_o8_r8_k3_s1_g2")
+
+
+def test_lrn_graph_is_one_lrn_node_computing_lrn():
+    spec = EXAMPLES["lrn"]
+    m = build_kernel_onnx(spec)
+    (node,) = m.graph.node
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert node.op_type == "LRN" and attrs["size"] == 5 and attrs["bias"] == 1.0
+    x = np.random.default_rng(1).standard_normal(spec.input_shape).astype(np.float32)
+    sq = np.pad(x**2, ((0, 0), (2, 2), (0, 0), (0, 0)))  # the window runs across channels
+    window = sum(sq[:, i : i + spec.in_ch] for i in range(5))
+    want = x / (attrs["bias"] + attrs["alpha"] / 5 * window) ** attrs["beta"]
+    assert np.allclose(_session(m).run(None, {"input": x})[0], want, rtol=1e-5, atol=1e-6)
+
+
+def test_lrn_sampler_shapes_and_stream():
+    specs = LrnKernelSampler(0).sample(150)
+    assert specs == LrnKernelSampler(0).sample(150) != LrnKernelSampler(1).sample(150)
+    s = LrnKernelSampler(0, batches=(4,))
+    assert s.sample(100) + s.sample(50) == LrnKernelSampler(0, batches=(4,)).sample(150)
+    assert len(set(specs)) == 150 and {x.op for x in specs} == {"lrn"} and {x.kernel for x in specs} == {3, 5}
+    assert all(16 <= x.in_ch <= 512 and 7 <= x.res <= 112 and x.batch == 1 for x in specs)
+    assert {55, 56} & {x.res for x in specs}  # AlexNet's and GoogLeNet's maps
+    with pytest.raises(ValueError, match="not drawn by LrnKernelSampler"):
+        LrnKernelSampler(0, op_weights={"conv": 1.0})
+
+
+def test_campaign_adds_lrn_kernels_and_leaves_the_other_streams_as_they_were():
+    import hashlib
+
+    from hwnas.profile.campaign import kernel_tasks
+
+    old = [t.key for t in kernel_tasks(40, 3, 4, 20)]
+    # the list of the version before LRN kernels existed, frozen: profiles grow by --resume
+    assert hashlib.sha256("\n".join(old).encode()).hexdigest()[:16] == "46814cbe49c2431b"
+    assert [t.key for t in kernel_tasks(40, 3, 4, 20, 0)] == old
+    new = kernel_tasks(40, 3, 4, 20, 6)
+    lrn = [t for t in new if t.key.startswith("lrn_")]
+    assert len(new) == 66 and len(lrn) == 6 and [t.key for t in new if not t.key.startswith("lrn_")] == old
+    assert all(KernelSpec.parse(t.key).batch == 4 and t.macs == KernelSpec.parse(t.key).macs for t in lrn)
+    keys = [t.key for t in new]
+    assert keys.index(lrn[0].key) < 5 and keys.index(lrn[-1].key) > 50  # interleaved, not appended
+    assert {t.key for t in kernel_tasks(40, 3, 4, 20, 3)} < set(keys)  # its own stream grows too

@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper
 from scipy import stats
 
-from conftest import TINY_SPACE
+from conftest import TINY_SPACE, conv_then, kernel_signature
 from hwnas.errors import HwnasError, InputError
 from hwnas.predictors import (PREDICTORS, KernelPredictor, LearnedPredictor, LutPredictor, load_predictor,
                               make_predictor, save_predictor, train_all)
@@ -105,23 +105,26 @@ def test_kernel_predictor_on_onnx_and_archs(prof):
     assert kp.predict_relative([arch])[0] == pytest.approx(np.exp(c) * sum(x.relative for x in br) ** k, rel=1e-9)
 
 
-def _lrn_model(path):
-    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 8, 16, 16])
-    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 8, 16, 16])
-    w = onnx.numpy_helper.from_array(np.ones((8, 8, 3, 3), np.float32) * 0.01, "w")
-    nodes = [helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
-             helper.make_node("LRN", ["c"], ["output"], size=3, name="lrn")]
-    m = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w]), opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.save(m, path)
+def _lrn_model(path, op="LRN", **attrs):
+    """Conv then LRN (or ``op`` with ``attrs``), saved at ``path``."""
+    onnx.save(conv_then(op, **(attrs or {"size": 3})), path)
     return path
+
+
+def _unknown_op_model(path):
+    """An op no kernel family covers and no static shape rule knows (ORT runs it on CPU)."""
+    return _lrn_model(path, "LpNormalization", axis=1, p=2)
 
 
 def test_uncovered_ops_warn_and_fall_back(prof, tmp_path):
     kp = KernelPredictor(n_estimators=20).fit(prof)
-    with pytest.warns(UncoveredOpsWarning, match="LRN"):
-        rel = kp.predict_relative([_lrn_model(str(tmp_path / "lrn.onnx"))])
+    with pytest.warns(UncoveredOpsWarning, match="LpNormalization"):
+        rel = kp.predict_relative([_unknown_op_model(str(tmp_path / "lp.onnx"))])
     assert rel[0] > 0
+    # LRN, measured by the profile's kernel campaign, is covered (the pool family): nothing to warn about
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UncoveredOpsWarning)
+        assert kp.predict_relative([_lrn_model(str(tmp_path / "lrn.onnx"))])[0] > 0
 
 
 def test_space_only_predictor_rejects_onnx(prof, tmp_path):
@@ -441,8 +444,6 @@ def test_kernel_predictor_saved_before_context_features_loads(prof):
 def test_static_kernel_shapes_match_profiled_run(tmp_path):
     """Kernels from shapes propagated over ORT's optimized graph equal those ORT's profiler
     reports for a run (op types, shapes, attributes), on models of every zoo family and the space."""
-    import collections
-
     from hwnas.builders.onnx_graph import build_onnx
     from hwnas.devices import load_device
     from hwnas.predictors.kernel_features import optimized_kernels
@@ -454,23 +455,18 @@ def test_static_kernel_shapes_match_profiled_run(tmp_path):
         static = optimized_kernels(m, dev)
         traced = optimized_kernels(m, dev, static=False)
         assert all(r.duration_ms == 0.0 for r in static) and any(r.duration_ms > 0 for r in traced)
-
-        def key(recs):
-            return collections.Counter((r.op_type, r.input_shapes, r.output_shapes, str(sorted(r.attributes.items())))
-                                       for r in recs)
-
-        assert key(static) == key(traced)
+        assert kernel_signature(static) == kernel_signature(traced)
 
 
 def test_static_shapes_fall_back_to_a_run_for_unknown_ops(tmp_path):
-    """An op without a shape rule (LRN) sends the model through the profiled run instead."""
+    """An op without a shape rule (LpNormalization) sends the model through the profiled run instead."""
     from hwnas.devices import load_device
     from hwnas.predictors.kernel_features import optimized_kernels
     from hwnas.predictors.static_shapes import static_kernels  # noqa: F401 - the module under test
 
-    path = _lrn_model(tmp_path / "lrn.onnx")
+    path = _unknown_op_model(tmp_path / "lp.onnx")
     recs = optimized_kernels(str(path), load_device("cpu-1t"))
-    assert any(r.op_type == "LRN" for r in recs) and any(r.duration_ms > 0 for r in recs)
+    assert any(r.op_type == "LpNormalization" for r in recs) and any(r.duration_ms > 0 for r in recs)
 
 
 def _dynamic_model(path):

@@ -12,6 +12,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .spec import IR_VERSION, OPSET, POOL_OPS, KernelSpec
 
+#: the ``LRN`` node's constants (its cost does not depend on them)
+LRN_ALPHA, LRN_BETA, LRN_BIAS = 1e-4, 0.75, 1.0
 
 
 def _value(name: str, shape: Sequence[int]) -> onnx.ValueInfoProto:
@@ -75,6 +77,8 @@ def build_kernel_onnx(spec: KernelSpec, seed: int = 0) -> onnx.ModelProto:
         if op == "avgpool":
             attrs["count_include_pad"] = 0
         g.node("MaxPool" if op == "maxpool" else "AveragePool", ["input"], ["output"], "pool", **attrs)
+    elif op == "lrn":  # AlexNet's / GoogLeNet's constants (bias 1: Caffe's and torch's default k)
+        g.node("LRN", ["input"], ["output"], "lrn", size=spec.kernel, alpha=LRN_ALPHA, beta=LRN_BETA, bias=LRN_BIAS)
     elif op == "globalavgpool":
         g.node("GlobalAveragePool", ["input"], ["output"], "pool")
     elif op == "relu":

@@ -1,4 +1,5 @@
-"""Seeded samplers of realistic kernel specs: CNN shapes and transformer (token) shapes."""
+"""Seeded samplers of realistic kernel specs: CNN shapes, transformer (token) shapes, and the
+``lrn`` kernels of older CNNs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .spec import OPS, TOKEN_OPS, KernelSpec
+from .spec import EXTRA_OPS, OPS, TOKEN_OPS, KernelSpec
 
 
 DEFAULT_OP_WEIGHTS: dict[str, float] = {
@@ -50,7 +51,7 @@ class KernelSampler:
     """
 
     #: the ops this sampler draws
-    OP_SET: tuple[str, ...] = tuple(op for op in OPS if op not in TOKEN_OPS)
+    OP_SET: tuple[str, ...] = tuple(op for op in OPS if op not in TOKEN_OPS + EXTRA_OPS)
 
     def __init__(
         self,
@@ -266,3 +267,30 @@ class TokenKernelSampler(KernelSampler):
         if op == "gelu":  # after the MLP's expansion
             c = int(min(c * _weighted(rng, (2, 3, 4), (1, 1, 2)), 4096))
         return KernelSpec(op, batch=batch, in_ch=c, res=tokens)
+
+
+_LRN_RES = (13, 27, 28, 55, 56)  # AlexNet / CaffeNet / ZFNet (55, 27, 13 px), GoogLeNet (56, 28 px)
+
+
+class LrnKernelSampler(KernelSampler):
+    """Seeded sampler of ``lrn`` kernels (LocalResponseNormalization) in the shapes older CNNs
+    run it at: channels 16-512 (AlexNet 96 and 256, GoogLeNet 64 and 192), spatial 7-112 px
+    (log-uniform, or with probability 0.3 one of AlexNet's / GoogLeNet's sizes), LRN size 5
+    (AlexNet, GoogLeNet) or 3.  Same stream and de-duplication rules as :class:`KernelSampler`;
+    its own seed offset keeps its stream independent of the other samplers'."""
+
+    OP_SET = ("lrn",)
+
+    def __init__(self, seed: int = 0, *, op_weights: dict[str, float] | None = None, **kw: Any) -> None:
+        super().__init__(seed, op_weights={"lrn": 1.0} if op_weights is None else op_weights, **kw)
+        self.rng = np.random.default_rng((seed, 0x14E))
+
+    def _draw(self) -> KernelSpec | None:
+        rng = self.rng
+        batch = int(rng.choice(self.batches))
+        if rng.random() < 0.3:
+            res = int(rng.choice(_LRN_RES))
+        else:
+            res = int(round(math.exp(rng.uniform(math.log(7), math.log(112)))))
+        size = int(_weighted(rng, (3, 5), (0.3, 0.7)))
+        return KernelSpec("lrn", batch=batch, in_ch=self._channels(16, 512), res=res, kernel=size)

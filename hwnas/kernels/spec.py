@@ -15,8 +15,10 @@ Key grammar (tokens separated by ``_``; the op name itself may contain ``_``)::
 
     <op>_b<batch>_i<in_ch>_o<out_ch>_r<res>_k<kernel>_s<stride>_g<groups>[_n<n_inputs>]
 
-``_n<n_inputs>`` appears for ``concat`` only.  Every field is concrete in a key: the spec
-fills derived fields (``out_ch`` of an activation, ``groups`` of a depthwise conv) itself.
+``_n<n_inputs>`` appears for ``concat`` only.  ``lrn`` (LocalResponseNormalization, as in
+AlexNet / GoogLeNet) keeps the grammar: ``kernel`` is its ``size``, the window of channels each
+element is normalized over (odd), e.g. ``lrn_b1_i64_o64_r56_k5_s1_g1``.  Every field is concrete
+in a key: the spec fills derived fields (``out_ch`` of an activation, ``groups`` of a depthwise conv) itself.
 
 Second operands
 ---------------
@@ -62,6 +64,9 @@ POOL_OPS = ("maxpool", "avgpool")
 ACT_OPS = ("relu", "hswish", "sigmoid", "swish", "hsigmoid")
 BINARY_OPS = ("add", "mul", "mul_bcast")
 TOKEN_OPS = ("linear", "gelu", "layernorm", "add_layernorm", "softmax", "attn_qk", "attn_av")
+#: ops of older CNNs, each drawn by a sampler of its own (so that adding one leaves the CNN and
+#: token samplers' streams, and the keys of measured profiles, unchanged)
+EXTRA_OPS = ("lrn",)
 #: token ops whose ``groups`` are attention heads
 HEAD_OPS = ("softmax", "attn_qk", "attn_av")
 OPS: tuple[str, ...] = (
@@ -70,7 +75,7 @@ OPS: tuple[str, ...] = (
     "relu", "hswish", "sigmoid", "swish", "hsigmoid",
     "add", "mul", "mul_bcast", "concat", "reshape_transpose", "batchnorm",
     "conv_relu", "conv_hswish", "conv_add",
-    *TOKEN_OPS,
+    *TOKEN_OPS, *EXTRA_OPS,
 )  # fmt: skip
 """Every kernel type of the campaign."""
 
@@ -151,7 +156,11 @@ class KernelSpec:
                 raise ValueError(f"{op}: groups {g} must divide in_ch {c} and out_ch {self.out_ch}")
         else:
             self._fix("out_ch", c * self.n_inputs if op == "concat" else c)
-            if op not in POOL_OPS:
+            if op == "lrn":
+                self._fix("stride", 1)
+                if self.kernel % 2 == 0:
+                    raise ValueError(f"lrn: kernel (the LRN size) must be odd, got {self.kernel}")
+            elif op not in POOL_OPS:
                 self._fix("kernel", 1)
                 self._fix("stride", 1)
             if op == "reshape_transpose":
@@ -280,7 +289,11 @@ class KernelSpec:
 
     @property
     def macs(self) -> int:
-        """Multiply-accumulates: convolutions and gemm only, as in :mod:`hwnas.cost`."""
+        """Multiply-accumulates: convolutions and matrix products, as in :mod:`hwnas.cost`; and
+        ``lrn``'s window, ``size`` squares summed per output element (the kernel predictor's
+        MACs feature of an ``LRN`` kernel; :func:`hwnas.onnx_io.onnx_macs` counts 0 for it)."""
+        if self.op == "lrn":
+            return math.prod(self.output_shape) * self.kernel
         if self.op in CONV_OPS:
             return math.prod(self.output_shape) * (self.in_ch // self.groups) * self.kernel * self.kernel
         if self.op == "gemm":

@@ -3,8 +3,8 @@
 1. ORT optimizes the model with the device's settings; its post-fusion kernels and shapes are
    read from one untimed run (:mod:`.kernel_features`).
 2. Each kernel is featurized and predicted by the regressor of its family (conv, dwconv,
-   pwconv, gconv, gemm, pool, globalpool, activation, elementwise, concat, memory, reorder,
-   batchnorm): gradient-boosted trees on log features, predicting log(duration / work) where
+   pwconv, gconv, gemm, pool (with LRN), globalpool, activation, elementwise, concat, memory,
+   reorder, batchnorm): gradient-boosted trees on log features, predicting log(duration / work) where
    work is the kernel's MACs (weighted kernels) or bytes moved (the rest).
 3. The kernel sum is calibrated to measured end-to-end latency with a power law
    ``exp(c) * sum**k`` fitted on profiled full models (the profiler inflates small kernels).
@@ -30,8 +30,8 @@ from ..profile import Profile
 from ..space import Arch, SearchSpace
 from .base import LatencyPredictor, TargetSpec, finite_array, saved_positive
 from .data import kernel_data, model_end_to_end
-from .kernel_features import (FAMILIES, FEATURE_NAMES, N_FEATURES_V1, featurize_records, optimized_kernels,
-                              records_from_frame)
+from .kernel_features import (FAMILIES, FEATURE_NAMES, LATE_COVERED, N_FEATURES_V1, featurize_records,
+                              optimized_kernels, records_from_frame)
 from .serialize import StackedGBM, export_model, import_model
 
 
@@ -184,12 +184,19 @@ class KernelPredictor(LatencyPredictor):
         n = len(rows)
         F = np.array([r.features for r in rows], dtype=np.float64).reshape(n, len(FEATURE_NAMES))
         F = F[:, : getattr(self, "n_features_", len(FEATURE_NAMES))]
-        ctx = _context_of(F) if self.model_context else np.zeros(0)
-        by_fam: dict[str, list[int]] = {}
-        for i, r in enumerate(rows):
-            by_fam.setdefault(r.family, []).append(i)
         logs = np.zeros(n)
         fallback = np.zeros(n, dtype=bool)
+        # an op type covered since this predictor was fitted (it never saw one, e.g. LRN before the
+        # campaign measured it) keeps the bytes-moved fallback it had then, and its warning; it stays
+        # out of the model's context too, as it was then
+        late = _late_covered(rows, F, getattr(self, "op_base_", None))
+        ctx = _context_of(F[~late]) if self.model_context else np.zeros(0)
+        logs[late] = self.fallback_log_rate_
+        fallback[late] = True
+        by_fam: dict[str, list[int]] = {}
+        for i, r in enumerate(rows):
+            if not late[i]:
+                by_fam.setdefault(r.family, []).append(i)
         stacked, index = self._stack()
         which = np.full(n, -1, dtype=np.int64)
 
@@ -226,7 +233,8 @@ class KernelPredictor(LatencyPredictor):
                 logs[i] += self.families_[rows[i].family].get("base", 0.0) if v is None else v
         out: list[KernelPrediction] = []
         for i, r in enumerate(rows):
-            out.append(KernelPrediction(r.name, r.op_type, r.family, math.exp(logs[i]) * r.work, bool(fallback[i])))
+            out.append(KernelPrediction(r.name, r.op_type, "uncovered" if late[i] else r.family,
+                                        math.exp(logs[i]) * r.work, bool(fallback[i])))
         for rec in uncovered:
             nbytes = 4.0 * (sum(int(np.prod(s)) for s in rec.input_shapes) + sum(int(np.prod(s)) for s in rec.output_shapes))
             out.append(KernelPrediction(rec.node_name, rec.op_type, "uncovered",
@@ -338,6 +346,15 @@ WEIGHTED = ("conv", "dwconv", "pwconv", "gconv", "gemm")
 def _base_key(family: str, op_code: float) -> str:
     """Key of an op type's base rate within a kernel family, e.g. ``activation:39``."""
     return f"{family}:{int(op_code)}"
+
+
+def _late_covered(rows: Sequence, F: np.ndarray, op_base: dict | None) -> np.ndarray:
+    """Which rows are of an op type in :data:`~.kernel_features.LATE_COVERED` that the fit never
+    saw: every (family, op type) fitted on has a base rate key, so a missing key means unseen."""
+    seen = op_base or {}
+    code = FEATURE_NAMES.index("op_code")
+    return np.array([r.op_type in LATE_COVERED and _base_key(r.family, F[i, code]) not in seen
+                     for i, r in enumerate(rows)], dtype=bool)
 
 
 #: in-model kernels of an op type needed to predict it in the in-model context

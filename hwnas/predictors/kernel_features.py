@@ -83,6 +83,14 @@ _TRANSFORMER_ACTIVATIONS = {"BiasGelu", "FastGelu"}
 _ACTIVATIONS |= _TRANSFORMER_ACTIVATIONS
 for _op in (*sorted(_LAYERNORM), *sorted(_TRANSFORMER_ACTIVATIONS)):
     OP_CODES.setdefault(_op, len(OP_CODES))
+#: windowed ops of older CNNs in the pool family (a reduction over a window, like a pool):
+#: ``LRN`` sums ``size`` squares across channels per element (its MACs), then a power.  Not in
+#: ``_POOL``: that set's codes were numbered in sorted order, so a new op there would renumber them
+_WINDOWED = {"LRN"}
+OP_CODES.setdefault("LRN", len(OP_CODES))
+#: op types a family covers since a later version: a predictor fitted before (it never saw
+#: one) prices them with its bytes-moved fallback and says so, as it did then
+LATE_COVERED = frozenset(_WINDOWED)
 
 
 def _nchw(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -168,7 +176,7 @@ def kernel_family(op_type: str, input_shapes: Sequence[Sequence[int]], output_sh
         return "conv"
     if op_type in _GEMM:
         return "gemm"
-    if op_type in _POOL:
+    if op_type in _POOL or op_type in _WINDOWED:
         return "pool"
     if op_type in _GLOBALPOOL:
         return "globalpool"
@@ -196,6 +204,8 @@ def kernel_macs(op_type: str, input_shapes: Sequence[Sequence[int]], output_shap
         return out * _prod(input_shapes[1][1:])
     if op_type in _GEMM and input_shapes and input_shapes[0]:
         return out * _inner_dim(input_shapes[0], attributes)
+    if op_type == "LRN":  # a window of ``size`` squares summed per output element
+        return out * int((attributes or {}).get("size", 1))
     return 0
 
 
@@ -264,7 +274,7 @@ def featurize(op_type: str, input_shapes: Sequence[Sequence[int]], output_shapes
         groups = max(1, in_ch // max(1, ins[1][1]))
         stride = int(attributes.get("strides", [0])[0]) or (round(math.sqrt(in_hw / max(out_hw, 1))) or 1)
     elif fam == "pool":
-        ks = attributes.get("kernel_shape") or [0]
+        ks = attributes.get("kernel_shape") or [attributes.get("size", 0)]  # LRN: its window, across channels
         kernel = int(ks[0])
         stride = int((attributes.get("strides") or [1])[0])
     has_act = float(bool(attributes.get("activation")) or fam == "activation")

@@ -24,7 +24,7 @@ Shape = tuple[int, ...]
 
 _UNARY = {"Relu", "Sigmoid", "HardSigmoid", "HardSwish", "Clip", "Tanh", "LeakyRelu", "Softmax", "Erf", "Exp", "Sqrt",
           "Neg", "Abs", "Log", "Identity", "Gelu", "QuickGelu", "Elu", "Selu", "Softplus", "BatchNormalization",
-          "Dropout", "PRelu"}
+          "Dropout", "PRelu", "LRN"}
 _BINARY = {"Add", "Mul", "Sub", "Div", "Sum", "Max", "Min", "Pow"}
 _NCHWC_BLOCK = 8  # channels per NCHWc block with AVX2; :func:`nchwc_block` asks ORT on this machine
 _BLOCKS: dict[str, int] = {}

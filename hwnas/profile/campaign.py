@@ -6,9 +6,10 @@ A profile has four parts, measured in this order:
     the block lookup table: every distinct block configuration of the space at the
     profile's resolutions and widths, as single-block ONNX graphs, plus stem and head;
 ``kernel``
-    the kernel campaign: standalone ops with shapes sampled from real-CNN ranges
-    (:mod:`hwnas.kernels`), so predictors can cover models outside the space; each graph is
-    measured end to end and profiled per kernel (records stored under its key);
+    the kernel campaign: standalone ops with shapes sampled from real-CNN ranges, transformer
+    shapes, and the LRN of older CNNs (:mod:`hwnas.kernels`), so predictors can cover models
+    outside the space; each graph is measured end to end and profiled per kernel (records
+    stored under its key);
 ``kernel_profile``
     per-kernel records from ORT's profiler on full models of the space;
 ``zoo``
@@ -55,6 +56,7 @@ class ProfilePlan:
     n_archs: int = 400
     n_kernels: int = 400
     n_token_kernels: int = 150  # transformer-shaped kernels (hwnas.kernels.TokenKernelSampler), same part
+    n_lrn_kernels: int = 24  # LRN kernels of older CNNs (hwnas.kernels.LrnKernelSampler), same part
     n_kernel_profiles: int = 30
     zoo_per_family: int = 6
     time_budget_min: float = 15.0
@@ -64,7 +66,8 @@ class ProfilePlan:
 
     def __post_init__(self) -> None:
         positive_number(self.time_budget_min, "time budget (--time-budget-min)", "minutes")
-        for name in ("n_archs", "n_kernels", "n_token_kernels", "n_kernel_profiles", "zoo_per_family"):
+        for name in ("n_archs", "n_kernels", "n_token_kernels", "n_lrn_kernels", "n_kernel_profiles",
+                     "zoo_per_family"):
             if getattr(self, name) < 0:
                 raise ProfileError(f"{name} must be >= 0")
 
@@ -128,16 +131,18 @@ def block_tasks(space: SearchSpace, batch: int) -> list[Task]:
     return tasks
 
 
-def kernel_tasks(n: int, seed: int, batch: int, n_token: int = 0) -> list[Task]:
-    """``n`` CNN-shaped and ``n_token`` transformer-shaped campaign kernels, interleaved in
-    proportion so that a part stopped by its time budget still holds both kinds.  Each sampler
-    continues one stream: a larger ``n`` keeps the smaller one's kernels (a profile grows)."""
-    from ..kernels import KernelSampler, TokenKernelSampler, build_kernel_onnx
+def kernel_tasks(n: int, seed: int, batch: int, n_token: int = 0, n_lrn: int = 0) -> list[Task]:
+    """``n`` CNN-shaped, ``n_token`` transformer-shaped and ``n_lrn`` LRN campaign kernels,
+    interleaved in proportion so that a part stopped by its time budget still holds every kind.
+    Each sampler continues one stream of its own: a larger ``n`` keeps the smaller one's kernels,
+    and a count added later (``n_lrn``) leaves the others' kernels as they were (a profile grows
+    by ``--resume``)."""
+    from ..kernels import KernelSampler, LrnKernelSampler, TokenKernelSampler, build_kernel_onnx
 
-    cnn = KernelSampler(seed, batches=(batch,)).sample(n)
-    token = TokenKernelSampler(seed, batches=(batch,)).sample(n_token)
-    order = sorted([(i / max(n, 1), 0, s) for i, s in enumerate(cnn)]
-                   + [(i / max(n_token, 1), 1, s) for i, s in enumerate(token)], key=lambda t: (t[0], t[1]))
+    kinds = [sampler(seed, batches=(batch,)).sample(count)
+             for sampler, count in ((KernelSampler, n), (TokenKernelSampler, n_token), (LrnKernelSampler, n_lrn))]
+    order = sorted(((i / max(len(specs), 1), kind, s) for kind, specs in enumerate(kinds) for i, s in enumerate(specs)),
+                   key=lambda t: (t[0], t[1]))
     return [Task("kernel", spec.key, spec.to_dict(), lambda s=spec: build_kernel_onnx(s), spec.macs, None)
             for _, _, spec in order]
 
@@ -214,7 +219,8 @@ def part_task_lists(device: DeviceSpec, space: SearchSpace, pplan: ProfilePlan) 
     archs = profile_archs(space, pplan.n_archs, pplan.seed)
     return {
         "block": lambda: block_tasks(space, device.batch_size),
-        "kernel": lambda: kernel_tasks(pplan.n_kernels, pplan.seed, device.batch_size, pplan.n_token_kernels),
+        "kernel": lambda: kernel_tasks(pplan.n_kernels, pplan.seed, device.batch_size, pplan.n_token_kernels,
+                                       pplan.n_lrn_kernels),
         "kernel_profile": lambda: arch_tasks(space, archs[: pplan.n_kernel_profiles], device.batch_size),
         "zoo": lambda: zoo_tasks(pplan.zoo_per_family),
         "arch": lambda: arch_tasks(space, archs, device.batch_size),
