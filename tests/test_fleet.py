@@ -183,7 +183,7 @@ def test_sharded_campaign_merges_into_one_profile(cluster, tmp_path):
     # rerun: nothing left to measure, nothing added
     rep = profile_fleet(cfg)
     assert sum(n["measured_now"] for n in rep.nodes) == 0
-    assert len(Profile.load(merged).measurements) == 6 + 4 + 1  # archs, CNN kernels, token kernel
+    assert len(Profile.load(merged).measurements) == 6 + 4 + 1 + 1  # archs, CNN kernels, token kernel, LRN kernel
 
 
 @pytest.mark.slow
