@@ -102,3 +102,4 @@ def test_an_lrn_the_fit_never_saw_stays_out_of_the_model_context(monkeypatch):
     _fitted({conv: 0.0, pool: 0.0})._predict_records(_records())
     _fitted({conv: 0.0, pool: 0.0, f"pool:{OP_CODES['LRN']}": 0.5})._predict_records(_records())
     assert sizes == [1, 2]  # the conv alone; then the conv and the LRN
+

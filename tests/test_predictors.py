@@ -443,14 +443,18 @@ def test_kernel_predictor_saved_before_context_features_loads(prof):
 
 def test_static_kernel_shapes_match_profiled_run(tmp_path):
     """Kernels from shapes propagated over ORT's optimized graph equal those ORT's profiler
-    reports for a run (op types, shapes, attributes), on models of every zoo family and the space."""
+    reports for a run (op types, shapes, attributes), on models of every zoo family (CNN and
+    transformer: LayerNorm and its Skip fusion, fused Gelu, token pooling by ReduceMean, Gather) and
+    the space; none of them needs the run."""
     from hwnas.builders.onnx_graph import build_onnx
     from hwnas.devices import load_device
     from hwnas.predictors.kernel_features import optimized_kernels
     from hwnas.space import DEFAULT_SPACE
+    from hwnas.zoo_transformers import transformer_models
 
     dev = load_device("cpu-1t")
-    models = [m.build() for m in zoo_models(1)] + [build_onnx(DEFAULT_SPACE.smallest())]
+    models = ([m.build() for m in zoo_models(1)] + [m.build() for m in transformer_models(1)]
+              + [build_onnx(DEFAULT_SPACE.smallest())])
     for m in models:
         static = optimized_kernels(m, dev)
         traced = optimized_kernels(m, dev, static=False)

@@ -26,6 +26,12 @@ _UNARY = {"Relu", "Sigmoid", "HardSigmoid", "HardSwish", "Clip", "Tanh", "LeakyR
           "Neg", "Abs", "Log", "Identity", "Gelu", "QuickGelu", "Elu", "Selu", "Softplus", "BatchNormalization",
           "Dropout", "PRelu", "LRN"}
 _BINARY = {"Add", "Mul", "Sub", "Div", "Sum", "Max", "Min", "Pow"}
+#: LayerNorm and ORT's fusions of it (com.microsoft): normalized over the last axes
+_NORMS = {"LayerNormalization", "SimplifiedLayerNormalization", "SkipLayerNormalization",
+          "SkipSimplifiedLayerNormalization"}
+_REDUCES = {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd", "ReduceL2"}
+#: ORT's GELU fusions with a bias input (com.microsoft)
+_GELUS = {"BiasGelu", "FastGelu"}
 _NCHWC_BLOCK = 8  # channels per NCHWc block with AVX2; :func:`nchwc_block` asks ORT on this machine
 _BLOCKS: dict[str, int] = {}
 
@@ -97,6 +103,28 @@ def _infer(node: onnx.NodeProto, a: dict, ins: list[Shape], consts: dict[str, np
         return [(*batch, x[-1] if a.get("transA") else x[-2], b[-2] if a.get("transB") else b[-1])]
     if op in _UNARY:
         return [x]
+    if op in _NORMS:  # (output, mean, inverse std[, skip sum]): the statistics keep the normalized axes as 1
+        ax = a.get("axis", -1) % len(x)
+        stats = (*x[:ax], *([1] * (len(x) - ax)))
+        return [(x, stats, stats, x)[i] for i, o in enumerate(node.output[:4]) if o]
+    if op in _GELUS:  # x (+ bias along the last axis)
+        return [_broadcast(ins)]
+    if op in _REDUCES:
+        axes = a.get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1]:
+            if node.input[1] not in consts:
+                raise _Unknown("reduce axes")
+            axes = [int(v) for v in consts[node.input[1]].ravel()]
+        if not axes:
+            if a.get("noop_with_empty_axes", 0):
+                return [x]
+            axes = range(len(x))
+        axes = {ax % len(x) for ax in axes}
+        keep = a.get("keepdims", 1)
+        return [tuple(1 if i in axes else d for i, d in enumerate(x) if keep or i not in axes)]
+    if op == "Gather":
+        ax = a.get("axis", 0) % len(x)
+        return [(*x[:ax], *ins[1], *x[ax + 1:])]
     if op in _BINARY:
         return [_broadcast(ins)]
     if op == "Concat":
