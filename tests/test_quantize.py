@@ -116,5 +116,6 @@ def test_int8_nhwc_max_pool_is_a_pool_kernel():
         i = FEATURE_NAMES.index(name)
         assert q.features[i] == f.features[i], name
     assert q.work == f.work / 4  # one byte per element instead of four
-    # op codes are append-only (saved predictors keep their meaning): int8 ops, then transformer ops
-    assert OP_CODES["NhwcMaxPool"] == 85 < OP_CODES["SkipLayerNormalization"] < OP_CODES["FastGelu"] == max(OP_CODES.values())
+    # op codes are append-only (saved predictors keep their meaning): int8 ops, then transformer ops, then LRN
+    assert (OP_CODES["NhwcMaxPool"] == 85 < OP_CODES["SkipLayerNormalization"] < OP_CODES["FastGelu"]
+            < OP_CODES["LRN"] == max(OP_CODES.values()))
