@@ -202,3 +202,50 @@ def test_cli_bad_input_is_one_line_exit_2(monkeypatch, capsys, tmp_path):
         lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("data:")]
         assert code == 2 and lines and lines[0].startswith("error:") and msg in err, (args, err)
         assert len(lines) == 1 and "Traceback" not in err, (args, err)
+
+
+@pytest.mark.slow  # three CLI runs of real training on builtin:digits (about half a minute)
+def test_cli_ctrl_c_keeps_the_checkpoint_and_resume_continues(tmp_path):
+    """A real Ctrl-C (SIGINT) during `hwnas hypernet train --resume`: exit 130 with one line naming
+    --resume, no traceback, the checkpoint intact; a further --resume continues from it."""
+    import os
+    import signal
+    import subprocess
+    import threading
+    import time
+    from pathlib import Path
+
+    from hwnas.accuracy.hypernet.checkpoint import read_meta
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root), COLUMNS="200")
+    out = tmp_path / "hn"
+    base = [sys.executable, "-m", "hwnas.cli", "hypernet", "train", "--data", "builtin:digits", "--out", str(out),
+            "--threads", "1"]
+    r = subprocess.run(base + ["--steps", "400", "--batch-size", "16", "--hidden", "8", "--max-steps", "2"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    first = read_meta(out)
+    assert first["steps_done"] == 2
+
+    p = subprocess.Popen(base + ["--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(p.stderr), daemon=True)
+    reader.start()
+    t0 = time.monotonic()
+    while not any(ln.startswith("data:") for ln in lines) and p.poll() is None and time.monotonic() - t0 < 120:
+        time.sleep(0.2)
+    time.sleep(3.0)  # into the training loop
+    assert p.poll() is None, "".join(lines)
+    p.send_signal(signal.SIGINT)
+    p.wait(timeout=120)
+    reader.join(timeout=10)
+    err = "".join(lines)
+    assert p.returncode == 130, err
+    assert "--resume" in err and "interrupted" in err and "Traceback" not in err
+    after = read_meta(out)  # still loadable: written atomically, every minute (none in these seconds)
+    assert after["steps_done"] >= 2 and after["config"] == first["config"]
+
+    r = subprocess.run(base + ["--resume", "--max-steps", "1"], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    assert read_meta(out)["steps_done"] == after["steps_done"] + 1
