@@ -20,8 +20,10 @@ stratified 80/20 train/validation split; ``builtin:digits``: the 1,797 digits, 5
 4. the NASWOT zero-cost proxy and the params / MACs baselines against inherited accuracy;
 5. ground truth: ``--standalone N`` of the evaluated subnets spread over their MACs (quantiles)
    trained alone from scratch with ``--seeds S`` weight initialisations each (same split,
-   schedule, augmentation and number of optimizer steps as the supernet); the seed-to-seed
-   spread, and every estimator against the mean stand-alone accuracy (Spearman, Kendall).
+   schedule, augmentation and number of optimizer steps as the supernet; seed 0 of all first);
+   the seed-to-seed spread, and every estimator against the mean stand-alone accuracy
+   (Spearman, Kendall, bootstrap 95% intervals over the subnets;
+   :mod:`hwnas.accuracy.groundtruth`).
 
 Saves the JSON after every step (an interrupted run keeps what it measured) and ships the fitted
 predictor and the measured pairs to ``--ship`` (default ``profiles/accuracy``; ``--ship ''``:
@@ -161,6 +163,7 @@ def main() -> None:
 
     from hwnas.accuracy.data import load_dataset
     from hwnas.accuracy.estimators import MacsEstimator, NaswotEstimator, ParamsEstimator
+    from hwnas.accuracy.groundtruth import ground_truth_report, quantile_picks, train_seed_major
     from hwnas.accuracy.noise import accuracy_noise
     from hwnas.accuracy.predictor import (PAIRS_FILE, PREDICTOR_FILE, AccuracyPredictor, checkpoint_id, fit_auto,
                                           rank_metrics, supernet_pairs)
@@ -317,38 +320,17 @@ def main() -> None:
 
     # 5. ground truth: subnets trained alone ----------------------------------------------------------
     if args.standalone > 0:
-        macs = ests["macs"]
-        order = np.argsort(macs, kind="stable")
-        qs = np.linspace(0, 1, args.standalone) if args.standalone > 1 else np.array([0.5])
-        picks = list(dict.fromkeys(int(order[int(round(q * (len(order) - 1)))]) for q in qs))
-        rows = []
+        picks = quantile_picks(ests["macs"], args.standalone)
+        rows = [{"arch": str(eval_archs[i]), "macs": float(ests["macs"][i]), "inherited": float(acc[i])}
+                for i in picks]
         res["standalone"] = {"epochs": cfg.epochs, "optimizer_steps": cfg.epochs * steps_per_epoch,
-                             "seeds": args.seeds, "planned": len(picks), "subnets": rows,
+                             "seeds": args.seeds, "planned": len(picks), "order": "seed-major", "subnets": rows,
                              "split": f"validation split of {args.data} ({len(ls.val_idx)} images)"}
-        for i in picks:
-            a = eval_archs[i]
-            row = {"arch": str(a), "macs": float(macs[i]), "inherited": float(acc[i]), "alone": [], "seconds": []}
-            rows.append(row)
-            for seed in range(args.seeds):
-                a_acc, secs = train_standalone(a, ls.data, cfg, S, init_seed=1000 + seed)
-                row["alone"].append(a_acc)
-                row["seconds"].append(secs)
-                print(f"  {a}: inherited {acc[i]:.1f}  alone (seed {seed}) {a_acc:.1f}  ({secs:.0f} s)", flush=True)
-                _save(res, out)
-        done = [r_ for r_ in rows if len(r_["alone"]) == args.seeds]
-        res["standalone"]["completed"] = len(done)
-        if len(done) >= 3:
-            truth = np.array([np.mean(r_["alone"]) for r_ in done])
-            idx = [eval_archs.index(S.parse(r_["arch"])) for r_ in done]
-            res["standalone"]["vs_truth"] = {
-                k: {"spearman": float(stats.spearmanr(np.asarray(v)[idx], truth).statistic),
-                    "kendall": float(stats.kendalltau(np.asarray(v)[idx], truth).statistic)}
-                for k, v in {"inherited": acc, **ests}.items()}
-            if args.seeds >= 2:
-                s0 = np.array([r_["alone"][0] for r_ in done])
-                s1 = np.array([r_["alone"][1] for r_ in done])
-                res["standalone"]["seed_to_seed"] = {"mean_abs_diff_pp": float(np.mean(np.abs(s0 - s1))),
-                                                     "spearman": float(stats.spearmanr(s0, s1).statistic)}
+        train_seed_major(rows, args.seeds, lambda a, seed: train_standalone(S.parse(a), ls.data, cfg, S,
+                                                                            init_seed=1000 + seed),
+                         save=lambda: _save(res, out), log=lambda m: print(m, flush=True))
+        res["standalone"].update(ground_truth_report(
+            rows, {k: np.asarray(v)[picks] for k, v in {"inherited": acc, **ests}.items()}, seed=0))
         _save(res, out)
 
     # ship ----------------------------------------------------------------------------------------

@@ -15,13 +15,21 @@ been shown to leave chance level on it, see the README):
    of its ranking (:func:`hwnas.accuracy.noise.accuracy_noise`);
 4. Spearman / Kendall of the hypernetwork's accuracies against the supernet's, MACs and params,
    with a paired bootstrap 95% interval over the validation images for the one against the
-   supernet.  There is no stand-alone ground truth here: these are agreements between
-   estimators, not accuracies of the estimators.
+   supernet: agreements between estimators, not accuracies of the estimators;
+5. ground truth (``--standalone K``, default 0: none): ``K`` of the evaluated architectures
+   spread over their MACs by quantiles, each trained alone from scratch with ``--seeds S``
+   weight initialisations (the supernet's split, schedule and number of optimizer steps,
+   :func:`hwnas.accuracy.supernet.train_standalone`), seed 0 of all ``K`` first, then seed 1,
+   ...; the JSON is saved after every training and ``--reuse`` / ``--resume`` skip those it
+   already holds.  Reported (:func:`hwnas.accuracy.groundtruth.ground_truth_report`): the
+   seed-to-seed spread, Spearman / Kendall of hypernetwork, supernet, NASWOT, params and MACs
+   against the mean stand-alone accuracy with bootstrap 95% intervals over the architectures,
+   and the supernet - hypernetwork Spearman gap with its paired interval.
 
 Saves the JSON after every step (default ``results/hypernet.json``).
 
     nice -n 19 python benchmarks/hypernet.py [--data builtin:digits] [--hyper-min 12] [--supernet-min 6]
-        [--hyper-steps N] [--supernet-epochs E] [--n-eval 30] [--reuse]
+        [--hyper-steps N] [--supernet-epochs E] [--n-eval 30] [--reuse] [--standalone 20 --seeds 2]
 """
 
 from __future__ import annotations
@@ -57,6 +65,8 @@ def _args():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--standalone", type=int, default=0, help="evaluated architectures also trained alone")
+    ap.add_argument("--seeds", type=int, default=2, help="initialisations per stand-alone architecture")
     ap.add_argument("--out", default=str(HERE / "results" / "hypernet.json"))
     return ap.parse_args()
 
@@ -117,6 +127,56 @@ def _paired_boot_spearman(items_a: np.ndarray, items_b: np.ndarray, n_boot: int,
     return {"ci95_low": float(lo), "ci95_high": float(hi), "n_boot": len(rs)}
 
 
+def _ground_truth(args, res: dict, prev: dict, out: Path, data, space, archs, sdir: Path, ests: dict) -> None:
+    """Step 5: ``args.standalone`` of ``archs`` trained alone (seed-major, the JSON saved after
+    each; those ``prev`` holds for the same schedule are kept), and every estimator in ``ests``
+    (name -> one value per arch of ``archs``) against their mean stand-alone accuracy."""
+    from hwnas.accuracy.groundtruth import ground_truth_report, quantile_picks, train_seed_major
+    from hwnas.accuracy.supernet import TrainConfig, _epoch_batches, read_meta, train_standalone
+
+    cfg = TrainConfig.from_dict(read_meta(sdir)["config"]).resolved(data)
+    tr, va = data.split(cfg.val_fraction, cfg.seed)
+    steps = cfg.epochs * len(_epoch_batches(len(tr), cfg, 0))
+    picks = quantile_picks(ests["macs"], args.standalone)
+    old = prev.get("standalone", {})
+    kept = {r["arch"]: r for r in old.get("subnets", [])} if (
+        old.get("optimizer_steps") == steps and old.get("config") == cfg.to_dict()) else {}
+    rows = [{"arch": str(archs[i]), "index": i, "estimates": {k: float(v[i]) for k, v in ests.items()},
+             **{f: kept.get(str(archs[i]), {}).get(f, [])[:args.seeds] for f in ("alone", "seconds", "cpu_seconds")}}
+            for i in picks]
+    block = {"what": "stand-alone top-1 % (index = seed; init seed 1000 + seed), trained from scratch",
+             "split": f"validation split of {args.data} ({len(va)} images)", "epochs": cfg.epochs,
+             "optimizer_steps": steps, "config": cfg.to_dict(), "seeds": args.seeds, "order": "seed-major",
+             "planned_archs": len(picks), "planned_trainings": len(picks) * args.seeds,
+             "kept_from_previous_run": sum(len(r["alone"]) for r in rows), "subnets": rows}
+    res["standalone"] = block
+    by_arch = {r["arch"]: r for r in rows}
+
+    def train(arch: str, seed: int) -> tuple[float, float]:
+        c0 = time.process_time()
+        acc, secs = train_standalone(space.parse(arch), data, cfg, space, init_seed=1000 + seed)
+        by_arch[arch]["cpu_seconds"].append(time.process_time() - c0)
+        return acc, secs
+
+    def save() -> None:
+        block.update(ground_truth_report(rows, {k: np.asarray(v)[picks] for k, v in ests.items()}, args.n_boot,
+                                         args.seed, gap=("supernet", "hypernet")))
+        _save(res, out)
+
+    print(f"stand-alone: {len(picks)} archs x {args.seeds} seeds, {steps} optimizer steps each "
+          f"({block['kept_from_previous_run']} kept)", flush=True)
+    train_seed_major(rows, args.seeds, train, save, log=lambda m: print(m, flush=True))
+    save()
+    for k, v in block.get("vs_truth", {}).items():
+        b = v["spearman_bootstrap"]
+        print(f"{k} vs stand-alone: Spearman {v['spearman']:.3f} (95% {b['ci95_low']:.3f} to {b['ci95_high']:.3f}), "
+              f"Kendall {v['kendall']:.3f}")
+    if "gap" in block:
+        g = block["gap"]
+        print(f"{g['what']}: {g['spearman_gap']:.3f} (paired 95% {g['paired_bootstrap']['ci95_low']:.3f} to "
+              f"{g['paired_bootstrap']['ci95_high']:.3f})")
+
+
 def main() -> None:
     args = _args()
     import torch
@@ -141,6 +201,10 @@ def main() -> None:
     res: dict = {"data": args.data, "n_images": data.n, "threads": args.threads, "seed": args.seed,
                  "command": f"python benchmarks/hypernet.py {opts}" + (" --reuse" if args.reuse else "")
                  + (" --resume" if args.resume else "")}
+    prev = json.loads(out.read_text()) if (args.reuse or args.resume) and out.is_file() else {}
+    if args.reuse and prev:  # the run that trained the reused networks
+        res["training_run"] = prev.get("training_run") or {
+            k: prev[k] for k in ("command", "hypernet_training", "supernet_training", "total_seconds") if k in prev}
     resumed = args.resume and (hdir / "hypernet.json").is_file()
     if resumed:
         from hwnas.accuracy.hypernet import read_meta
@@ -244,7 +308,8 @@ def main() -> None:
         res["supernet_vs_macs"] = _rank(s_acc, macs)
         res["supernet_vs_params"] = _rank(s_acc, params)
     res["hypernet_vs"] = rank
-    res["ground_truth"] = "none: no stand-alone trained accuracies; these are agreements between estimators"
+    res["ground_truth"] = ("none: no stand-alone trained accuracies; these are agreements between estimators"
+                           if args.standalone <= 0 else "'standalone' (step 5)")
     res["total_seconds"] = time.perf_counter() - t_all
     load["end"] = list(os.getloadavg())
     res["load_average_1_5_15_min"] = load
@@ -255,6 +320,19 @@ def main() -> None:
             b = v["spearman_paired_bootstrap"]
             extra = f" (bootstrap 95% {b['ci95_low']:.3f} to {b['ci95_high']:.3f})"
         print(f"hypernet vs {k}: Spearman {v['spearman']:.3f}{extra}, Kendall {v['kendall']:.3f}")
+    if args.standalone > 0 and s_acc is not None:
+        from hwnas.accuracy.estimators import NaswotEstimator
+
+        t0 = time.perf_counter()
+        naswot = NaswotEstimator(space, data=data).estimate(archs)
+        res["naswot"] = {"seconds": time.perf_counter() - t0, "score": naswot.tolist()}
+        _ground_truth(args, res, prev, out, data, space, archs, sdir,
+                      {"hypernet": h_acc, "supernet": s_acc, "naswot": naswot, "params": params, "macs": macs})
+        res["total_seconds"] = time.perf_counter() - t_all
+        load["end"] = list(os.getloadavg())
+        _save(res, out)
+    elif args.standalone > 0:
+        print("no supernet in --work: no stand-alone ground truth (it takes the supernet's schedule)")
     print(f"saved {out}")
 
 

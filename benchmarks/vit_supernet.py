@@ -15,12 +15,23 @@ stratified train/validation split, see ``VitTrainConfig.resolved``):
    figures at ImageNet size, :func:`hwnas.spaces.vit.vit_cost`; their ranking equals the proxy's
    up to the stem).
 
-There is **no stand-alone ground truth** here (no subnet is trained from scratch): these figures
-say how much the supernet separates subnets beyond noise, not whether its ranking is right.
+4. with ``--standalone K`` (default 0: no ground truth), ``K`` of the evaluated subnets spread over
+   params (:func:`hwnas.accuracy.groundtruth.quantile_picks`) trained from scratch alone, each its
+   own :class:`~hwnas.spaces.vit_supernet.VitModel` with the super-transformer's data, split,
+   shifts, optimizer, schedule and epochs (:func:`hwnas.spaces.vit_standalone.train_vit_standalone`),
+   ``--seeds`` seeds each in seed-major order (:func:`~hwnas.accuracy.groundtruth.train_seed_major`),
+   the JSON saved after each training; then Spearman / Kendall with bootstrap intervals of the
+   inherited accuracy, params and MACs against the mean stand-alone accuracy, and the seed-to-seed
+   spread (:func:`~hwnas.accuracy.groundtruth.ground_truth_report`).
+
+``--reuse``: continue (or keep) the checkpoint in ``--work`` instead of retraining, keep the
+subnets' inherited accuracies and the stand-alone results of ``--out`` when they were measured with
+the same settings (a rerun after an interruption continues where it stopped).
 
     nice -n 19 python benchmarks/vit_supernet.py [--data builtin:digits] [--budget-min 11] [--epochs 6] [--batch-size 32]
+        [--standalone K --seeds S] [--reuse] [--out PATH]
 
-Writes ``benchmarks/results/vit_supernet.json``; the checkpoint stays in ``--work``.
+Writes ``benchmarks/results/vit_supernet.json`` (``--out``); the checkpoint stays in ``--work``.
 """
 
 from __future__ import annotations
@@ -45,6 +56,68 @@ def _uptime() -> str:
         return "unknown"
 
 
+def _write(path: Path, res: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(res, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def _previous(args, key: dict) -> dict:
+    """``--out``'s earlier result when ``--reuse`` and it was measured with the same ``key`` settings."""
+    if not (args.reuse and args.out.is_file()):
+        return {}
+    try:
+        old = json.loads(args.out.read_text())
+    except ValueError:
+        return {}
+    return old if old.get("settings") == key else {}
+
+
+def _standalone(args, res: dict, ls, archs, acc, params, macs, old: dict) -> None:
+    """Step 4: the stand-alone ground truth (saved after each training) and its report."""
+    import numpy as np
+
+    from hwnas.accuracy.groundtruth import ground_truth_report, quantile_picks, train_seed_major
+    from hwnas.spaces.vit_standalone import train_vit_standalone
+    from hwnas.spaces.vit_supernet_train import VitTrainConfig
+
+    cfg = VitTrainConfig.from_dict(ls.meta["config"])
+    picks = quantile_picks(params, args.standalone)
+    done = {r["arch"]: r for r in old.get("standalone", {}).get("rows", [])}
+    rows = [{"arch": str(archs[i]), "params": int(params[i]), "macs": int(macs[i]), "inherited_pct": float(acc[i]),
+             "alone": list(done.get(str(archs[i]), {}).get("alone", [])),
+             "seconds": list(done.get(str(archs[i]), {}).get("seconds", []))} for i in picks]
+    block = res["standalone"] = {"k": args.standalone, "seeds": args.seeds, "epochs": cfg.epochs,
+                                 "what": "top-1 % on the super-transformer's validation split of each subnet's own "
+                                         "VitModel trained from scratch with the super-transformer's VitTrainConfig "
+                                         "(same data, split, shifts, AdamW, warmup + cosine, epochs), one forward "
+                                         "pass per step", "rows": rows}
+    arch_of = {str(a): a for a in archs}
+
+    def report() -> None:
+        est = {"inherited": np.array([r["inherited_pct"] for r in rows]),
+               "params": np.array([r["params"] for r in rows], float),
+               "macs": np.array([r["macs"] for r in rows], float)}
+        block["report"] = ground_truth_report(rows, est, gap=("inherited", "params"))
+        block["trainings_seconds"] = round(sum(sum(r["seconds"]) for r in rows), 1)
+        _write(args.out, res)
+
+    def train(arch: str, seed: int) -> tuple[float, float]:
+        r = train_vit_standalone(arch_of[arch], ls.data, cfg, ls.net.geometry, ls.net.n_classes, seed=seed, threads=1)
+        return r.top1_pct, r.seconds
+
+    train_seed_major(rows, args.seeds, train, save=report, log=lambda m: print(m, flush=True))
+    report()
+    rep = block["report"]
+    if "vs_truth" in rep:
+        print(f"stand-alone ({rep['n_archs']} subnets, {rep['seeds_in_truth']} seed(s)): "
+              f"{min(rep['truth_pct']):.1f}-{max(rep['truth_pct']):.1f}%; " + "; ".join(
+                  f"{k} Spearman {v['spearman']:.2f} [{v['spearman_bootstrap']['ci95_low']:.2f}, "
+                  f"{v['spearman_bootstrap']['ci95_high']:.2f}] Kendall {v['kendall']:.2f}"
+                  for k, v in rep["vs_truth"].items()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="builtin:digits")
@@ -55,6 +128,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1, help="seed of the evaluated subnets")
     ap.add_argument("--work", type=Path, default=Path("/tmp/hwnas_vit_supernet_bench"))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "vit_supernet.json")
+    ap.add_argument("--standalone", type=int, default=0, help="subnets to train alone (ground truth)")
+    ap.add_argument("--seeds", type=int, default=1, help="stand-alone seeds per subnet")
+    ap.add_argument("--reuse", action="store_true",
+                    help="continue/keep the checkpoint in --work and the matching results of --out")
     args = ap.parse_args()
 
     import numpy as np
@@ -64,30 +141,41 @@ def main() -> None:
     from hwnas.accuracy.noise import accuracy_noise
     from hwnas.spaces.vit import VitSpace, vit_cost
     from hwnas.spaces.vit_supernet import evaluate_vit_archs, proxy_arch, subnet_params
-    from hwnas.spaces.vit_supernet_train import VitTrainConfig, load_vit_supernet, train_vit_supernet
+    from hwnas.spaces.vit_supernet_train import VIT_CHECKPOINT, VitTrainConfig, load_vit_supernet, train_vit_supernet
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
+        key = {"data": args.data, "epochs": args.epochs, "batch_size": args.batch_size, "n_eval": args.n_eval,
+               "seed": args.seed}
+        old = _previous(args, key)
         res: dict = {"command": "nice -n 19 python benchmarks/vit_supernet.py " + " ".join(sys.argv[1:]),
-                     "data": args.data, "torch_threads": 1, "uptime_start": _uptime(),
+                     "settings": key, "data": args.data, "torch_threads": 1, "uptime_start": _uptime(),
                      "ground_truth": "none: no subnet was trained stand-alone; these figures measure separation "
-                                     "beyond validation noise and agreement with size, not correctness"}
-        if args.work.exists():
+                                     "beyond validation noise and agreement with size, not correctness"
+                     if args.standalone <= 0 else "stand-alone training of the subnets in 'standalone'"}
+        reuse = args.reuse and (args.work / VIT_CHECKPOINT).is_file()
+        if args.work.exists() and not reuse:
             shutil.rmtree(args.work)
         t0 = time.perf_counter()
         tr = train_vit_supernet(args.data, args.work, VitTrainConfig(epochs=args.epochs, batch_size=args.batch_size), space=VitSpace(),
-                                time_budget_s=60 * args.budget_min, threads=1)
+                                time_budget_s=60 * args.budget_min, threads=1, resume=reuse)
         res["train"] = {"epochs_done": tr.epochs_done, "epochs": tr.epochs, "seconds": tr.seconds,
                         "stopped_by_budget": tr.stopped_by_budget, "budget_min": args.budget_min,
-                        "history": tr.history}
+                        "history": tr.history, "reused_checkpoint": reuse}
         ls = load_vit_supernet(args.work)
         res["geometry"] = ls.net.geometry.to_dict()
         res["n_val_images"] = int(len(ls.data.y_val))
         archs = VitSpace().sample_many(args.n_eval, seed=args.seed)
         t1 = time.perf_counter()
-        acc, items = evaluate_vit_archs(ls.net, ls.data.x_val, ls.data.y_val, archs)
-        res["eval_seconds"] = round(time.perf_counter() - t1, 1)
+        if old.get("train", {}).get("epochs_done") == tr.epochs_done and "items" in old:
+            acc = np.array([r["top1_pct"] for r in old["subnets"]])
+            items = np.array([[c == "1" for c in row] for row in old["items"]], dtype=bool)
+            res["eval_seconds"] = old["eval_seconds"]
+        else:
+            acc, items = evaluate_vit_archs(ls.net, ls.data.x_val, ls.data.y_val, archs)
+            res["eval_seconds"] = round(time.perf_counter() - t1, 1)
+        res["items"] = ["".join("1" if b else "0" for b in row) for row in items]
         noise = accuracy_noise(items, seed=0)
         params = np.array([vit_cost(a).params for a in archs], float)
         macs = np.array([vit_cost(a).macs for a in archs], float)
@@ -99,10 +187,12 @@ def main() -> None:
         res["vs_size"] = {k: {"spearman": float(stats.spearmanr(acc, x).statistic),
                               "kendall": float(stats.kendalltau(acc, x).statistic)}
                           for k, x in (("params", params), ("macs", macs))}
+        _write(args.out, res)
+        if args.standalone > 0:
+            _standalone(args, res, ls, archs, acc, params, macs, old)
         res["total_seconds"] = round(time.perf_counter() - t0, 1)
         res["uptime_end"] = _uptime()
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(res, indent=1) + "\n")
+        _write(args.out, res)
         n = res["noise"]
         print(f"trained {tr.epochs_done}/{tr.epochs} epochs in {tr.seconds:.0f} s; {args.n_eval} subnets: top-1 "
               f"{acc.min():.1f}-{acc.max():.1f}% (range {n['range_pp']:.1f} pp = {n['range_over_median_se']:.1f} x median "

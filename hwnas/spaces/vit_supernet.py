@@ -155,10 +155,7 @@ class SuperVit(nn.Module):
             raise InputError(f"{arch} is outside the supernet's vit space: {e}") from None
 
     def resize(self, x: torch.Tensor, arch: VitArch) -> torch.Tensor:
-        px = self.geometry.input_px[arch.resolution]
-        if x.shape[-1] == px and x.shape[-2] == px:
-            return x
-        return F.interpolate(x, size=(px, px), mode="bilinear", align_corners=False, antialias=True)
+        return resize_px(x, self.geometry.input_px[arch.resolution])
 
     def stem_weights(self, arch: VitArch, grid: int) -> dict[str, torch.Tensor]:
         e, G = arch.embed, self.geometry.max_grid
@@ -239,6 +236,13 @@ def subnet_params(net: SuperVit, arch: VitArch) -> int:
     return int(sum(v.numel() for v in subnet_state(net, arch).values()))
 
 
+def resize_px(x: torch.Tensor, px: int) -> torch.Tensor:
+    """Images ``[N, C, H, W]`` resized to ``px`` x ``px`` (bilinear, antialiased; unchanged if already so)."""
+    if x.shape[-1] == px and x.shape[-2] == px:
+        return x
+    return F.interpolate(x, size=(px, px), mode="bilinear", align_corners=False, antialias=True)
+
+
 def normalize(images_u8: np.ndarray, mean: list[float], std: list[float]) -> torch.Tensor:
     """uint8 ``[N, 3, H, W]`` -> float tensor normalized per channel."""
     x = torch.from_numpy(np.ascontiguousarray(images_u8)).float().div_(255.0)
@@ -269,4 +273,4 @@ def evaluate_vit_archs(net: SuperVit, x: torch.Tensor, y: torch.Tensor, archs: l
 
 
 __all__ = ["PROXY_PATCH_DIVISOR", "ProxyGeometry", "proxy_geometry", "proxy_arch", "SuperVit", "VitModel",
-           "subnet_state", "extract_vit", "subnet_params", "normalize", "evaluate_vit_archs"]
+           "subnet_state", "extract_vit", "subnet_params", "resize_px", "normalize", "evaluate_vit_archs"]

@@ -93,19 +93,36 @@ def _shift(x: torch.Tensor, rng: np.random.Generator, px: int) -> torch.Tensor:
     return F.pad(x, (px, px, px, px), mode="reflect")[..., dy:dy + h, dx:dx + w]
 
 
-def sandwich_step(net: SuperVit, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                  archs: Sequence[VitArch], cfg: VitTrainConfig) -> float:
-    """One optimizer step: gradients of every subnet in ``archs`` on ``(x, y)`` accumulated; mean loss."""
+def accumulated_step(model: torch.nn.Module, opt: torch.optim.Optimizer, logits: Sequence[Callable[[], torch.Tensor]],
+                     y: torch.Tensor, cfg: VitTrainConfig) -> float:
+    """One optimizer step of ``model``: the cross-entropy gradients of every forward pass in ``logits``
+    (each a call returning the logits of one batch labelled ``y``) accumulated, clipped; the mean loss."""
     opt.zero_grad(set_to_none=True)
     total = 0.0
-    for a in archs:
-        loss = F.cross_entropy(net(net.resize(x, a), a), y, label_smoothing=cfg.label_smoothing)
+    for fwd in logits:
+        loss = F.cross_entropy(fwd(), y, label_smoothing=cfg.label_smoothing)
         loss.backward()
         total += float(loss.detach())
     if cfg.grad_clip:
-        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     opt.step()
-    return total / len(archs)
+    return total / len(logits)
+
+
+def sandwich_step(net: SuperVit, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                  archs: Sequence[VitArch], cfg: VitTrainConfig) -> float:
+    """One optimizer step: gradients of every subnet in ``archs`` on ``(x, y)`` accumulated; mean loss."""
+    return accumulated_step(net, opt, [lambda a=a: net(net.resize(x, a), a) for a in archs], y, cfg)
+
+
+def step_batch(opt: torch.optim.Optimizer, vd: "VitData", cfg: VitTrainConfig, epoch: int, step: int,
+               batches: list[np.ndarray], per_epoch: int, total: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Set the learning rate of global step ``epoch * per_epoch + step`` (warmup + cosine over ``total``
+    steps); that step's training batch ``(x shifted, y)``."""
+    for grp in opt.param_groups:
+        grp["lr"] = _lr_at(cfg, epoch * per_epoch + step, total, per_epoch)
+    idx = torch.from_numpy(batches[step])
+    return _shift(vd.x_train[idx], np.random.default_rng([cfg.seed, 2, epoch, step]), cfg.shift_px), vd.y_train[idx]
 
 
 def make_optimizer(net: SuperVit, cfg: VitTrainConfig) -> torch.optim.Optimizer:
@@ -123,7 +140,7 @@ def _lr_at(cfg: VitTrainConfig, step: int, total: int, per_epoch: int) -> float:
     return 0.5 * cfg.lr * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
 
 
-def _epoch_batches(n: int, cfg: VitTrainConfig, epoch: int) -> list[np.ndarray]:
+def epoch_batches(n: int, cfg: VitTrainConfig, epoch: int) -> list[np.ndarray]:
     perm = np.random.default_rng([cfg.seed, 1, epoch]).permutation(n)
     nb = max(1, n // cfg.batch_size)
     return [perm[i * cfg.batch_size:(i + 1) * cfg.batch_size] for i in range(nb)]
@@ -262,7 +279,7 @@ def train_vit_supernet(data, out_dir: str | os.PathLike, cfg: VitTrainConfig | N
 
 def _run(net, opt, rng, vd: VitData, cfg, out: Path, epoch: int, step: int, seconds: float, history: list,
          progress, time_budget_s) -> VitTrainResult:
-    per_epoch = len(_epoch_batches(len(vd.y_train), cfg, 0))
+    per_epoch = len(epoch_batches(len(vd.y_train), cfg, 0))
     total = cfg.epochs * per_epoch
     t0, last_save = time.perf_counter(), time.perf_counter()
     elapsed = lambda: seconds + time.perf_counter() - t0  # noqa: E731
@@ -276,15 +293,12 @@ def _run(net, opt, rng, vd: VitData, cfg, out: Path, epoch: int, step: int, seco
     stopped = False
     net.train()
     while epoch < cfg.epochs and not stopped:
-        batches = _epoch_batches(len(vd.y_train), cfg, epoch)
+        batches = epoch_batches(len(vd.y_train), cfg, epoch)
         losses = []
         while step < len(batches):
             g = epoch * per_epoch + step
-            for grp in opt.param_groups:
-                grp["lr"] = _lr_at(cfg, g, total, per_epoch)
-            idx = torch.from_numpy(batches[step])
-            x = _shift(vd.x_train[idx], np.random.default_rng([cfg.seed, 2, epoch, step]), cfg.shift_px)
-            losses.append(sandwich_step(net, opt, x, vd.y_train[idx], sandwich_archs(net.space, rng, cfg.n_random), cfg))
+            x, y = step_batch(opt, vd, cfg, epoch, step, batches, per_epoch, total)
+            losses.append(sandwich_step(net, opt, x, y, sandwich_archs(net.space, rng, cfg.n_random), cfg))
             step += 1
             if progress is not None:
                 progress(g + 1, total, {"epoch": epoch, "loss": losses[-1]})
@@ -373,4 +387,5 @@ class VitSupernetEstimator:
 
 
 __all__ = ["VitTrainConfig", "VitTrainResult", "train_vit_supernet", "sandwich_step", "sandwich_archs",
+           "accumulated_step", "step_batch", "make_optimizer", "epoch_batches", "prepare_data", "open_vit_data",
            "load_vit_supernet", "read_vit_meta", "VitSupernetEstimator", "VIT_CHECKPOINT", "VIT_META"]
