@@ -159,6 +159,7 @@ def _ground_truth(args, res: dict, prev: dict, out: Path, data, space, archs, sd
         return acc, secs
 
     def save() -> None:
+        block.pop("note", None)  # "too few to rank" of an earlier save
         block.update(ground_truth_report(rows, {k: np.asarray(v)[picks] for k, v in ests.items()}, args.n_boot,
                                          args.seed, gap=("supernet", "hypernet")))
         _save(res, out)
