@@ -23,10 +23,9 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch import nn
 
 from .vit import VitArch
-from .vit_supernet import ProxyGeometry, VitModel, proxy_arch, resize_px
+from .vit_supernet import ProxyGeometry, VitModel, init_vit_weights, proxy_arch, resize_px
 from .vit_supernet_train import VitData, VitTrainConfig, accumulated_step, epoch_batches, make_optimizer, step_batch
 
 __all__ = ["StandaloneResult", "init_like_supernet", "evaluate_vit_model", "train_vit_standalone"]
@@ -40,18 +39,8 @@ class StandaloneResult:
 
 
 def init_like_supernet(model: VitModel) -> VitModel:
-    """The super-transformer's initialisation: truncated normal (std 0.02) position embedding,
-    class token and every linear / attention projection weight; zero biases."""
-    nn.init.trunc_normal_(model.pos, std=0.02)
-    nn.init.trunc_normal_(model.cls_token, std=0.02)
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.MultiheadAttention):
-            nn.init.trunc_normal_(m.in_proj_weight, std=0.02)
-            nn.init.zeros_(m.in_proj_bias)
-    return model
+    """The super-transformer's initialisation (:func:`~hwnas.spaces.vit_supernet.init_vit_weights`)."""
+    return init_vit_weights(model)
 
 
 @torch.no_grad()

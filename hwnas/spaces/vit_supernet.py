@@ -84,6 +84,22 @@ def proxy_arch(arch: VitArch, geo: ProxyGeometry) -> VitArch:
     return VitArch(geo.patch_px, geo.input_px[arch.resolution], arch.embed, arch.layers)
 
 
+def init_vit_weights(model: nn.Module) -> nn.Module:
+    """The super-transformer's initialisation, also of a stand-alone subnet (``pos`` and
+    ``cls_token`` parameters): truncated normal (std 0.02) position embedding, class token and
+    every linear / attention projection weight; zero biases.  Draws from torch's current generator."""
+    nn.init.trunc_normal_(model.pos, std=0.02)
+    nn.init.trunc_normal_(model.cls_token, std=0.02)
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.MultiheadAttention):
+            nn.init.trunc_normal_(m.in_proj_weight, std=0.02)
+            nn.init.zeros_(m.in_proj_bias)
+    return model
+
+
 class _SuperLayer(nn.Module):
     """One pre-LN encoder layer at the largest width; :meth:`forward` slices it."""
 
@@ -138,12 +154,7 @@ class SuperVit(nn.Module):
         self.layers = nn.ModuleList(_SuperLayer(E, max(space.mlp_ratios) * E) for _ in range(space.max_depth))
         self.norm = nn.LayerNorm(E)
         self.head = nn.Linear(E, self.n_classes)
-        nn.init.trunc_normal_(self.pos, std=0.02)
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
+        init_vit_weights(self)
 
     def meta(self) -> dict:
         return {"space": self.space.to_dict(), "n_classes": self.n_classes, "geometry": self.geometry.to_dict()}
