@@ -66,6 +66,15 @@ class PredictionInterval:
         k = min(n, math.ceil((n + 1) * (1.0 - tail)))
         return cls(float(coverage), float(r[n - k]), float(r[k - 1]), n, source)
 
+    def in_quadrature_with(self, other: "PredictionInterval", source: str) -> "PredictionInterval":
+        """This interval widened by ``other``'s reach beyond 0, side by side in quadrature (two
+        independent sources of error); a side that does not reach past 0 moves by the increment
+        only, so its sign is kept."""
+        a_lo, a_hi = max(-self.log_lo, 0.0), max(self.log_hi, 0.0)
+        b_lo, b_hi = max(-other.log_lo, 0.0), max(other.log_hi, 0.0)
+        return PredictionInterval(self.coverage, self.log_lo - (math.hypot(a_lo, b_lo) - a_lo),
+                                  self.log_hi + (math.hypot(a_hi, b_hi) - a_hi), self.n_residuals, source)
+
     def bounds(self, predicted_ms):
         """(lo, hi) for predictions (scalar or array, any unit)."""
         p = np.asarray(predicted_ms, dtype=float)

@@ -65,6 +65,17 @@ def _broadcast(shapes: Sequence[Shape]) -> Shape:
         raise _Unknown("broadcast") from None
 
 
+def _axes(node: onnx.NodeProto, a: dict, consts: dict[str, np.ndarray]) -> list[int] | None:
+    """The ``axes`` of a Squeeze / Unsqueeze / Reduce*: the attribute (older opsets) or the constant
+    second input (newer ones); ``None`` when neither is given."""
+    axes = a.get("axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        if node.input[1] not in consts:
+            raise _Unknown("axes")
+        axes = [int(v) for v in consts[node.input[1]].ravel()]
+    return axes
+
+
 def _infer(node: onnx.NodeProto, a: dict, ins: list[Shape], consts: dict[str, np.ndarray], block: int) -> list[Shape]:
     """Output shapes of ``node`` (attributes ``a``) from its input shapes.  NCHWc ops
     (``com.microsoft.nchwc``) take the rules of the ops they implement; only the reorders differ."""
@@ -110,11 +121,7 @@ def _infer(node: onnx.NodeProto, a: dict, ins: list[Shape], consts: dict[str, np
     if op in _GELUS:  # x (+ bias along the last axis)
         return [_broadcast(ins)]
     if op in _REDUCES:
-        axes = a.get("axes")
-        if axes is None and len(node.input) > 1 and node.input[1]:
-            if node.input[1] not in consts:
-                raise _Unknown("reduce axes")
-            axes = [int(v) for v in consts[node.input[1]].ravel()]
+        axes = _axes(node, a, consts)
         if not axes:
             if a.get("noop_with_empty_axes", 0):
                 return [x]
@@ -159,11 +166,7 @@ def _infer(node: onnx.NodeProto, a: dict, ins: list[Shape], consts: dict[str, np
             sizes.append(x[ax] - sum(sizes))
         return [tuple(s if i == ax else d for i, d in enumerate(x)) for s in sizes]
     if op in ("Squeeze", "Unsqueeze"):
-        axes = a.get("axes")
-        if axes is None and len(node.input) > 1 and node.input[1]:
-            if node.input[1] not in consts:
-                raise _Unknown("axes")
-            axes = [int(v) for v in consts[node.input[1]].ravel()]
+        axes = _axes(node, a, consts)
         if op == "Squeeze":
             if axes is None:
                 return [tuple(d for d in x if d != 1)]

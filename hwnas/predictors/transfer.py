@@ -26,8 +26,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-import math
-
 import numpy as np
 
 from ..profile import Profile
@@ -238,12 +236,8 @@ class TransferPredictor(EncodedPredictor):
             return {}
         arch = PredictionInterval.from_log_residuals(r, source=f"few-shot leave-one-out ({len(r)} architectures)")
         if reference_arch_interval is not None:
-            ref = reference_arch_interval
-            a_lo, a_hi = max(-arch.log_lo, 0.0), max(arch.log_hi, 0.0)  # each side's reach beyond 0
-            b_lo, b_hi = max(-ref.log_lo, 0.0), max(ref.log_hi, 0.0)
-            arch = PredictionInterval(arch.coverage, arch.log_lo - (math.hypot(a_lo, b_lo) - a_lo),
-                                      arch.log_hi + (math.hypot(a_hi, b_hi) - a_hi), arch.n_residuals,
-                                      f"{arch.source} (+) the reference's {ref.source}, in quadrature")
+            arch = arch.in_quadrature_with(reference_arch_interval, f"{arch.source} (+) the reference's "
+                                                                    f"{reference_arch_interval.source}, in quadrature")
         out = {"arch": arch}
         if reference_onnx_interval is not None:
             ref = reference_onnx_interval

@@ -135,7 +135,7 @@ def fewshot_archs(space: SearchSpace, reference, n: int, seed: int = 0, pool: in
     cells: dict[tuple, list[int]] = {}
     for i, a in enumerate(cands):
         cells.setdefault((a.resolution, a.width_mult), []).append(i)
-    if n < len(cells) or len(cells) == 1:
+    if n < len(cells):
         chosen = _latency_walk(lat, list(range(len(cands))), n)
     else:
         share = {c: n // len(cells) for c in cells}
