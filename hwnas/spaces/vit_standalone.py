@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from .vit import VitArch
-from .vit_supernet import ProxyGeometry, VitModel, init_vit_weights, proxy_arch, resize_px
+from .vit_supernet import ProxyGeometry, VitModel, correct_per_image, init_vit_weights, proxy_arch, resize_px
 from .vit_supernet_train import VitData, VitTrainConfig, accumulated_step, epoch_batches, make_optimizer, step_batch
 
-__all__ = ["StandaloneResult", "init_like_supernet", "evaluate_vit_model", "train_vit_standalone"]
+__all__ = ["StandaloneResult", "evaluate_vit_model", "train_vit_standalone"]
 
 
 @dataclass
@@ -38,24 +38,16 @@ class StandaloneResult:
     epoch_losses: list[float]
 
 
-def init_like_supernet(model: VitModel) -> VitModel:
-    """The super-transformer's initialisation (:func:`~hwnas.spaces.vit_supernet.init_vit_weights`)."""
-    return init_vit_weights(model)
-
-
 @torch.no_grad()
 def evaluate_vit_model(model: VitModel, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
     """Top-1 % of ``model`` on ``(x, y)`` (normalized images at native size, resized to the model's input)."""
     was = model.training
     model.eval()
-    correct = 0
     try:
-        for s in range(0, len(y), batch_size):
-            xb = resize_px(x[s:s + batch_size], model.arch.resolution)
-            correct += int((model(xb).argmax(1) == y[s:s + batch_size]).sum())
+        right = correct_per_image(lambda xb: model(resize_px(xb, model.arch.resolution)), x, y, batch_size)
     finally:
         model.train(was)
-    return 100.0 * correct / max(1, len(y))
+    return 100.0 * int(right.sum()) / max(1, len(right))
 
 
 def train_vit_standalone(arch: VitArch, data: VitData, cfg: VitTrainConfig, geometry: ProxyGeometry,
@@ -70,7 +62,7 @@ def train_vit_standalone(arch: VitArch, data: VitData, cfg: VitTrainConfig, geom
     t0 = time.perf_counter()
     with torch_threads(threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        model = init_like_supernet(VitModel(pa, n_classes))
+        model = init_vit_weights(VitModel(pa, n_classes))
         opt = make_optimizer(model, cfg)
         per_epoch = len(epoch_batches(len(data.y_train), cfg, 0))
         total = cfg.epochs * per_epoch

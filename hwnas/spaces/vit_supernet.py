@@ -273,9 +273,7 @@ def evaluate_vit_archs(net: SuperVit, x: torch.Tensor, y: torch.Tensor, archs: l
     try:
         for a_i, arch in enumerate(archs):
             net.check(arch)
-            for s in range(0, len(y), batch_size):
-                xb = net.resize(x[s:s + batch_size], arch)
-                items[a_i, s:s + batch_size] = (net(xb, arch).argmax(1) == y[s:s + batch_size]).numpy()
+            items[a_i] = correct_per_image(lambda xb, a=arch: net(net.resize(xb, a), a), x, y, batch_size)
             if progress is not None:
                 progress(a_i + 1, len(archs))
     finally:
@@ -283,5 +281,15 @@ def evaluate_vit_archs(net: SuperVit, x: torch.Tensor, y: torch.Tensor, archs: l
     return 100.0 * items.mean(axis=1), items
 
 
+@torch.no_grad()
+def correct_per_image(forward, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """``bool [n_images]``: whether ``forward`` (images at native size -> logits) gets each of
+    ``(x, y)`` right, in batches of ``batch_size``."""
+    out = np.zeros(len(y), dtype=bool)
+    for s in range(0, len(y), batch_size):
+        out[s:s + batch_size] = (forward(x[s:s + batch_size]).argmax(1) == y[s:s + batch_size]).numpy()
+    return out
+
+
 __all__ = ["PROXY_PATCH_DIVISOR", "ProxyGeometry", "proxy_geometry", "proxy_arch", "SuperVit", "VitModel",
-           "subnet_state", "extract_vit", "subnet_params", "resize_px", "normalize", "evaluate_vit_archs"]
+           "subnet_state", "extract_vit", "subnet_params", "resize_px", "normalize", "evaluate_vit_archs", "correct_per_image"]
