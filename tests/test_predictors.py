@@ -462,6 +462,36 @@ def test_static_kernel_shapes_match_profiled_run(tmp_path):
         assert kernel_signature(static) == kernel_signature(traced)
 
 
+def test_prepacked_weights_featurize_like_the_static_shapes():
+    """A timed session pre-packs constant matrix-product weights and its profiler then omits
+    them (Gemm shows (A, C), MatMul (A,)); the static shapes a prediction reads hold them.  Both
+    must give every kernel the same features (before, the trees learned Gemm / MatMul without
+    their weights from profiled records and priced them with: a 1280x1000 classifier at 0.3x, the
+    transformers' linear layers too low)."""
+    from hwnas.devices import load_device
+    from hwnas.measure import Measurer
+    from hwnas.predictors.kernel_features import featurize_records, optimized_kernels
+    from hwnas.zoo_transformers import transformer_models
+
+    dev = load_device("cpu-1t")
+    models = [zoo_models(1)[0].build(), transformer_models(1)[0].build()]
+    with Measurer(dev) as m:
+        profiled = [m.profile_kernels(model, runs=1, warmup=0).records for model in models]
+    n_matrix = 0
+    for model, timed in zip(models, profiled):
+        static = {r.name: r for r in featurize_records(optimized_kernels(model, dev))[0]}
+        timed_rows = featurize_records(timed)[0]
+        pre_packed = [r for r in timed if r.op_type in ("Gemm", "FusedGemm", "MatMul")
+                      and len(r.input_shapes) < len(next(s for s in optimized_kernels(model, dev)
+                                                         if s.node_name == r.node_name).input_shapes)]
+        n_matrix += len(pre_packed)
+        for row in timed_rows:
+            if row.name in static:
+                assert row.features == static[row.name].features, (row.name, row.op_type)
+                assert row.work == static[row.name].work
+    assert n_matrix >= 2  # the profiler did omit pre-packed weights: the case is exercised
+
+
 def test_static_shapes_fall_back_to_a_run_for_unknown_ops(tmp_path):
     """An op without a shape rule (LpNormalization) sends the model through the profiled run instead."""
     from hwnas.devices import load_device
@@ -574,3 +604,28 @@ def test_train_skips_predictors_the_profile_has_no_data_for(tiny_profile, tmp_pa
     assert {p.name: p.read_bytes() for p in (d / "predictors").iterdir()} == before
     r = _cli("train", "--profile", str(d), "--predictor", "kernel")
     assert r.returncode != 0 and "kernel records" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_retraining_some_predictors_keeps_the_others_index_entries(tiny_profile, tmp_path):
+    """``hwnas train --predictor X`` rewrites X only: the other predictors' entries, held-out
+    scores, intervals and the default they earned stay in the index (it used to drop them: on
+    ``profiles/cpu-1t`` retraining ``kernel`` moved the default from ``learned`` to ``lut``); an
+    entry whose file is gone is not kept."""
+    import shutil
+
+    from hwnas.predictors import read_index, train_all
+
+    d = tmp_path / "cpu-1t"
+    shutil.copytree(tiny_profile[0], d, ignore=shutil.ignore_patterns("predictors"))
+    first = train_all(d, ["macs", "lut", "learned"])
+    lut_bytes = (d / "predictors" / "lut.json").read_bytes()
+    for subset in (["macs"], ["learned"]):
+        again = train_all(d, subset)
+        assert set(again["predictors"]) == {"macs", "lut", "learned"}
+        assert again["default"] == first["default"] == read_index(d)["default"]
+        assert again["heldout"]["predictors"]["lut"] == first["heldout"]["predictors"]["lut"]
+        assert again["intervals"]["lut"] == first["intervals"]["lut"]
+    assert (d / "predictors" / "lut.json").read_bytes() == lut_bytes
+    (d / "predictors" / "lut.json").unlink()
+    third = train_all(d, ["macs"])
+    assert set(third["predictors"]) == {"macs", "learned"} and "lut" not in third["intervals"]

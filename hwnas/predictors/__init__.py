@@ -82,12 +82,15 @@ def train_all(profile_dir: str | Path, names: list[str] | None = None, progress=
         for name in ONNX_PREDICTORS:
             if name in fitted and "interval" in families.get(name, {}):
                 intervals.setdefault(name, {})["onnx"] = families[name]["interval"]
+    entries = {name: {"fit_s": fit_s} for name, (_, fit_s) in fitted.items()}
+    if explicit:  # retraining some: the others' saved entries, scores and intervals stay
+        _keep_untouched(profile_dir, entries, heldout, intervals)
     index = {
         "format_version": FORMAT_VERSION,
         "hwnas_version": __version__,
         "trained_at": time.time(),
-        "predictors": {name: {"fit_s": fit_s} for name, (_, fit_s) in fitted.items()},
-        "default": choose_defaults(heldout, list(fitted)),
+        "predictors": entries,
+        "default": choose_defaults(heldout, list(entries)),
         "heldout": heldout,
         "intervals": intervals,
     }
@@ -95,6 +98,27 @@ def train_all(profile_dir: str | Path, names: list[str] | None = None, progress=
         index["skipped"] = skipped
     save_trained(profile_dir, {name: pred for name, (pred, _) in fitted.items()}, index)
     return index
+
+
+def _keep_untouched(profile_dir: str | Path, entries: dict, heldout: dict, intervals: dict) -> None:
+    """Carry the saved index's entries of predictors not retrained now (their files stay as they
+    are) into the new index: ``hwnas train --predictor kernel`` must not drop the others' held-out
+    scores and intervals, nor move the default to one of the retrained.  Scores are comparable:
+    the held-out half is the same hash split of the same profile."""
+    try:
+        old = read_index(profile_dir)
+    except HwnasError:  # none yet, or unreadable: nothing to keep
+        return
+    pdir = predictors_dir(profile_dir)
+    for name, entry in old.get("predictors", {}).items():
+        if name in entries or not (pdir / f"{name}.json").is_file():
+            continue
+        entries[name] = entry
+        score = old.get("heldout", {}).get("predictors", {}).get(name)
+        if score is not None:
+            heldout.setdefault("predictors", {})[name] = score
+        if name in old.get("intervals", {}):
+            intervals[name] = old["intervals"][name]
 
 
 __all__ = ["LatencyPredictor", "MacsPredictor", "LutPredictor", "LearnedPredictor", "KernelPredictor",

@@ -97,6 +97,25 @@ def _nchw(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (shape[0], shape[3], shape[1], shape[2]) if len(shape) == 4 else shape
 
 
+def _with_prepacked_weight(op_type: str, ins: list[tuple[int, ...]], outs: list[tuple[int, ...]],
+                           attributes: dict) -> list[tuple[int, ...]]:
+    """The inputs of a float matrix product with its constant weight put back where ORT pre-packed
+    it.  A timed (pre-packing) session's profiler omits a pre-packed ``B``: ``Gemm`` shows
+    ``(A, C)``, ``MatMul`` ``(A,)``; the untimed shape pass (pre-packing off, and the static
+    propagator) shows ``(A, B, C)``.  Both must give one kernel the same features, or the trees
+    learn matrix products without their weights and price them with."""
+    if op_type not in _GEMM or not ins or not outs or not ins[0] or not outs[0]:
+        return ins
+    a, y = ins[0], outs[0]
+    k, n = _inner_dim(a, attributes), int(y[-1])
+    b = (n, k) if attributes.get("transB") else (k, n)
+    if op_type in ("Gemm", "FusedGemm") and (len(ins) == 1 or (len(ins) == 2 and len(ins[1]) <= 1)):
+        return [a, b, *ins[1:]]
+    if op_type in ("MatMul", "FusedMatMul") and len(ins) == 1:
+        return [a, b]
+    return ins
+
+
 def float_layout(op_type: str, input_shapes: Sequence[Sequence[int]], output_shapes: Sequence[Sequence[int]] = (),
                  attributes: dict | None = None) -> tuple[str, list[tuple[int, ...]], list[tuple[int, ...]], int]:
     """(float op type, input shapes, output shapes, bytes per activation element) of a kernel.
@@ -107,7 +126,7 @@ def float_layout(op_type: str, input_shapes: Sequence[Sequence[int]], output_sha
     ins = [tuple(s) for s in input_shapes]
     outs = [tuple(s) for s in output_shapes]
     if op_type not in _QUANTIZED:
-        return op_type, ins, outs, 4
+        return op_type, _with_prepacked_weight(op_type, ins, outs, attributes or {}), outs, 4
     attributes = attributes or {}
     base, idx = _QUANTIZED[op_type]
     picked = ins[2::3] if idx is None else [ins[i] for i in idx if i < len(ins)]
