@@ -4,8 +4,12 @@ The predictor-accuracy figures on model families are judged against one stored m
 model; this says how much of a figure's error the measurement alone can explain.  Each model is
 measured again (fresh session, fresh canary, the profile's device and default timing) and its
 canary-relative latency compared with the profile's.  Only measurements: no predictor is run.
+``--replace`` stores each fresh measurement (and the kernel profile taken with it, as the profile
+campaign does) in place of the old one: for models first measured on a loaded machine; retrain
+the predictors afterwards.
 
-    python benchmarks/zoo_remeasure.py [--profile profiles/cpu-1t] [--set sealed|tuning|all]
+    python benchmarks/zoo_remeasure.py [--profile profiles/cpu-1t] [--set sealed|tuning|transformers|all]
+        [--replace]
 """
 
 from __future__ import annotations
@@ -28,29 +32,43 @@ def main() -> None:
     from hwnas.predictors.evaluate import zoo_table
     from hwnas.profile import Profile
     from hwnas.quantize import for_device
+    from hwnas.profile.campaign import measure_task, zoo_tasks_of
+    from hwnas.profile.store import ProfileStore
     from hwnas.zoo_sealed import SEALED_FAMILIES, model_by_name
+    from hwnas.zoo_transformers import TRANSFORMER_FAMILIES
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default=str(default_profile_dir()))
-    ap.add_argument("--set", choices=("sealed", "tuning", "all"), default="sealed")
+    ap.add_argument("--set", choices=("sealed", "tuning", "transformers", "all"), default="sealed")
+    ap.add_argument("--replace", action="store_true", help="store the fresh measurements in the profile")
     ap.add_argument("--out", default=None, help="default: benchmarks/results/zoo_remeasure_<set>.json")
     args = ap.parse_args()
     prof = Profile.load(args.profile)
     df = zoo_table(prof)
-    if args.set != "all":
+    if args.set == "transformers":
+        df = df[df["family"].isin(TRANSFORMER_FAMILIES)]
+    elif args.set != "all":
         df = df[df["family"].isin(SEALED_FAMILIES) == (args.set == "sealed")]
+    store = ProfileStore(args.profile) if args.replace else None
     t0 = time.time()
     rows = []
     with Measurer(prof.device) as m:
         for name, stored, noise in zip(df["name"], df["relative_to_canary"], df["noise_rel"]):
-            r = m.measure(for_device(model_by_name(name).build(), prof.device.precision), name)
+            if store is None:
+                r = m.measure(for_device(model_by_name(name).build(), prof.device.precision), name)
+            else:  # as the profile campaign measures a zoo model: the measurement and its kernel profile
+                task, = zoo_tasks_of([model_by_name(name)])
+                r, kp = measure_task(m, "zoo", task)
+                store.replace_measurement("zoo", task.key, task.target, r, task.macs, task.params, kp)
             rows.append({"name": name, "stored": float(stored), "stored_noise_rel": float(noise),
                          "again": r.relative_to_canary, "again_noise_rel": r.noise_rel, "canary_ms": r.canary_ms})
             print(f"{name:28s} stored {stored:7.3f}  again {r.relative_to_canary:7.3f}  "
                   f"({100 * (r.relative_to_canary / stored - 1):+5.1f}%)", flush=True)
     a = np.array([r["again"] for r in rows])
     s = np.array([r["stored"] for r in rows])
-    res = {"profile": args.profile, "set": args.set, "n": len(rows), "seconds": round(time.time() - t0, 1),
+    if store is not None:
+        store.close(compact=True)  # one self-contained file, as the campaign leaves it
+    res = {"profile": args.profile, "set": args.set, "replaced": args.replace, "n": len(rows), "seconds": round(time.time() - t0, 1),
            "canary_relative": agreement(a, s),
            "median_noise_rel_stored": float(np.median([r["stored_noise_rel"] for r in rows])),
            "median_noise_rel_again": float(np.median([r["again_noise_rel"] for r in rows])),

@@ -112,6 +112,37 @@ def test_resume_profile_saved_before_allow_spinning_existed(tmp_path):
     st.close()
 
 
+def test_replace_measurement_swaps_row_and_kernel_profile(tmp_path):
+    """A second, quieter measurement of a zoo model replaces the first: one row per key after it,
+    the new figures, the new kernel records only; a key never measured is a KeyError, nothing
+    written."""
+    from hwnas.measure import KernelProfile, KernelRecord, LatencyStats, Measurement
+
+    def meas(ms):
+        return Measurement("zoo:m", LatencyStats.of([ms, ms * 1.01, ms * 0.99]), 5.0, ms / 5.0, (ms / 5.0,), 0.01, 0.0,
+                           0.1)
+
+    def kprof(ms, n):
+        recs = tuple(KernelRecord(f"n{i}", "Conv", "", ((1, 3, 8, 8),), ((1, 4, 8, 8),), {}, ms / n, i) for i in range(n))
+        return KernelProfile(recs, ms, ms, 5, 5.0)
+
+    st = ProfileStore(tmp_path / "p", create=True)
+    st.add_measurement("zoo", "zoo:m", {"name": "m"}, meas(10.0), 100, 10, kernel_profile=kprof(10.0, 3))
+    st.add_measurement("zoo", "zoo:other", {"name": "other"}, meas(4.0), 50, 5, kernel_profile=kprof(4.0, 2))
+    st.replace_measurement("zoo", "zoo:m", {"name": "m"}, meas(8.0), 100, 10, kernel_profile=kprof(8.0, 4))
+    df = st.measurements("zoo").set_index("key")
+    assert len(df) == 2 and df.loc["zoo:m", "latency_ms"] == pytest.approx(8.0)
+    assert df.loc["zoo:other", "latency_ms"] == pytest.approx(4.0)
+    kr = st.kernel_records()
+    assert (kr["arch"] == "zoo:m").sum() == 4 and (kr["arch"] == "zoo:other").sum() == 2
+    kp = st.kernel_profiles().set_index("arch")
+    assert len(kp) == 2 and kp.loc["zoo:m", "e2e_ms"] == pytest.approx(8.0)
+    with pytest.raises(KeyError, match="zoo:none"):
+        st.replace_measurement("zoo", "zoo:none", {}, meas(1.0))
+    assert len(st.measurements("zoo")) == 2
+    st.close()
+
+
 def test_profile_errors(tmp_path):
     f = tmp_path / "file"
     f.write_text("x")

@@ -182,15 +182,36 @@ class ProfileStore:
                         macs: int | None = None, params: int | None = None,
                         kernel_profile: KernelProfile | None = None) -> None:
         """One measurement (and optionally its kernel profile), in one transaction."""
-        s = m.stats
         with self.conn:
             if kernel_profile is not None:
                 self._insert_kernel_profile(key, kernel_profile)
-            self.conn.execute(
-                "INSERT INTO measurements VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (kind, key, json.dumps(target), s.median_ms, s.p10_ms, s.p90_ms, s.iqr_ms, s.count,
-                 m.relative_to_canary, m.canary_ms, m.noise_rel, m.canary_drift, macs, params, time.time()),
-            )
+            self._insert_measurement(kind, key, target, m, macs, params)
+
+    def _insert_measurement(self, kind: str, key: str, target: dict, m: Measurement,
+                            macs: int | None, params: int | None) -> None:
+        """Caller holds the transaction."""
+        s = m.stats
+        self.conn.execute(
+            "INSERT INTO measurements VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (kind, key, json.dumps(target), s.median_ms, s.p10_ms, s.p90_ms, s.iqr_ms, s.count,
+             m.relative_to_canary, m.canary_ms, m.noise_rel, m.canary_drift, macs, params, time.time()),
+        )
+
+    def replace_measurement(self, kind: str, key: str, target: dict, m: Measurement,
+                            macs: int | None = None, params: int | None = None,
+                            kernel_profile: KernelProfile | None = None) -> None:
+        """A fresh measurement of something measured before (a quieter second pass): the old row,
+        and its kernel profile when a new one is given, go in the same transaction as the new
+        ones are written, so a crash leaves either the old or the new."""
+        with self.conn:
+            n = self.conn.execute("DELETE FROM measurements WHERE kind = ? AND key = ?", (kind, key)).rowcount
+            if n == 0:
+                raise KeyError(f"no {kind} measurement {key!r} to replace")
+            if kernel_profile is not None:
+                self.conn.execute("DELETE FROM kernel_records WHERE arch = ?", (key,))
+                self.conn.execute("DELETE FROM kernel_profiles WHERE arch = ?", (key,))
+                self._insert_kernel_profile(key, kernel_profile)
+            self._insert_measurement(kind, key, target, m, macs, params)
 
     def add_kernel_profile(self, arch: str, kp: KernelProfile) -> None:
         """All kernel records of one model and its summary, in one transaction."""
