@@ -60,11 +60,18 @@ def _npz(path, data: ImageDataset):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_data):
-    """A tiny supernet trained 2 epochs (from an .npz, so estimators can find the data again)."""
+    """A tiny supernet trained 2 epochs (from an .npz, so estimators can find the data again).
+    On one torch thread: a module fixture is set up before the function-scoped ``_one_thread``,
+    and two threads stall whenever another process holds a core (7 s a step instead of 0.3 s)."""
     d = tmp_path_factory.mktemp("acc")
     npz = _npz(d / "tiny.npz", tiny_data)
     out = d / "sn"
-    r = train_supernet(str(npz), out, TrainConfig(epochs=2, **TINY_CFG), space=TINY)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        r = train_supernet(str(npz), out, TrainConfig(epochs=2, **TINY_CFG), space=TINY)
+    finally:
+        torch.set_num_threads(n)
     return out, npz, r
 
 
