@@ -639,3 +639,17 @@ def test_standalone_init_seed_leaves_torch_global_generator_alone(tiny_data):
     a = train_standalone(TINY.smallest(), tiny_data, cfg, TINY, init_seed=7)[0]
     assert torch.equal(torch.random.get_rng_state(), before)
     assert train_standalone(TINY.smallest(), tiny_data, cfg, TINY, init_seed=7)[0] == a  # seeded
+
+
+def test_standalone_per_image_correctness_matches_its_accuracy(tiny_data):
+    """The paired-comparison path returns the same training as :func:`train_standalone` (same
+    seed: same accuracy) and per-image correctness over the validation split that adds up to it."""
+    from hwnas.accuracy.supernet import train_standalone
+    from hwnas.accuracy.supernet.standalone import train_standalone_correct
+
+    cfg = TrainConfig(epochs=1, **TINY_CFG)
+    acc, correct, _ = train_standalone_correct(TINY.largest(), tiny_data, cfg, TINY, init_seed=3)
+    _, val_idx = tiny_data.split(cfg.val_fraction, cfg.seed)
+    assert correct.dtype == bool and correct.shape == (len(val_idx),)
+    assert acc == 100.0 * correct.sum() / len(correct)
+    assert train_standalone(TINY.largest(), tiny_data, cfg, TINY, init_seed=3)[0] == acc
