@@ -23,10 +23,11 @@ stratified 80/20 train/validation split; ``builtin:digits``: the 1,797 digits, 5
    schedule, augmentation and number of optimizer steps as the supernet; seed 0 of all first);
    the seed-to-seed spread, and every estimator against the mean stand-alone accuracy
    (Spearman, Kendall, bootstrap 95% intervals over the subnets;
-   :mod:`hwnas.accuracy.groundtruth`).
+   :mod:`hwnas.accuracy.groundtruth`), trained in an order whose every prefix spans the MACs and
+   reported after every training, so that a run stopped early keeps a report of what finished.
 
-Saves the JSON after every step (an interrupted run keeps what it measured) and ships the fitted
-predictor and the measured pairs to ``--ship`` (default ``profiles/accuracy``; ``--ship ''``:
+Saves the JSON after every step (an interrupted run keeps what it measured) and, before the
+ground truth (which may be stopped), ships the fitted predictor and the measured pairs to ``--ship`` (default ``profiles/accuracy``; ``--ship ''``:
 not at all).  The supernet checkpoint stays in ``--work`` (git-ignored ``out/``).
 
     nice -n 19 python benchmarks/accuracy_estimators.py [--data builtin:shapes] [--budget-min 25]
@@ -163,7 +164,7 @@ def main() -> None:
 
     from hwnas.accuracy.data import load_dataset
     from hwnas.accuracy.estimators import MacsEstimator, NaswotEstimator, ParamsEstimator
-    from hwnas.accuracy.groundtruth import ground_truth_report, quantile_picks, train_seed_major
+    from hwnas.accuracy.groundtruth import ground_truth_report, quantile_picks, spread_order, train_seed_major
     from hwnas.accuracy.noise import accuracy_noise
     from hwnas.accuracy.predictor import (PAIRS_FILE, PREDICTOR_FILE, AccuracyPredictor, checkpoint_id, fit_auto,
                                           rank_metrics, supernet_pairs)
@@ -318,21 +319,6 @@ def main() -> None:
     res["ranking_vs_inherited"]["naswot"]["seconds_per_arch"] = t_nw / len(acc)
     _save(res, out)
 
-    # 5. ground truth: subnets trained alone ----------------------------------------------------------
-    if args.standalone > 0:
-        picks = quantile_picks(ests["macs"], args.standalone)
-        rows = [{"arch": str(eval_archs[i]), "macs": float(ests["macs"][i]), "inherited": float(acc[i])}
-                for i in picks]
-        res["standalone"] = {"epochs": cfg.epochs, "optimizer_steps": cfg.epochs * steps_per_epoch,
-                             "seeds": args.seeds, "planned": len(picks), "order": "seed-major", "subnets": rows,
-                             "split": f"validation split of {args.data} ({len(ls.val_idx)} images)"}
-        train_seed_major(rows, args.seeds, lambda a, seed: train_standalone(S.parse(a), ls.data, cfg, S,
-                                                                            init_seed=1000 + seed),
-                         save=lambda: _save(res, out), log=lambda m: print(m, flush=True))
-        res["standalone"].update(ground_truth_report(
-            rows, {k: np.asarray(v)[picks] for k, v in {"inherited": acc, **ests}.items()}, seed=0))
-        _save(res, out)
-
     # ship ----------------------------------------------------------------------------------------
     if shipped is not None and args.ship:
         ship = Path(args.ship)
@@ -357,6 +343,28 @@ def main() -> None:
             for a, v in zip(eval_archs, acc):
                 f.write(f"{a},{v:.4f},{ck},test\n")
         res["shipped"] = {p.name: p.stat().st_size for p in (ship / PREDICTOR_FILE, ship / PAIRS_FILE)}
+        _save(res, out)
+
+    # 5. ground truth: subnets trained alone ----------------------------------------------------------
+    if args.standalone > 0:
+        picks = quantile_picks(ests["macs"], args.standalone)
+        picks = [picks[i] for i in spread_order(len(picks))]  # a stopped run's trainings span the MACs
+        rows = [{"arch": str(eval_archs[i]), "macs": float(ests["macs"][i]), "inherited": float(acc[i])}
+                for i in picks]
+        res["standalone"] = {"epochs": cfg.epochs, "optimizer_steps": cfg.epochs * steps_per_epoch,
+                             "seeds": args.seeds, "planned": len(picks), "order": "seed-major, spread over MACs", "subnets": rows,
+                             "split": f"validation split of {args.data} ({len(ls.val_idx)} images)"}
+        gt_ests = {k: np.asarray(v)[picks] for k, v in {"inherited": acc, **ests}.items()}
+
+        def gt_save():  # the report of what has finished, after every training (a stopped run keeps it)
+            res["standalone"].update(ground_truth_report(rows, gt_ests, seed=0))
+            _save(res, out)
+
+        train_seed_major(rows, args.seeds, lambda a, seed: train_standalone(S.parse(a), ls.data, cfg, S,
+                                                                            init_seed=1000 + seed),
+                         save=gt_save, log=lambda m: print(m, flush=True))
+        gt_save()
+
     res["total_seconds"] = time.perf_counter() - t_all
     _save(res, out)
     torch.set_num_threads(threads_before)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from hwnas.accuracy.groundtruth import ground_truth_report, quantile_picks, rank_rows, train_seed_major
+from hwnas.accuracy.groundtruth import ground_truth_report, quantile_picks, rank_rows, spread_order, train_seed_major
 
 
 def test_quantile_picks_span_the_values_in_order():
@@ -16,6 +16,18 @@ def test_quantile_picks_span_the_values_in_order():
     assert quantile_picks(v, 1) == [int(np.flatnonzero(v == 14.0)[0])]
     assert sorted(quantile_picks(v, 40)) == list(range(30))  # more than there are: each once
     assert quantile_picks(v, 0) == [] and quantile_picks([], 3) == []
+
+
+def test_spread_order_prefixes_span_the_range():
+    assert spread_order(5) == [0, 4, 2, 1, 3]
+    assert spread_order(0) == [] and spread_order(1) == [0] and spread_order(2) == [0, 1]
+    for n in (3, 7, 20, 33):
+        o = spread_order(n)
+        assert sorted(o) == list(range(n))                 # a permutation
+        assert o[:2] == [0, n - 1] and o[2] == (n - 1) // 2  # ends, then the middle
+        for k in range(2, n + 1):  # a prefix of 2^j + 1 or more leaves no gap wider than (n - 1) / 2^j
+            j = int(np.floor(np.log2(k - 1)))
+            assert np.diff(sorted(o[:k])).max() <= -(-(n - 1) // 2 ** j)
 
 
 def _fake_train(calls):

@@ -2,6 +2,8 @@
 and how well each estimator's ranking matches the mean stand-alone accuracy.
 
 * :func:`quantile_picks`: ``n`` items spread over a value (MACs) by quantiles;
+* :func:`spread_order`: an order of those picks whose every prefix spans the range (ends first,
+  then midpoints), so that a run stopped after a few trainings has not trained only the smallest;
 * :func:`train_seed_major`: the stand-alone trainings in seed-major order (seed 0 of every
   subnet, then seed 1 of every subnet, ...), saving after each and skipping those already done,
   so that an interrupted run still ranks every picked subnet and a rerun continues it;
@@ -22,7 +24,7 @@ import numpy as np
 
 from .noise import spearman_brown
 
-__all__ = ["quantile_picks", "train_seed_major", "rank_rows", "ground_truth_report"]
+__all__ = ["quantile_picks", "spread_order", "train_seed_major", "rank_rows", "ground_truth_report"]
 
 
 def quantile_picks(values, n: int) -> list[int]:
@@ -35,6 +37,23 @@ def quantile_picks(values, n: int) -> list[int]:
     order = np.argsort(values, kind="stable")
     qs = np.linspace(0, 1, n) if n > 1 else np.array([0.5])
     return list(dict.fromkeys(int(order[int(round(q * (len(order) - 1)))]) for q in qs))
+
+
+def spread_order(n: int) -> list[int]:
+    """``0 .. n-1`` reordered so that every prefix spans the range: both ends, then the midpoint of
+    every gap, breadth first (``n = 5``: 0, 4, 2, 1, 3)."""
+    if n <= 2:
+        return list(range(max(0, n)))
+    order, gaps = [0, n - 1], [(0, n - 1)]
+    while gaps:
+        nxt = []
+        for lo, hi in gaps:
+            if hi - lo > 1:
+                mid = (lo + hi) // 2
+                order.append(mid)
+                nxt += [(lo, mid), (mid, hi)]
+        gaps = nxt
+    return order
 
 
 def train_seed_major(rows: list[dict], seeds: int, train: Callable[[str, int], tuple[float, float]],
