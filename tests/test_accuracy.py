@@ -222,6 +222,7 @@ def _state(d):
     return torch.load(Path(d) / CHECKPOINT, weights_only=True)
 
 
+@pytest.mark.slow  # 7-12 s: in CI's slow step, keeping the README's test command under 8 minutes
 def test_resume_continues_to_identical_state(tmp_path, tiny_data):
     cfg2 = TrainConfig(epochs=2, **TINY_CFG)
     train_supernet(tiny_data, tmp_path / "straight", cfg2, space=TINY)

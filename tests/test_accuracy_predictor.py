@@ -88,6 +88,7 @@ def test_predictor_file_is_validated_and_old_mlp_files_load(tmp_path, model):
             AccuracyPredictor.load(tmp_path / "v1.json")
 
 
+@pytest.mark.slow  # 7-12 s: in CI's slow step, keeping the README's test command under 8 minutes
 def test_auto_predictor_is_chosen_by_cross_validation():
     from hwnas.accuracy.predictor import AUTO_CANDIDATES, fit_auto
 

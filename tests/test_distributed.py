@@ -59,6 +59,7 @@ def _micro(n: int = 12, side: int = 8) -> ImageDataset:
     return ImageDataset(rng.integers(0, 256, (n, 3, side, side), dtype=np.uint8), np.arange(n) % 2, ["a", "b"], "micro")
 
 
+@pytest.mark.slow  # 7-12 s: in CI's slow step, keeping the README's test command under 8 minutes
 def test_sharding_feed_threads_env_and_rank0_only_writes(tmp_path):
     for n, world in [(16, 2), (17, 2), (7, 3), (5, 5)]:
         parts = [shard(n, r, world) for r in range(world)]

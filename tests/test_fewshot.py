@@ -216,6 +216,7 @@ def test_search_accepts_a_fewshot_profile(fewshot):
     assert best.predicted_latency_ms == pytest.approx(pred.predict([str(best.arch)])[0])
 
 
+@pytest.mark.slow  # 7-12 s: in CI's slow step, keeping the README's test command under 8 minutes
 def test_fewshot_interrupted_then_resumed(reference, tmp_path):
     """Ctrl-C after two measurements keeps them; --resume measures only the rest, then adapts."""
     from hwnas.profile.store import ProfileStore

@@ -99,6 +99,7 @@ def test_measured_search_on_a_real_profile(tiny_profile, tmp_path):
     assert len({m["arch"] for m in rep.measured}) == len(rep.measured) == rep.n_measured  # nothing measured twice
 
 
+@pytest.mark.slow  # 7-12 s: in CI's slow step, keeping the README's test command under 8 minutes
 def test_the_search_continues_with_the_measured_bias(tiny_profile, tmp_path, monkeypatch):
     """With the threshold at 0 a second search round always runs: its constraint is budget / bias,
     it walks only candidates more accurate than the first winner, nothing is measured twice, and

@@ -240,6 +240,7 @@ def test_gradient_alpha_converges_to_the_faster_and_better_path():
     assert run.alpha_steps == 200 and run.meets_budget
 
 
+@pytest.mark.slow  # 7-12 s: in CI's slow step, keeping the README's test command under 8 minutes
 def test_gradient_same_seed_same_result():
     _, a = _toy_run(7)
     _, b = _toy_run(7)

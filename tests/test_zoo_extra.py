@@ -51,6 +51,7 @@ def test_new_model_checks_and_runs(name: str) -> None:
     assert 1e-3 < float(y.std()) < 1e3
 
 
+@pytest.mark.slow  # 7-12 s: in CI's slow step, keeping the README's test command under 8 minutes
 def test_candidates_ordered_by_macs_and_spread_over_them() -> None:
     for fam in families():
         macs = [onnx_macs(_built(m.name)) for m in _VARIANTS[fam]]
