@@ -27,8 +27,8 @@ stratified 80/20 train/validation split; ``builtin:digits``: the 1,797 digits, 5
    reported after every training, so that a run stopped early keeps a report of what finished.
 
 Saves the JSON after every step (an interrupted run keeps what it measured) and, before the
-ground truth (which may be stopped), ships the fitted predictor and the measured pairs to ``--ship`` (default ``profiles/accuracy``; ``--ship ''``:
-not at all).  The supernet checkpoint stays in ``--work`` (git-ignored ``out/``).
+ground truth (which may be stopped), ships the fitted predictor and the measured pairs to
+``--ship`` (default ``profiles/accuracy``; ``--ship ''``: not at all).  The supernet checkpoint stays in ``--work`` (git-ignored ``out/``).
 
     nice -n 19 python benchmarks/accuracy_estimators.py [--data builtin:shapes] [--budget-min 25]
         [--reuse] [--n-eval 200] [--n-pairs 300] [--standalone 20 --seeds 2]
@@ -37,12 +37,13 @@ not at all).  The supernet checkpoint stays in ``--work`` (git-ignored ``out/``)
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
+
+from results_io import save_results
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -94,13 +95,6 @@ def _args():
 
 def _name(spec: str) -> str:
     return spec.split(":")[1] if spec.startswith("builtin:") else Path(spec).stem
-
-
-def _save(res: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(res, indent=2) + "\n")
-    tmp.replace(out)
 
 
 def _plot(acc, lo, hi, path: Path, title: str) -> None:
@@ -232,7 +226,7 @@ def main() -> None:
               f"({'stopped by budget' if r.stopped_by_budget else 'complete'})", flush=True)
         ls = load_supernet(work, S, data)
     res["train"]["steps_per_epoch"] = steps_per_epoch
-    _save(res, out)
+    save_results(res, out)
 
     # 2. inherited-weight accuracy over n_eval subnets, with its noise ---------------------------
     ls = _val_subset(ls, args.val_images)
@@ -272,7 +266,7 @@ def main() -> None:
           f"{noise.split_half_spearman:.3f} -> reliability {noise.reliability:.3f}", flush=True)
     _plot(acc, np.array(noise.ci95_low_pct), np.array(noise.ci95_high_pct), out.with_suffix(".png"),
           f"{len(acc)} subnets, inherited weights, {split}; reliability {noise.reliability:.3f}")
-    _save(res, out)
+    save_results(res, out)
 
     # 3. accuracy predictor -----------------------------------------------------------------------
     shipped = pair_archs = pair_acc = None
@@ -304,7 +298,7 @@ def main() -> None:
         print(f"predictor ({chosen}, chosen by CV) on {len(acc)} held-out subnets, fitted on {len(pair_archs)}: "
               f"RMSE {main_m['rmse']:.2f}  Spearman {main_m['spearman']:.3f}  Kendall {main_m['kendall']:.3f}",
               flush=True)
-        _save(res, out)
+        save_results(res, out)
 
     # 4. proxy and baselines -----------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -317,7 +311,7 @@ def main() -> None:
     res["ranking_vs_inherited"] = {k: {"spearman": float(stats.spearmanr(v, acc).statistic),
                                        "kendall": float(stats.kendalltau(v, acc).statistic)} for k, v in ests.items()}
     res["ranking_vs_inherited"]["naswot"]["seconds_per_arch"] = t_nw / len(acc)
-    _save(res, out)
+    save_results(res, out)
 
     # ship ----------------------------------------------------------------------------------------
     if shipped is not None and args.ship:
@@ -343,7 +337,7 @@ def main() -> None:
             for a, v in zip(eval_archs, acc):
                 f.write(f"{a},{v:.4f},{ck},test\n")
         res["shipped"] = {p.name: p.stat().st_size for p in (ship / PREDICTOR_FILE, ship / PAIRS_FILE)}
-        _save(res, out)
+        save_results(res, out)
 
     # 5. ground truth: subnets trained alone ----------------------------------------------------------
     if args.standalone > 0:
@@ -352,13 +346,14 @@ def main() -> None:
         rows = [{"arch": str(eval_archs[i]), "macs": float(ests["macs"][i]), "inherited": float(acc[i])}
                 for i in picks]
         res["standalone"] = {"epochs": cfg.epochs, "optimizer_steps": cfg.epochs * steps_per_epoch,
-                             "seeds": args.seeds, "planned": len(picks), "order": "seed-major, spread over MACs", "subnets": rows,
+                             "seeds": args.seeds, "planned": len(picks), "order": "seed-major, spread over MACs",
+                             "subnets": rows,
                              "split": f"validation split of {args.data} ({len(ls.val_idx)} images)"}
         gt_ests = {k: np.asarray(v)[picks] for k, v in {"inherited": acc, **ests}.items()}
 
         def gt_save():  # the report of what has finished, after every training (a stopped run keeps it)
             res["standalone"].update(ground_truth_report(rows, gt_ests, seed=0))
-            _save(res, out)
+            save_results(res, out)
 
         train_seed_major(rows, args.seeds, lambda a, seed: train_standalone(S.parse(a), ls.data, cfg, S,
                                                                             init_seed=1000 + seed),
@@ -366,7 +361,7 @@ def main() -> None:
         gt_save()
 
     res["total_seconds"] = time.perf_counter() - t_all
-    _save(res, out)
+    save_results(res, out)
     torch.set_num_threads(threads_before)
     print(f"saved {out} and {out.with_suffix('.png')}; total {res['total_seconds'] / 60:.1f} min")
 

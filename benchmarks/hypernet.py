@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from results_io import save_results
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
@@ -69,13 +71,6 @@ def _args():
     ap.add_argument("--seeds", type=int, default=2, help="initialisations per stand-alone architecture")
     ap.add_argument("--out", default=str(HERE / "results" / "hypernet.json"))
     return ap.parse_args()
-
-
-def _save(res: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(res, indent=2) + "\n")
-    tmp.replace(out)
 
 
 def _probe_hyper(space, data, cfg, steps: int = 3) -> float:
@@ -162,7 +157,7 @@ def _ground_truth(args, res: dict, prev: dict, out: Path, data, space, archs, sd
         block.pop("note", None)  # "too few to rank" of an earlier save
         block.update(ground_truth_report(rows, {k: np.asarray(v)[picks] for k, v in ests.items()}, args.n_boot,
                                          args.seed, gap=("supernet", "hypernet")))
-        _save(res, out)
+        save_results(res, out)
 
     print(f"stand-alone: {len(picks)} archs x {args.seeds} seeds, {steps} optimizer steps each "
           f"({block['kept_from_previous_run']} kept)", flush=True)
@@ -242,7 +237,7 @@ def main() -> None:
                                     "history": r.history}
         load["after_hypernet_training"] = list(os.getloadavg())
         res["load_average_1_5_15_min"] = load
-        _save(res, out)
+        save_results(res, out)
         s_resume = resumed and (sdir / "supernet.json").is_file()
         if args.supernet_min > 0 and s_resume:
             from hwnas.accuracy.supernet import read_meta as supernet_meta
@@ -266,7 +261,7 @@ def main() -> None:
                                         "stopped_by_budget": sr.stopped_by_budget}
             print(f"  supernet {sr.epochs_done}/{sr.epochs} epochs in {sr.seconds:.0f} s", flush=True)
             load["after_supernet_training"] = list(os.getloadavg())
-            _save(res, out)
+            save_results(res, out)
 
     if args.reuse:  # what the saved networks' metadata says about their training
         from hwnas.accuracy.hypernet import read_meta
@@ -314,7 +309,7 @@ def main() -> None:
     res["total_seconds"] = time.perf_counter() - t_all
     load["end"] = list(os.getloadavg())
     res["load_average_1_5_15_min"] = load
-    _save(res, out)
+    save_results(res, out)
     for k, v in rank.items():
         extra = ""
         if "spearman_paired_bootstrap" in v:
@@ -331,7 +326,7 @@ def main() -> None:
                       {"hypernet": h_acc, "supernet": s_acc, "naswot": naswot, "params": params, "macs": macs})
         res["total_seconds"] = time.perf_counter() - t_all
         load["end"] = list(os.getloadavg())
-        _save(res, out)
+        save_results(res, out)
     elif args.standalone > 0:
         print("no supernet in --work: no stand-alone ground truth (it takes the supernet's schedule)")
     print(f"saved {out}")

@@ -26,23 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from morph import _interval
+from results_io import save_results
+
 HERE = Path(__file__).resolve().parent
-N_BOOT = 2000
-
-
-def _save(path: Path, res: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(res, indent=2))
-    os.replace(tmp, path)
-
-
-def _paired_interval(a: np.ndarray, b: np.ndarray, seed: int = 0) -> list[float]:
-    """95% bootstrap interval (over images) of mean(a) - mean(b), a and b per-image 0/1 correctness
-    on the same images, in points of top-1."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(len(a), size=(N_BOOT, len(a)))
-    d = 100.0 * (a[idx].mean(axis=1) - b[idx].mean(axis=1))
-    return [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))]
 
 
 def main() -> None:
@@ -83,7 +70,7 @@ def main() -> None:
                                  "accuracy_pct": {}, "correct": {}}
                 print(f"budget {b:g} ms: {strategy} picked {best.arch} ({best.predicted_latency_ms:.3f} ms predicted)",
                       flush=True)
-                _save(args.out, res)
+                save_results(res, args.out)
         for seed in range(args.seeds):
             for strategy in ("morph", "evolution"):
                 pick = row[strategy]
@@ -94,17 +81,19 @@ def main() -> None:
                 pick["accuracy_pct"][str(seed)] = acc
                 pick["correct"][str(seed)] = "".join("1" if c else "0" for c in correct)
                 print(f"budget {b:g} ms, {strategy}, seed {seed}: {acc:.2f}% alone ({secs:.0f} s)", flush=True)
-                _save(args.out, res)
+                save_results(res, args.out)
         diffs = {}
         for seed in range(args.seeds):
             m, e = (np.array([c == "1" for c in row[s]["correct"][str(seed)]]) for s in ("morph", "evolution"))
+            # paired over the same images: the bootstrap interval of the per-image difference's mean
             diffs[str(seed)] = {"morph_minus_evolution_pts": float(100.0 * (m.mean() - e.mean())),
-                                "interval_95": _paired_interval(m, e, seed)}
+                                "interval_95": [100.0 * v for v in _interval(m.astype(float) - e,
+                                                                             np.random.default_rng(seed))]}
         row["difference"] = diffs
         row["same_arch"] = row["morph"]["arch"] == row["evolution"]["arch"]
-        _save(args.out, res)
+        save_results(res, args.out)
     res["seconds"] = round(time.time() - t0, 1)
-    _save(args.out, res)
+    save_results(res, args.out)
     for b, row in budgets.items():
         print(f"budget {b} ms: morph {row['morph']['arch']} {row['morph']['accuracy_pct']}, evolution "
               f"{row['evolution']['arch']} {row['evolution']['accuracy_pct']}, difference {row['difference']}")
