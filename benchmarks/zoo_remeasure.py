@@ -31,9 +31,9 @@ def main() -> None:
     from hwnas.paths import default_profile_dir
     from hwnas.predictors.evaluate import zoo_table
     from hwnas.profile import Profile
-    from hwnas.quantize import for_device
     from hwnas.profile.campaign import measure_task, zoo_tasks_of
     from hwnas.profile.store import ProfileStore
+    from hwnas.quantize import for_device
     from hwnas.zoo_sealed import SEALED_FAMILIES, model_by_name
     from hwnas.zoo_transformers import TRANSFORMER_FAMILIES
 
@@ -68,7 +68,8 @@ def main() -> None:
     s = np.array([r["stored"] for r in rows])
     if store is not None:
         store.close(compact=True)  # one self-contained file, as the campaign leaves it
-    res = {"profile": args.profile, "set": args.set, "replaced": args.replace, "n": len(rows), "seconds": round(time.time() - t0, 1),
+    res = {"profile": args.profile, "set": args.set, "replaced": args.replace, "n": len(rows),
+           "seconds": round(time.time() - t0, 1),
            "canary_relative": agreement(a, s),
            "median_noise_rel_stored": float(np.median([r["stored_noise_rel"] for r in rows])),
            "median_noise_rel_again": float(np.median([r["again_noise_rel"] for r in rows])),

@@ -125,9 +125,9 @@ def float_layout(op_type: str, input_shapes: Sequence[Sequence[int]], output_sha
     shows no weight shape) rebuilt from the attributes."""
     ins = [tuple(s) for s in input_shapes]
     outs = [tuple(s) for s in output_shapes]
-    if op_type not in _QUANTIZED:
-        return op_type, _with_prepacked_weight(op_type, ins, outs, attributes or {}), outs, 4
     attributes = attributes or {}
+    if op_type not in _QUANTIZED:
+        return op_type, _with_prepacked_weight(op_type, ins, outs, attributes), outs, 4
     base, idx = _QUANTIZED[op_type]
     picked = ins[2::3] if idx is None else [ins[i] for i in idx if i < len(ins)]
     if attributes.get("channels_last") or op_type in _ALWAYS_NHWC:
