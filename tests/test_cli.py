@@ -213,6 +213,7 @@ def test_demo_bad_options(trained_tiny, tmp_path):
     (["--time-budget-min", "5", "--zoo-per-family", "0"], ["--time-budget-min", "--zoo-per-family"]),
     (["--n-kernels", "0", "--n-kernel-profiles", "0"], ["--n-kernels", "--n-kernel-profiles"]),
     (["--n-lrn-kernels", "3"], ["--n-lrn-kernels"]),
+    (["--n-patch-kernels", "3"], ["--n-patch-kernels"]),
 ])
 def test_fewshot_profile_refuses_full_profile_sizes(tmp_path, extra, named):
     out = tmp_path / "few"
@@ -230,6 +231,10 @@ def test_profile_refuses_a_negative_kernel_count(tmp_path):
     assert not (tmp_path / "p").exists()
     with pytest.raises(ProfileError, match="n_lrn_kernels must be >= 0"):
         ProfilePlan(n_lrn_kernels=-1)
+    r = hwnas("profile", "--device", "cpu-1t", "--out", tmp_path / "p", "--n-patch-kernels", "-2")
+    assert r.returncode == 2 and "--n-patch-kernels" in r.stderr and "Traceback" not in r.stderr
+    with pytest.raises(ProfileError, match="n_patch_kernels must be >= 0"):
+        ProfilePlan(n_patch_kernels=-1)
 
 
 @pytest.mark.slow
@@ -251,8 +256,8 @@ def test_profile_says_when_its_time_budget_stopped_a_part(tmp_path):
     and printed nothing), and the profile is left partial for --resume."""
     r = subprocess.run([sys.executable, "-m", "hwnas", "profile", "--device", "cpu-1t", "--out", str(tmp_path / "p"),
                         "--time-budget-min", "0.005", "--resolutions", "128", "--width-mults", "1.0", "--n-archs", "5",
-                        "--n-kernels", "0", "--n-token-kernels", "0", "--n-lrn-kernels", "0", "--n-kernel-profiles",
-                        "0", "--zoo-per-family", "0"], capture_output=True, text=True)
+                        "--n-kernels", "0", "--n-token-kernels", "0", "--n-lrn-kernels", "0", "--n-patch-kernels", "0",
+                        "--n-kernel-profiles", "0", "--zoo-per-family", "0"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "[time budget reached]" in r.stderr
     from hwnas.profile import Profile

@@ -18,6 +18,7 @@ from hwnas.kernels import (
     TOKEN_OPS,
     KernelSampler,
     LrnKernelSampler,
+    PatchKernelSampler,
     TokenKernelSampler,
     KernelSpec,
     build_kernel_onnx,
@@ -56,6 +57,7 @@ EXAMPLES: dict[str, KernelSpec] = {
     "attn_qk": KernelSpec("attn_qk", in_ch=8, res=10, groups=2),
     "attn_av": KernelSpec("attn_av", in_ch=10, out_ch=8, res=10, groups=2),
     "lrn": KernelSpec("lrn", in_ch=16, res=9, kernel=5),
+    "patch_conv": KernelSpec("patch_conv", in_ch=3, out_ch=24, res=32, kernel=8),
 }
 
 
@@ -370,3 +372,62 @@ def test_campaign_adds_lrn_kernels_and_leaves_the_other_streams_as_they_were():
     keys = [t.key for t in new]
     assert keys.index(lrn[0].key) < 5 and keys.index(lrn[-1].key) > 50  # interleaved, not appended
     assert {t.key for t in kernel_tasks(40, 3, 4, 20, 3)} < set(keys)  # its own stream grows too
+
+
+def test_patch_conv_spec_key_cost_and_rules():
+    s = KernelSpec("patch_conv", in_ch=3, out_ch=192, res=224, kernel=16)
+    assert s.key == "patch_conv_b1_i3_o192_r224_k16_s16_g1" and KernelSpec.parse(s.key) == s
+    assert KernelSpec.from_dict(s.to_dict()) == s
+    assert s.pad == 0 and s.output_shape == (1, 192, 14, 14)
+    assert s.macs == 192 * 14 * 14 * 3 * 16 * 16 and s.params == 192 * 3 * 16 * 16 + 192
+    assert onnx_macs(build_kernel_onnx(s)) == s.macs
+    d = KernelSpec("patch_conv", in_ch=96, out_ch=192, res=56, kernel=2)  # ConvNeXt's downsampling: even kernel
+    assert d.stride == 2 and d.output_shape == (1, 192, 28, 28)
+    for bad, what in ((dict(kernel=1), "kernel"), (dict(kernel=4, stride=2), "stride"), (dict(kernel=4, groups=3), "groups"),
+                      (dict(kernel=64), "no output")):
+        with pytest.raises(ValueError, match=what):
+            KernelSpec("patch_conv", **{"in_ch": 3, "out_ch": 48, "res": 32, **bad})
+    with pytest.raises(ValueError, match="out_ch is required"):
+        KernelSpec("patch_conv", in_ch=3, res=32, kernel=4)
+
+
+def test_patch_conv_graph_convolves_non_overlapping_patches():
+    spec = EXAMPLES["patch_conv"]
+    m = build_kernel_onnx(spec, seed=2)
+    (node,) = m.graph.node
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert node.op_type == "Conv" and attrs["kernel_shape"] == [8, 8] and attrs["strides"] == [8, 8]
+    assert attrs["pads"] == [0, 0, 0, 0]
+    w, b = (onnx.numpy_helper.to_array(t) for t in m.graph.initializer)
+    x = np.random.default_rng(1).standard_normal(spec.input_shape).astype(np.float32)
+    # each output pixel is one 8x8 patch times the weights: a patch embedding as a matrix product
+    patches = x.reshape(1, 3, 4, 8, 4, 8).transpose(0, 2, 4, 1, 3, 5).reshape(16, 3 * 64)
+    want = (patches @ w.reshape(24, -1).T + b).T.reshape(1, 24, 4, 4)
+    assert np.allclose(_session(m).run(None, {"input": x})[0], want, rtol=1e-4, atol=1e-4)
+
+
+def test_patch_sampler_shapes_and_stream():
+    specs = PatchKernelSampler(0).sample(120)
+    assert specs == PatchKernelSampler(0).sample(120) != PatchKernelSampler(1).sample(120)
+    s = PatchKernelSampler(0, batches=(2,))
+    assert s.sample(80) + s.sample(40) == PatchKernelSampler(0, batches=(2,)).sample(120)
+    assert len(set(specs)) == 120 and {x.op for x in specs} == {"patch_conv"}
+    assert all(x.stride == x.kernel and x.out_res >= 1 and x.macs <= 400_000_000 for x in specs)
+    stems = [x for x in specs if x.in_ch == 3]
+    assert {4, 16} <= {x.kernel for x in stems} and 0.3 < len(stems) / len(specs) < 0.7
+    assert {x.kernel for x in specs if x.in_ch != 3} <= {2, 4} and 2 in {x.kernel for x in specs}
+    with pytest.raises(ValueError, match="not drawn by PatchKernelSampler"):
+        PatchKernelSampler(0, op_weights={"lrn": 1.0})
+
+
+def test_campaign_adds_patch_kernels_and_leaves_the_other_streams_as_they_were():
+    from hwnas.profile.campaign import kernel_tasks
+
+    old = [t.key for t in kernel_tasks(40, 3, 4, 20, 6)]
+    assert [t.key for t in kernel_tasks(40, 3, 4, 20, 6, 0)] == old
+    new = kernel_tasks(40, 3, 4, 20, 6, 8)
+    patch = [t for t in new if t.key.startswith("patch_conv_")]
+    assert len(new) == 74 and len(patch) == 8 and [t.key for t in new if not t.key.startswith("patch_conv_")] == old
+    assert all(KernelSpec.parse(t.key).batch == 4 and t.macs == KernelSpec.parse(t.key).macs for t in patch)
+    keys = [t.key for t in new]
+    assert keys.index(patch[0].key) < 5 and keys.index(patch[-1].key) > 60  # interleaved, not appended

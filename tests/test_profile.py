@@ -19,7 +19,7 @@ from hwnas.profile.store import ProfileStore
 from conftest import TINY_PLAN, TINY_SPACE
 
 CLI_TINY = ["--resolutions", "128", "--width-mults", "1.0", "--n-archs", "5", "--n-kernels", "8", "--n-token-kernels", "2",
-            "--n-lrn-kernels", "1", "--n-kernel-profiles", "1", "--zoo-per-family", "0", "--short-timing"]
+            "--n-lrn-kernels", "1", "--n-patch-kernels", "1", "--n-kernel-profiles", "1", "--zoo-per-family", "0", "--short-timing"]
 N_BLOCKS = len(lut_specs(TINY_SPACE))
 
 
@@ -41,10 +41,11 @@ def test_tiny_profile_complete(tiny_profile):
     p = Profile.load(d)
     assert p.status == "complete"
     counts = p.measurements.groupby("kind").size().to_dict()
-    # 24 CNN-shaped + 6 transformer-shaped + 2 LRN kernels; 10 CNN + 1 opened + 3 transformer tuning + 5 sealed families
-    assert counts == {"block": N_BLOCKS, "kernel": 24 + 6 + 2, "zoo": 10 + 1 + 3 + 5, "arch": 36}
+    # 24 CNN-shaped + 6 transformer-shaped + 2 LRN + 2 patch kernels; 10 CNN + 1 opened + 3 transformer tuning + 5
+    # sealed families
+    assert counts == {"block": N_BLOCKS, "kernel": 24 + 6 + 2 + 2, "zoo": 10 + 1 + 3 + 5, "arch": 36}
     # kernel profiles: 3 full architectures, every campaign kernel, every zoo model
-    assert len(p.kernel_profiles) == 3 + 32 + 19 and len(p.kernel_records) > 100
+    assert len(p.kernel_profiles) == 3 + 34 + 19 and len(p.kernel_records) > 100
     assert set(p.table("zoo")["target"].map(lambda t: t["family"])) == {
         "resnet", "vgg", "mobilenetv2", "shufflenet", "squeezenet", "efficientnet", "densenet", "inception",
         "resnext", "repvgg", "convnext", "vit", "bert", "hybrid", "regnetx", "ghostnet", "mnasnet", "xception",
@@ -219,8 +220,8 @@ def test_ctrl_c_and_kill_9_then_resume(tmp_path):
     dup = con.execute("SELECT count(*) FROM (SELECT arch, node_name, count(*) c FROM kernel_records "
                       "GROUP BY arch, node_name HAVING c > 1)").fetchone()[0]
     con.close()
-    assert kinds == {"block": N_BLOCKS, "kernel": 8 + 2 + 1, "arch": 5}
-    assert n_prof == 1 + 8 + 2 + 1 and dup == 0
+    assert kinds == {"block": N_BLOCKS, "kernel": 8 + 2 + 1 + 1, "arch": 5}
+    assert n_prof == 1 + 8 + 2 + 1 + 1 and dup == 0
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert Profile.load(out).status == "complete"

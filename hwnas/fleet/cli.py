@@ -38,6 +38,7 @@ def fleet_profile(address: str = typer.Option(..., "--address", help="the cluste
                   n_kernels: int = typer.Option(400, "--n-kernels", min=0),
                   n_token_kernels: int = typer.Option(150, "--n-token-kernels", min=0),
                   n_lrn_kernels: int = typer.Option(24, "--n-lrn-kernels", min=0),
+                  n_patch_kernels: int = typer.Option(32, "--n-patch-kernels", min=0),
                   n_kernel_profiles: int = typer.Option(30, "--n-kernel-profiles", min=0),
                   zoo_per_family: int = typer.Option(6, "--zoo-per-family", min=0),
                   seed: int = typer.Option(0, "--seed"),
@@ -60,7 +61,8 @@ def fleet_profile(address: str = typer.Option(..., "--address", help="the cluste
         raise InputError("--quick N makes few-shot profiles and needs --from-profile REF (a trained profile)")
     cfg = FleetConfig(address, devs, out_dir,
                       ProfilePlan(n_archs=n_archs, n_kernels=n_kernels, n_token_kernels=n_token_kernels,
-                                  n_lrn_kernels=n_lrn_kernels, n_kernel_profiles=n_kernel_profiles,
+                                  n_lrn_kernels=n_lrn_kernels, n_patch_kernels=n_patch_kernels,
+                                  n_kernel_profiles=n_kernel_profiles,
                                   zoo_per_family=zoo_per_family, seed=seed),
                       _space_from_options(resolutions, width_mults), quick=quick, from_profile=from_profile,
                       shard=shard, share_machine=share_machine, resource=resource,

@@ -59,7 +59,7 @@ def build_kernel_onnx(spec: KernelSpec, seed: int = 0) -> onnx.ModelProto:
     op = spec.op
     in_shape = list(spec.input_shape)
     n, c = spec.batch, spec.in_ch
-    if op in ("conv", "dwconv", "pwconv", "gconv"):
+    if op in ("conv", "dwconv", "pwconv", "gconv", "patch_conv"):
         g.conv(spec, "output")
     elif op in ("conv_relu", "conv_hswish"):
         g.conv(spec, "conv_out")

@@ -272,7 +272,18 @@ class TokenKernelSampler(KernelSampler):
 _LRN_RES = (13, 27, 28, 55, 56)  # AlexNet / CaffeNet / ZFNet (55, 27, 13 px), GoogLeNet (56, 28 px)
 
 
-class LrnKernelSampler(KernelSampler):
+class _OneOpSampler(KernelSampler):
+    """A sampler of one extra op (:data:`~hwnas.kernels.spec.EXTRA_OPS`) on a stream of its own,
+    seeded by ``(seed, SEED_TAG)`` so that it leaves every other sampler's stream as it was."""
+
+    SEED_TAG = 0
+
+    def __init__(self, seed: int = 0, *, op_weights: dict[str, float] | None = None, **kw: Any) -> None:
+        super().__init__(seed, op_weights={self.OP_SET[0]: 1.0} if op_weights is None else op_weights, **kw)
+        self.rng = np.random.default_rng((seed, self.SEED_TAG))
+
+
+class LrnKernelSampler(_OneOpSampler):
     """Seeded sampler of ``lrn`` kernels (LocalResponseNormalization) in the shapes older CNNs
     run it at: channels 16-512 (AlexNet 96 and 256, GoogLeNet 64 and 192), spatial 7-112 px
     (log-uniform, or with probability 0.3 one of AlexNet's / GoogLeNet's sizes), LRN size 5
@@ -280,10 +291,7 @@ class LrnKernelSampler(KernelSampler):
     its own seed offset keeps its stream independent of the other samplers'."""
 
     OP_SET = ("lrn",)
-
-    def __init__(self, seed: int = 0, *, op_weights: dict[str, float] | None = None, **kw: Any) -> None:
-        super().__init__(seed, op_weights={"lrn": 1.0} if op_weights is None else op_weights, **kw)
-        self.rng = np.random.default_rng((seed, 0x14E))
+    SEED_TAG = 0x14E
 
     def _draw(self) -> KernelSpec | None:
         rng = self.rng
@@ -294,3 +302,41 @@ class LrnKernelSampler(KernelSampler):
             res = int(round(math.exp(rng.uniform(math.log(7), math.log(112)))))
         size = int(_weighted(rng, (3, 5), (0.3, 0.7)))
         return KernelSpec("lrn", batch=batch, in_ch=self._channels(16, 512), res=res, kernel=size)
+
+
+_PATCH_STEM = (4, 8, 14, 16, 32)  # ConvNeXt / Swin 4 px; ViT / DeiT 16 (8, 14, 32 in their variants)
+_PATCH_STEM_WEIGHTS = (0.3, 0.1, 0.1, 0.35, 0.15)
+_PATCH_IMAGE_RES = (96, 112, 128, 160, 192, 224, 256, 288, 320, 384)
+_PATCH_STAGE_RES = (7, 8, 14, 16, 28, 32, 56, 64, 112)  # where a 2 px downsampling runs (its input)
+
+
+class PatchKernelSampler(_OneOpSampler):
+    """Seeded sampler of ``patch_conv`` kernels: convolutions over non-overlapping patches
+    (``stride == kernel``, no padding), which the CNN sampler's odd, padded kernels never cover.
+
+    Half are stems from RGB: ViT / DeiT patch embeddings (16 px, also 8, 14, 32) at images of
+    96-384 px into 64-1024 features, and ConvNeXt / Swin's 4 px stem into 24-192 channels; half
+    are the 2 px (sometimes 4 px) downsampling between stages (ConvNeXt, Swin's patch merging
+    as a convolution, hybrids): 16-768 channels in, usually doubled, at 7-112 px.  Same stream
+    and de-duplication rules as :class:`KernelSampler`; its own seed offset keeps its stream
+    independent of the other samplers'."""
+
+    OP_SET = ("patch_conv",)
+    SEED_TAG = 0x9A7C
+
+    def _draw(self) -> KernelSpec | None:
+        rng = self.rng
+        batch = int(rng.choice(self.batches))
+        if rng.random() < 0.5:  # a stem from RGB
+            patch = int(_weighted(rng, _PATCH_STEM, _PATCH_STEM_WEIGHTS))
+            res = int(rng.choice(_PATCH_IMAGE_RES))
+            out = self._channels(24, 192) if patch == 4 else self._channels(64, 1024)
+            return KernelSpec("patch_conv", batch=batch, in_ch=3, out_ch=out, res=res, kernel=patch)
+        patch = int(_weighted(rng, (2, 4), (0.85, 0.15)))
+        res = int(rng.choice(_PATCH_STAGE_RES))
+        if res < patch:
+            return None
+        c = self._channels(16, 768)
+        ratio = _weighted(rng, (1.0, 2.0), (0.25, 0.75))
+        out = int(min(max(round(c * ratio / 8) * 8, 8), MAX_CH))
+        return KernelSpec("patch_conv", batch=batch, in_ch=c, out_ch=out, res=res, kernel=patch)

@@ -19,6 +19,10 @@ Key grammar (tokens separated by ``_``; the op name itself may contain ``_``)::
 AlexNet / GoogLeNet) keeps the grammar: ``kernel`` is its ``size``, the window of channels each
 element is normalized over (odd), e.g. ``lrn_b1_i64_o64_r56_k5_s1_g1``.  Every field is concrete
 in a key: the spec fills derived fields (``out_ch`` of an activation, ``groups`` of a depthwise conv) itself.
+``patch_conv`` is a convolution over non-overlapping patches, ``stride == kernel``, no padding
+(ViT / DeiT's patch embedding, 16 or 32 px from RGB; ConvNeXt's and Swin's 4 px stem and their
+2 px downsampling between stages), e.g. ``patch_conv_b1_i3_o192_r224_k16_s16_g1``; its kernel
+may be even (at least 2).
 
 Second operands
 ---------------
@@ -64,9 +68,11 @@ POOL_OPS = ("maxpool", "avgpool")
 ACT_OPS = ("relu", "hswish", "sigmoid", "swish", "hsigmoid")
 BINARY_OPS = ("add", "mul", "mul_bcast")
 TOKEN_OPS = ("linear", "gelu", "layernorm", "add_layernorm", "softmax", "attn_qk", "attn_av")
-#: ops of older CNNs, each drawn by a sampler of its own (so that adding one leaves the CNN and
+#: ops drawn by samplers of their own (LRN of older CNNs; patch convolutions of ViTs and ConvNeXts) (so that adding one leaves the CNN and
 #: token samplers' streams, and the keys of measured profiles, unchanged)
-EXTRA_OPS = ("lrn",)
+EXTRA_OPS = ("lrn", "patch_conv")
+#: ops timed as one ``Conv`` node (MACs and weights counted alike)
+_CONV_LIKE = (*CONV_OPS, "patch_conv")
 #: token ops whose ``groups`` are attention heads
 HEAD_OPS = ("softmax", "attn_qk", "attn_av")
 OPS: tuple[str, ...] = (
@@ -131,6 +137,12 @@ class KernelSpec:
             self._fix("stride", 1)
             self._fix("groups", 1)
             self._require_out()
+        elif op == "patch_conv":
+            self._require_out()
+            self._fix("groups", 1)
+            if self.kernel < 2:
+                raise ValueError(f"patch_conv: kernel (the patch size) must be >= 2, got {self.kernel}")
+            self._fix("stride", self.kernel)
         elif op in CONV_OPS:
             if self.kernel % 2 == 0:
                 raise ValueError(f"{op}: kernel must be odd, got {self.kernel}")
@@ -254,8 +266,8 @@ class KernelSpec:
     # -- geometry -----------------------------------------------------------------------------
     @property
     def pad(self) -> int:
-        """Padding on each side, in pixels."""
-        return (self.kernel - 1) // 2
+        """Padding on each side, in pixels (none for ``patch_conv``)."""
+        return 0 if self.op == "patch_conv" else (self.kernel - 1) // 2
 
     @property
     def out_res(self) -> int:
@@ -294,7 +306,7 @@ class KernelSpec:
         MACs feature of an ``LRN`` kernel; :func:`hwnas.onnx_io.onnx_macs` counts 0 for it)."""
         if self.op == "lrn":
             return math.prod(self.output_shape) * self.kernel
-        if self.op in CONV_OPS:
+        if self.op in _CONV_LIKE:
             return math.prod(self.output_shape) * (self.in_ch // self.groups) * self.kernel * self.kernel
         if self.op == "gemm":
             return self.batch * self.in_ch * self.out_ch
@@ -307,7 +319,7 @@ class KernelSpec:
     @property
     def params(self) -> int:
         """Number of weight values (conv / gemm weights and biases, batch-norm's four vectors)."""
-        if self.op in CONV_OPS:
+        if self.op in _CONV_LIKE:
             return self.out_ch * (self.in_ch // self.groups) * self.kernel * self.kernel + self.out_ch
         if self.op in ("gemm", "linear"):
             return self.in_ch * self.out_ch + self.out_ch
