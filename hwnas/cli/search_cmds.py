@@ -89,6 +89,10 @@ def search(ctx: typer.Context,
     if unused:
         raise InputError(f"--strategy {strategy} does not use {', '.join(unused)}: "
                          f"drop {'it' if len(unused) == 1 else 'them'}")
+    if strategy == "morph":  # before any calibration on this machine
+        from ..search.morph import check_rule
+
+        check_rule(morph_rule)
 
     budgets = []
     for b in budget_ms:

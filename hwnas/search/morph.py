@@ -56,6 +56,13 @@ from .strategies import Progress, SearchProblem, Searcher
 RULES = ("nash", "improve")
 
 
+def check_rule(rule: str) -> str:
+    """``rule`` if it is one of :data:`RULES`; a one-line InputError otherwise."""
+    if rule not in RULES:
+        raise InputError(f"unknown morph rule {rule!r}; choose from {', '.join(RULES)}")
+    return rule
+
+
 @dataclass(frozen=True)
 class MorphStep:
     """One trained architecture of the climb (round 0: the start).  ``morph``: the child's morphs
@@ -81,8 +88,6 @@ class MorphSearcher(Searcher):
         if min(rounds, children_per_round, init_steps, finetune_steps, threads, morphs_per_child) < 1:
             raise InputError("morph search needs rounds, children per round, morphs per child, initial and "
                              "fine-tune steps, threads >= 1")
-        if rule not in RULES:
-            raise InputError(f"unknown morph rule {rule!r}; choose from {', '.join(RULES)}")
         self.data = data
         self.rounds = rounds
         self.children_per_round = children_per_round
@@ -90,7 +95,7 @@ class MorphSearcher(Searcher):
         self.finetune_steps = finetune_steps
         self.noise_std = noise_std
         self.threads = threads
-        self.rule = rule
+        self.rule = check_rule(rule)
         self.morphs_per_child = morphs_per_child
         self.train_config = train or TrainConfig()
         self.task: ProxyTask | None = None
