@@ -25,7 +25,7 @@ Two acceptance rules (``rule``):
 The search returns the final incumbent under either rule (NASH's Algorithm 1 returns its last
 best child too), not the most accurate architecture seen: under ``improve`` the two coincide;
 under ``nash`` on a saturated proxy the highest accuracy seen is the luckiest draw of the seed
-noise (often an early, small child), while the final incumbent has grown towards the budget
+noise, whatever its size, while the final incumbent has grown towards the budget
 (what the search is given) and carries the most training.  Every trained child is in
 :attr:`MorphSearcher.steps`, for anyone who wants another pick.
 
