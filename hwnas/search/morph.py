@@ -17,6 +17,9 @@ Two acceptance rules (``rule``):
     than the incumbent was: on a saturated proxy (digits: ~97% for every architecture) those
     differences are noise, and refusing them stops the climb next to its start.  The climb runs
     all ``rounds`` and stops early only when no child fits the budget.
+    The paper's Algorithm 1 also keeps the parent, trained further, among a round's candidates
+    and applies a fixed number of morphs per child; here the parent is not a candidate (so the
+    climb moves every round) and the count is drawn per child (small and large steps both tried).
 ``improve``
     the best child replaces the incumbent only when it is at least as accurate; otherwise the
     climb stops.  With ``morphs_per_child=1`` this is the rule (and, seed for seed, the climb)
