@@ -8,7 +8,9 @@ same schedule (:func:`hwnas.accuracy.supernet.train_standalone`: the supernet's 
 augmentation and loop, ``--epochs`` epochs) from ``--seeds`` initialisations.  Reported per
 budget: each pick's predicted latency, MACs, per-seed top-1 on the validation split, and the
 difference (morph - evolution) per seed with a 95% bootstrap interval over the validation images
-(paired: the same images).  Saved after every training; a rerun skips trainings already saved.
+(paired: the same images); for morph also its settings and the climb (every trained child: round,
+morphs, architecture, proxy accuracy, predicted latency, accepted).  Saved after every training; a
+rerun skips trainings already saved.
 
     nice -n 19 python benchmarks/morph_vs_evolution.py [--budgets-ms 5.5 8.0] [--seeds 2] [--epochs 10]
 
@@ -22,6 +24,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +41,7 @@ def main() -> None:
     from hwnas.accuracy.data import load_dataset
     from hwnas.accuracy.supernet import TrainConfig
     from hwnas.accuracy.supernet.standalone import train_standalone_correct
-    from hwnas.search import SearchConfig, run_search
+    from hwnas.search import SearchConfig, make_searcher, run_search
     from hwnas.space import DEFAULT_SPACE
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -63,11 +66,19 @@ def main() -> None:
         for strategy in ("morph", "evolution"):
             if strategy not in row:
                 t = time.time()
-                best = run_search(SearchConfig(budgets_ms=(b,), strategy=strategy, seed=args.seed)).best[0]
+                cfg_s = SearchConfig(budgets_ms=(b,), strategy=strategy, seed=args.seed)
+                searcher = make_searcher(cfg_s)
+                best = run_search(cfg_s, searcher=searcher).best[0]
                 row[strategy] = {"arch": best.arch, "predicted_ms": best.predicted_latency_ms,
                                  "accuracy_estimate": best.accuracy_estimate, "macs": best.macs,
                                  "search_s": round(time.time() - t, 1),
                                  "accuracy_pct": {}, "correct": {}}
+                if strategy == "morph":  # the climb: its settings and every trained child
+                    row[strategy]["settings"] = {"rule": searcher.rule, "rounds": searcher.rounds,
+                                                 "children_per_round": searcher.children_per_round,
+                                                 "morphs_per_child": searcher.morphs_per_child,
+                                                 "finetune_steps": searcher.finetune_steps}
+                    row[strategy]["climb"] = [asdict(st) for st in searcher.steps]
                 print(f"budget {b:g} ms: {strategy} picked {best.arch} ({best.predicted_latency_ms:.3f} ms predicted)",
                       flush=True)
                 save_results(res, args.out)

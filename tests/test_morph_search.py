@@ -1,6 +1,13 @@
-"""--strategy morph: hill climbing with network morphisms on a toy latency model and a tiny slice
-of the digits (a few training steps): every trained child fits the budget, the climb follows
-accepted children, the same seed gives the same climb, an unreachable budget is a one-line error."""
+"""--strategy morph: hill climbing with network morphisms on a toy latency model.  With a tiny
+slice of the digits (a few training steps, the improve rule): every trained child fits the budget,
+the climb follows accepted children, the same seed gives the same climb, an unreachable budget is a
+one-line error.  With a scripted accuracy read-out (no training, real morphs; the NASH rule): the
+round's best child becomes the parent even when less accurate, multi-morph children fit the budget
+and compute the start model's function, the climb stops only when nothing fits, same seed same
+climb; bad options are one-line errors."""
+
+import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -50,7 +57,8 @@ class _ToyEvaluator:
 
 def _climb(data, seed: int, budget_ms: float):
     s = MorphSearcher(rounds=2, children_per_round=2, init_steps=4, finetune_steps=2, seed=seed,
-                      train=TrainConfig(batch_size=16, calib_batches=1, calib_batch_size=32))
+                      train=TrainConfig(batch_size=16, calib_batches=1, calib_batch_size=32), rule="improve",
+                      morphs_per_child=1)
     s.task = ProxyTask(data, SPACE, s.train_config, split_seed=seed)
     ev = _ToyEvaluator(SPACE)
     s.run(SearchProblem(ev, (budget_ms,)))
@@ -84,3 +92,129 @@ def test_morph_strategy_is_registered_and_checks_its_settings():
     assert (s.rounds, s.children_per_round, s.finetune_steps, s.init_steps) == (3, 2, 7, 21)
     with pytest.raises(InputError, match="rounds, children per round"):
         MorphSearcher(rounds=0)
+    d = make_searcher(SearchConfig(budgets_ms=(5.0,), strategy="morph"))
+    assert (d.rule, d.rounds, d.morphs_per_child) == ("nash", 8, 8)  # the defaults the benchmark ran
+    s = make_searcher(SearchConfig(budgets_ms=(5.0,), strategy="morph", morph_rule="improve", morphs_per_child=1))
+    assert (s.rule, s.morphs_per_child) == ("improve", 1)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"rule": "greedy"}, "unknown morph rule 'greedy'; choose from nash, improve"),
+    ({"morphs_per_child": 0}, "morphs per child"),
+])
+def test_morph_searcher_refuses_bad_options_in_one_line(options, message):
+    with pytest.raises(InputError, match=message) as e:
+        MorphSearcher(**options)
+    assert "\n" not in str(e.value)
+    with pytest.raises(InputError, match=message):  # through the search's config, as the CLI passes it
+        make_searcher(SearchConfig(budgets_ms=(5.0,), strategy="morph",
+                                   **{{"rule": "morph_rule"}.get(k, k): v for k, v in options.items()}))
+
+
+def test_cli_refuses_an_unknown_morph_rule_in_one_line(capsys, monkeypatch):
+    from hwnas.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["hwnas", "search", "--budget-ms", "5", "--strategy", "morph",
+                                      "--morph-rule", "greedy", "--no-calibrate"])
+    with pytest.raises(SystemExit) as e:
+        main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert "unknown morph rule 'greedy'" in err
+
+
+class _ScriptedTask:
+    """Stands in for ProxyTask: real models (every morph is applied to real weights), no training,
+    accuracy read from ``score(arch)``; records how far each model's eval output on a fixed input
+    strays from the start model's (function-preserving morphs without training: not at all)."""
+
+    def __init__(self, space: SearchSpace, score) -> None:
+        self.space = space
+        self.score = score
+        self.x = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+        self.ref: torch.Tensor | None = None
+        self.max_dev = 0.0
+        self.trained = 0
+
+    def scratch(self, arch: Arch, seed: int):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            from hwnas.builders.torch_model import build_torch
+            return build_torch(arch, 10)
+
+    def train(self, model, steps: int, seed: int) -> None:
+        self.trained += steps
+
+    def accuracy_pct(self, model, seed: int = 0) -> float:
+        with torch.no_grad():
+            y = model.eval()(self.x)
+        if self.ref is None:
+            self.ref = y
+        self.max_dev = max(self.max_dev, float((y - self.ref).abs().max()))
+        return self.score(model.arch)
+
+
+def _crc_score(arch: Arch) -> float:
+    """A fixed pseudo-random accuracy in [90, 95) per architecture."""
+    return 90.0 + (zlib.crc32(str(arch).encode()) % 500) / 100.0
+
+
+def _scripted(budget_ms: float, score=_crc_score, seed: int = 0, **kw):
+    opts = {"rounds": 3, "children_per_round": 3, "init_steps": 1, "finetune_steps": 1, "morphs_per_child": 4} | kw
+    s = MorphSearcher(seed=seed, **opts)
+    s.task = _ScriptedTask(SPACE, score)
+    ev = _ToyEvaluator(SPACE)
+    s.run(SearchProblem(ev, (budget_ms,)))
+    return s, ev
+
+
+def _toy_ms(arch: Arch) -> float:
+    return arch.width_mult * sum(b.kernel * b.expand for st in arch.stages for b in st) / 10.0
+
+
+def test_nash_moves_to_the_best_child_even_when_less_accurate():
+    start = str(SPACE.smallest())
+    score = lambda a: 99.0 if str(a) == start else _crc_score(a)  # every child below the start's 99%
+    s, ev = _scripted(14.0, score)
+    assert s.steps[0].accuracy_pct == 99.0 and {st.round for st in s.steps} == {0, 1, 2, 3}  # all rounds run
+    for r in (1, 2, 3):
+        kids = [st for st in s.steps if st.round == r]
+        top = max(kids, key=lambda st: st.accuracy_pct)
+        assert [st for st in kids if st.accepted] == [top] and top.accuracy_pct < 99.0
+        parent = [st for st in s.steps if st.accepted and st.round == r - 1][0]
+        assert all(st.arch != parent.arch for st in kids)  # each child grew from that parent
+    assert str(s.best) == [st for st in s.steps if st.accepted][-1].arch and ev.recorded == [s.best]
+    # the improve rule on the same scripted accuracies stops after the first round at the start
+    old, ev_old = _scripted(14.0, score, rule="improve")
+    assert {st.round for st in old.steps} == {0, 1} and old.best == SPACE.smallest() == ev_old.recorded[0]
+    assert not any(st.accepted for st in old.steps[1:])
+
+
+def test_nash_children_are_several_morphs_that_fit_and_preserve_function():
+    s, _ = _scripted(14.0)
+    kids = s.steps[1:]
+    n_morphs = [len(st.morph.split(" + ")) for st in kids]
+    assert max(n_morphs) > 1 and max(n_morphs) <= 4 and len(kids) == 9
+    for st in kids:
+        a = Arch.parse(st.arch)
+        assert _toy_ms(a) <= 14.0 and st.latency_ms[0] == pytest.approx(_toy_ms(a))
+    assert s.task.max_dev < 1e-4  # untrained: every child computes the start model's function
+    # one-morph children (the first version's draw) take a single step each
+    one, _ = _scripted(14.0, morphs_per_child=1)
+    assert all(" + " not in st.morph for st in one.steps[1:])
+
+
+def test_nash_stops_early_only_when_no_child_fits():
+    # 9.5 ms: from the smallest (9.0 ms) only one expand 3 -> 4 (+0.3 ms) fits; after it nothing does
+    s, _ = _scripted(9.5, rounds=5)
+    assert {st.round for st in s.steps} == {0, 1}
+    assert all(st.morph.startswith("expand") and " + " not in st.morph for st in s.steps[1:])
+    assert _toy_ms(s.best) == pytest.approx(9.3)
+
+
+def test_nash_climb_is_seeded():
+    a, _ = _scripted(14.0, seed=3, rounds=2, children_per_round=2)
+    b, _ = _scripted(14.0, seed=3, rounds=2, children_per_round=2)
+    c, _ = _scripted(14.0, seed=4, rounds=2, children_per_round=2)
+    assert a.steps == b.steps and a.best == b.best
+    assert [st.arch for st in c.steps] != [st.arch for st in a.steps]

@@ -29,9 +29,13 @@ def search(ctx: typer.Context,
            resolution: Optional[int] = typer.Option(None, "--resolution", help="gradient: fixed resolution (default: each)"),
            width_mult: Optional[float] = typer.Option(None, "--width-mult", help="gradient: fixed width (default: each)"),
            gradient_steps: int = typer.Option(300, "--gradient-steps", min=1, help="gradient: weight steps per run"),
-           morph_rounds: int = typer.Option(4, "--morph-rounds", min=1, help="morph: hill-climbing rounds"),
+           morph_rounds: int = typer.Option(8, "--morph-rounds", min=1, help="morph: hill-climbing rounds"),
            morph_children: int = typer.Option(4, "--morph-children", min=1, help="morph: children fine-tuned per round"),
            morph_steps: int = typer.Option(100, "--morph-steps", min=1, help="morph: fine-tune steps per child"),
+           morph_rule: str = typer.Option("nash", "--morph-rule", help="morph: nash (the best child always becomes "
+                                          "the parent) | improve (only when at least as accurate, else stop)"),
+           morphs_per_child: int = typer.Option(8, "--morphs-per-child", min=1,
+                                                help="morph: a child is 1..N morphisms of its parent (N drawn per child)"),
            predictor: Optional[str] = typer.Option(None, "--predictor", help="latency predictor (default: the profile's)"),
            max_params: Optional[float] = typer.Option(None, "--max-params", help="maximum parameters"),
            max_model_mb: Optional[float] = typer.Option(None, "--max-model-mb", help="maximum fp32 model size, MB"),
@@ -85,6 +89,10 @@ def search(ctx: typer.Context,
     if unused:
         raise InputError(f"--strategy {strategy} does not use {', '.join(unused)}: "
                          f"drop {'it' if len(unused) == 1 else 'them'}")
+    if strategy == "morph":  # before any calibration on this machine
+        from ..search.morph import check_rule
+
+        check_rule(morph_rule)
 
     budgets = []
     for b in budget_ms:
@@ -112,7 +120,7 @@ def search(ctx: typer.Context,
                        latency_predictor=predictor, n_samples=n_samples, rl_reward=rl_reward,
                        rl_controller=rl_controller, resolution=resolution, width_mult=width_mult,
                        gradient_steps=gradient_steps, morph_rounds=morph_rounds, morph_children=morph_children,
-                       morph_steps=morph_steps,
+                       morph_steps=morph_steps, morph_rule=morph_rule, morphs_per_child=morphs_per_child,
                        max_params=max_params, max_model_mb=max_model_mb,
                        max_peak_mem_mb=max_peak_mem_mb, population=population, generations=generations, seed=seed,
                        verify=verify)

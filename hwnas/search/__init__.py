@@ -57,8 +57,10 @@ class SearchConfig:
     resolution: int | None = None  # gradient: fixed resolution (None: a run per resolution x width)
     width_mult: float | None = None  # gradient: fixed width multiplier
     gradient_steps: int = 300  # gradient: weight steps per run
-    morph_rounds: int = 4  # morph: hill-climbing rounds
+    morph_rounds: int = 8  # morph: hill-climbing rounds
     morph_children: int = 4  # morph: children fine-tuned per round
+    morph_rule: str = "nash"  # morph: nash (the best child always becomes the parent) | improve (only when as accurate)
+    morphs_per_child: int = 8  # morph: a child is 1..this many morphisms of its parent (the count drawn per child)
     morph_steps: int = 100  # morph: fine-tune steps per child (the start trains 3x as many)
     morph_data: str = "builtin:digits"  # morph: the proxy dataset
 
@@ -167,7 +169,8 @@ def make_searcher(cfg: SearchConfig):
                                 GradientConfig(steps=cfg.gradient_steps), seed=cfg.seed)
     if cfg.strategy == "morph":
         return MorphSearcher(cfg.morph_data, rounds=cfg.morph_rounds, children_per_round=cfg.morph_children,
-                             init_steps=3 * cfg.morph_steps, finetune_steps=cfg.morph_steps, seed=cfg.seed)
+                             init_steps=3 * cfg.morph_steps, finetune_steps=cfg.morph_steps, seed=cfg.seed,
+                             rule=cfg.morph_rule, morphs_per_child=cfg.morphs_per_child)
     return NSGA2Searcher(population=cfg.population, generations=cfg.generations, seed=cfg.seed)
 
 
