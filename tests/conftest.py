@@ -11,7 +11,7 @@ from hwnas.profile import ProfilePlan, build_profile
 from hwnas.space import SearchSpace
 
 TINY_SPACE = SearchSpace(resolutions=(128,), width_mults=(1.0,))
-TINY_PLAN = ProfilePlan(n_archs=36, n_kernels=24, n_token_kernels=6, n_lrn_kernels=2, n_patch_kernels=2,
+TINY_PLAN = ProfilePlan(n_archs=36, n_kernels=24, n_token_kernels=6, n_lrn_kernels=2, n_patch_kernels=2, n_fc_kernels=0,
                         n_kernel_profiles=3,
                         zoo_per_family=1, time_budget_min=10)
 

@@ -17,6 +17,7 @@ from hwnas.kernels import (
     OPSET,
     TOKEN_OPS,
     KernelSampler,
+    FcKernelSampler,
     LrnKernelSampler,
     PatchKernelSampler,
     TokenKernelSampler,
@@ -431,3 +432,17 @@ def test_campaign_adds_patch_kernels_and_leaves_the_other_streams_as_they_were()
     assert all(KernelSpec.parse(t.key).batch == 4 and t.macs == KernelSpec.parse(t.key).macs for t in patch)
     keys = [t.key for t in new]
     assert keys.index(patch[0].key) < 5 and keys.index(patch[-1].key) > 60  # interleaved, not appended
+
+
+def test_fc_sampler_draws_classifier_heads_beyond_the_cnn_sampler():
+    specs = FcKernelSampler(0).sample(40)
+    assert specs == FcKernelSampler(0).sample(40) != FcKernelSampler(1).sample(40)
+    assert {x.op for x in specs} == {"gemm"} and all(4096 <= x.in_ch <= 25088 and 512 <= x.out_ch <= 4096 for x in specs)
+    assert {9216, 25088} & {x.in_ch for x in specs} and max(x.weight_bytes for x in specs) > 100e6
+    cnn = KernelSampler(0, op_weights={"gemm": 1.0}).sample(200)
+    assert max(x.in_ch for x in cnn) <= 4096 < max(x.in_ch for x in specs)  # what the CNN sampler never draws
+    from hwnas.profile.campaign import kernel_tasks
+
+    old = [t.key for t in kernel_tasks(40, 3, 4, 20, 6, 8)]
+    new = [t.key for t in kernel_tasks(40, 3, 4, 20, 6, 8, 4)]
+    assert [k for k in new if k not in {s.key for s in FcKernelSampler(3, batches=(4,)).sample(4)}] == old

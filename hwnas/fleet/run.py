@@ -200,7 +200,7 @@ def _check_existing(path: Path, device: DeviceSpec, settings: dict, node: Node |
     finally:
         st.close()
     plan = meta.get("plan")
-    if isinstance(plan, dict):  # plan fields added since (n_lrn_kernels, n_patch_kernels) are no difference: resuming adds them
+    if isinstance(plan, dict):  # plan fields added since (n_lrn_kernels, n_patch_kernels, n_fc_kernels) are no difference: resuming adds them
         plan = {**settings["plan"], **plan}
     then = {"device": meta.get("device"), "space": meta.get("space"), "plan": plan,
             "few_shot": meta.get("few_shot"), "parts": meta.get("fleet", {}).get("parts")}
@@ -278,7 +278,7 @@ def profile_fleet(cfg: FleetConfig, log: Callable[[str], None] = lambda m: None,
         reference = load_reference(cfg.from_profile)
         cfg = replace(cfg, space=reference[2].space, parts=("arch",),
                       pplan=ProfilePlan(n_archs=cfg.quick, n_kernels=0, n_token_kernels=0, n_lrn_kernels=0,
-                                        n_patch_kernels=0, n_kernel_profiles=0, zoo_per_family=0, seed=cfg.pplan.seed))
+                                        n_patch_kernels=0, n_fc_kernels=0, n_kernel_profiles=0, zoo_per_family=0, seed=cfg.pplan.seed))
         few = {"reference": str(cfg.from_profile), "reference_device": reference[2].device.name, "n": cfg.quick,
                "seed": cfg.pplan.seed}
         archs = [str(a) for a in fewshot_archs(cfg.space, reference[0], cfg.quick, cfg.pplan.seed)]

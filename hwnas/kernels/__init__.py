@@ -3,16 +3,17 @@
 * :mod:`.spec`: :class:`KernelSpec`, one kernel as a validated value with a text key and its cost;
 * :mod:`.sampler`: :class:`KernelSampler` (CNN shapes), :class:`TokenKernelSampler` (transformers),
   :class:`LrnKernelSampler` (the ``lrn`` kernels of older CNNs), :class:`PatchKernelSampler`
-  (``patch_conv``: patch embeddings and stride-2 downsampling, stride = kernel);
+  (``patch_conv``: patch embeddings and stride-2 downsampling, stride = kernel), :class:`FcKernelSampler`
+  (the large ``gemm`` of VGG / AlexNet classifier heads);
 * :mod:`.graphs`: :func:`build_kernel_onnx`, the spec as a one-input ONNX graph.
 """
 
 from .graphs import build_kernel_onnx
-from .sampler import (DEFAULT_OP_WEIGHTS, DEFAULT_TOKEN_OP_WEIGHTS, KernelSampler, LrnKernelSampler,
-                      PatchKernelSampler, TokenKernelSampler)
+from .sampler import (DEFAULT_OP_WEIGHTS, DEFAULT_TOKEN_OP_WEIGHTS, FcKernelSampler, KernelSampler,
+                      LrnKernelSampler, PatchKernelSampler, TokenKernelSampler)
 from .spec import (ACT_OPS, BINARY_OPS, CONV_OPS, EXTRA_OPS, FLOAT_BYTES, HEAD_OPS, IR_VERSION, OPS, OPSET, POOL_OPS,
                    TOKEN_OPS, KernelSpec)
 
 __all__ = ["ACT_OPS", "BINARY_OPS", "CONV_OPS", "DEFAULT_OP_WEIGHTS", "DEFAULT_TOKEN_OP_WEIGHTS", "EXTRA_OPS",
            "FLOAT_BYTES", "HEAD_OPS", "IR_VERSION", "OPS", "OPSET", "POOL_OPS", "TOKEN_OPS", "KernelSampler",
-           "KernelSpec", "LrnKernelSampler", "PatchKernelSampler", "TokenKernelSampler", "build_kernel_onnx"]
+           "FcKernelSampler", "KernelSpec", "LrnKernelSampler", "PatchKernelSampler", "TokenKernelSampler", "build_kernel_onnx"]

@@ -340,3 +340,28 @@ class PatchKernelSampler(_OneOpSampler):
         ratio = _weighted(rng, (1.0, 2.0), (0.25, 0.75))
         out = int(min(max(round(c * ratio / 8) * 8, 8), MAX_CH))
         return KernelSpec("patch_conv", batch=batch, in_ch=c, out_ch=out, res=res, kernel=patch)
+
+
+_FC_IN = (4096, 9216, 12544, 18432, 25088)  # VGG / AlexNet flattened features (512x7x7, 256x6x6, ...), fc7's 4096
+_FC_OUT = (4096, 2048, 1000, 1024, 512)
+
+
+class FcKernelSampler(_OneOpSampler):
+    """Seeded sampler of the large ``gemm`` kernels of classic classifier heads (AlexNet's 9216 -> 4096,
+    VGG's 25088 -> 4096, then 4096 -> 4096 / 1000): weight matrices of 10-400 MB that stream from
+    memory, beyond the CNN sampler's 64-4096 features.  Half from those sizes, half log-uniform in
+    4096-25088 in and 512-4096 out features.  Same stream and de-duplication rules as
+    :class:`KernelSampler`; its own seed offset keeps its stream independent of the other samplers'."""
+
+    OP_SET = ("gemm",)
+    SEED_TAG = 0xFC
+
+    def _draw(self) -> KernelSpec | None:
+        rng = self.rng
+        batch = int(rng.choice(self.batches))
+        if rng.random() < 0.5:
+            fin, fout = int(rng.choice(_FC_IN)), int(rng.choice(_FC_OUT))
+        else:
+            fin = int(round(math.exp(rng.uniform(math.log(4096), math.log(25088))) / 8) * 8)
+            fout = int(round(math.exp(rng.uniform(math.log(512), math.log(4096))) / 8) * 8)
+        return KernelSpec("gemm", batch=batch, in_ch=fin, out_ch=fout)

@@ -58,6 +58,7 @@ class ProfilePlan:
     n_token_kernels: int = 150  # transformer-shaped kernels (hwnas.kernels.TokenKernelSampler), same part
     n_lrn_kernels: int = 24  # LRN kernels of older CNNs (hwnas.kernels.LrnKernelSampler), same part
     n_patch_kernels: int = 32  # patch convolutions, stride = kernel (hwnas.kernels.PatchKernelSampler), same part
+    n_fc_kernels: int = 12  # VGG / AlexNet classifier-head gemms, 10-400 MB of weights (hwnas.kernels.FcKernelSampler)
     n_kernel_profiles: int = 30
     zoo_per_family: int = 6
     time_budget_min: float = 15.0
@@ -67,7 +68,8 @@ class ProfilePlan:
 
     def __post_init__(self) -> None:
         positive_number(self.time_budget_min, "time budget (--time-budget-min)", "minutes")
-        for name in ("n_archs", "n_kernels", "n_token_kernels", "n_lrn_kernels", "n_patch_kernels", "n_kernel_profiles",
+        for name in ("n_archs", "n_kernels", "n_token_kernels", "n_lrn_kernels", "n_patch_kernels", "n_fc_kernels",
+                     "n_kernel_profiles",
                      "zoo_per_family"):
             if getattr(self, name) < 0:
                 raise ProfileError(f"{name} must be >= 0")
@@ -132,17 +134,19 @@ def block_tasks(space: SearchSpace, batch: int) -> list[Task]:
     return tasks
 
 
-def kernel_tasks(n: int, seed: int, batch: int, n_token: int = 0, n_lrn: int = 0, n_patch: int = 0) -> list[Task]:
-    """``n`` CNN-shaped, ``n_token`` transformer-shaped, ``n_lrn`` LRN and ``n_patch`` patch-convolution
-    campaign kernels, interleaved in proportion so that a part stopped by its time budget still holds
-    every kind.  Each sampler continues one stream of its own: a larger ``n`` keeps the smaller one's
-    kernels, and a count added later (``n_lrn``, ``n_patch``) leaves the others' kernels as they were
-    (a profile grows by ``--resume``)."""
-    from ..kernels import KernelSampler, LrnKernelSampler, PatchKernelSampler, TokenKernelSampler, build_kernel_onnx
+def kernel_tasks(n: int, seed: int, batch: int, n_token: int = 0, n_lrn: int = 0, n_patch: int = 0,
+                 n_fc: int = 0) -> list[Task]:
+    """``n`` CNN-shaped, ``n_token`` transformer-shaped, ``n_lrn`` LRN, ``n_patch`` patch-convolution and
+    ``n_fc`` classifier-head campaign kernels, interleaved in proportion so that a part stopped by its
+    time budget still holds every kind.  Each sampler continues one stream of its own: a larger ``n``
+    keeps the smaller one's kernels, and a count added later (``n_lrn``, ``n_patch``, ``n_fc``) leaves
+    the others' kernels as they were (a profile grows by ``--resume``)."""
+    from ..kernels import (FcKernelSampler, KernelSampler, LrnKernelSampler, PatchKernelSampler, TokenKernelSampler,
+                           build_kernel_onnx)
 
     kinds = [sampler(seed, batches=(batch,)).sample(count)
              for sampler, count in ((KernelSampler, n), (TokenKernelSampler, n_token), (LrnKernelSampler, n_lrn),
-                                    (PatchKernelSampler, n_patch))]
+                                    (PatchKernelSampler, n_patch), (FcKernelSampler, n_fc))]
     order = sorted(((i / max(len(specs), 1), kind, s) for kind, specs in enumerate(kinds) for i, s in enumerate(specs)),
                    key=lambda t: (t[0], t[1]))
     return [Task("kernel", spec.key, spec.to_dict(), lambda s=spec: build_kernel_onnx(s), spec.macs, None)
@@ -222,7 +226,7 @@ def part_task_lists(device: DeviceSpec, space: SearchSpace, pplan: ProfilePlan) 
     return {
         "block": lambda: block_tasks(space, device.batch_size),
         "kernel": lambda: kernel_tasks(pplan.n_kernels, pplan.seed, device.batch_size, pplan.n_token_kernels,
-                                       pplan.n_lrn_kernels, pplan.n_patch_kernels),
+                                       pplan.n_lrn_kernels, pplan.n_patch_kernels, pplan.n_fc_kernels),
         "kernel_profile": lambda: arch_tasks(space, archs[: pplan.n_kernel_profiles], device.batch_size),
         "zoo": lambda: zoo_tasks(pplan.zoo_per_family),
         "arch": lambda: arch_tasks(space, archs, device.batch_size),
