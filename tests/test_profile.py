@@ -192,8 +192,13 @@ def _wait_rows(db, n, proc, timeout=120):
 def test_ctrl_c_and_kill_9_then_resume(tmp_path):
     out = tmp_path / "p"
     db = out / "profile.sqlite"
+    # full timing (not --short-timing): with it the whole tiny profile took 12 s and, once in CI after a long slow
+    # step, was done before the Ctrl-C sent after its 10th row took effect (exit 0); slower runs leave the signals
+    # a wide margin
+    cli = [a for a in CLI_TINY if a != "--short-timing"]
     # Ctrl-C: clean message, exit 130
-    p = _start(out)
+    p = subprocess.Popen([sys.executable, "-m", "hwnas.cli", "profile", "--device", "cpu-1t", "--out", str(out), *cli],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_rows(db, 10, p)
     p.send_signal(signal.SIGINT)
     _, stderr = p.communicate(timeout=60)
@@ -202,7 +207,7 @@ def test_ctrl_c_and_kill_9_then_resume(tmp_path):
     # kill -9 in the middle of the resumed run
     first = _rows(db)
     p = subprocess.Popen([sys.executable, "-m", "hwnas.cli", "profile", "--device", "cpu-1t", "--out", str(out),
-                          *CLI_TINY, "--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          *cli, "--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_rows(db, len(first) + 10, p)
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
