@@ -228,7 +228,10 @@ def test_cli_ctrl_c_keeps_the_checkpoint_and_resume_continues(tmp_path):
     first = read_meta(out)
     assert first["steps_done"] == 2
 
-    p = subprocess.Popen(base + ["--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # SIGINT's default back in the child: a test run started in the background of a non-interactive shell
+    # (`.ci/run &`) inherits SIGINT ignored, and a Python started so keeps ignoring it
+    p = subprocess.Popen(base + ["--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(p.stderr), daemon=True)
     reader.start()
