@@ -200,7 +200,8 @@ def _check_existing(path: Path, device: DeviceSpec, settings: dict, node: Node |
     finally:
         st.close()
     plan = meta.get("plan")
-    if isinstance(plan, dict):  # plan fields added since (n_lrn_kernels, n_patch_kernels, n_fc_kernels) are no difference: resuming adds them
+    # plan fields added since (n_lrn_kernels, n_patch_kernels, n_fc_kernels) are no difference: resuming adds them
+    if isinstance(plan, dict):
         plan = {**settings["plan"], **plan}
     then = {"device": meta.get("device"), "space": meta.get("space"), "plan": plan,
             "few_shot": meta.get("few_shot"), "parts": meta.get("fleet", {}).get("parts")}
@@ -277,8 +278,7 @@ def profile_fleet(cfg: FleetConfig, log: Callable[[str], None] = lambda m: None,
             raise InputError(f"--quick {cfg.quick}: a few-shot profile needs at least {MIN_SHOTS} measured architectures")
         reference = load_reference(cfg.from_profile)
         cfg = replace(cfg, space=reference[2].space, parts=("arch",),
-                      pplan=ProfilePlan(n_archs=cfg.quick, n_kernels=0, n_token_kernels=0, n_lrn_kernels=0,
-                                        n_patch_kernels=0, n_fc_kernels=0, n_kernel_profiles=0, zoo_per_family=0, seed=cfg.pplan.seed))
+                      pplan=ProfilePlan.archs_only(cfg.quick, cfg.pplan.seed))
         few = {"reference": str(cfg.from_profile), "reference_device": reference[2].device.name, "n": cfg.quick,
                "seed": cfg.pplan.seed}
         archs = [str(a) for a in fewshot_archs(cfg.space, reference[0], cfg.quick, cfg.pplan.seed)]

@@ -16,4 +16,5 @@ from .spec import (ACT_OPS, BINARY_OPS, CONV_OPS, EXTRA_OPS, FLOAT_BYTES, HEAD_O
 
 __all__ = ["ACT_OPS", "BINARY_OPS", "CONV_OPS", "DEFAULT_OP_WEIGHTS", "DEFAULT_TOKEN_OP_WEIGHTS", "EXTRA_OPS",
            "FLOAT_BYTES", "HEAD_OPS", "IR_VERSION", "OPS", "OPSET", "POOL_OPS", "TOKEN_OPS", "KernelSampler",
-           "FcKernelSampler", "KernelSpec", "LrnKernelSampler", "PatchKernelSampler", "TokenKernelSampler", "build_kernel_onnx"]
+           "FcKernelSampler", "KernelSpec", "LrnKernelSampler", "PatchKernelSampler", "TokenKernelSampler",
+           "build_kernel_onnx"]

@@ -68,8 +68,8 @@ POOL_OPS = ("maxpool", "avgpool")
 ACT_OPS = ("relu", "hswish", "sigmoid", "swish", "hsigmoid")
 BINARY_OPS = ("add", "mul", "mul_bcast")
 TOKEN_OPS = ("linear", "gelu", "layernorm", "add_layernorm", "softmax", "attn_qk", "attn_av")
-#: ops drawn by samplers of their own (LRN of older CNNs; patch convolutions of ViTs and ConvNeXts) (so that adding one leaves the CNN and
-#: token samplers' streams, and the keys of measured profiles, unchanged)
+#: ops drawn by samplers of their own (LRN of older CNNs; patch convolutions of ViTs and ConvNeXts), so
+#: that adding one leaves the CNN and token samplers' streams, and the keys of measured profiles, unchanged
 EXTRA_OPS = ("lrn", "patch_conv")
 #: ops timed as one ``Conv`` node (MACs and weights counted alike)
 _CONV_LIKE = (*CONV_OPS, "patch_conv")

@@ -66,11 +66,16 @@ class ProfilePlan:
     shares: dict = field(default_factory=lambda: {"block": 0.25, "kernel": 0.15, "kernel_profile": 0.08, "zoo": 0.10,
                                                   "arch": 0.42})
 
+    @classmethod
+    def archs_only(cls, n_archs: int, seed: int) -> "ProfilePlan":
+        """A plan that measures ``n_archs`` end-to-end architectures and nothing else (few-shot profiles)."""
+        return cls(n_archs=n_archs, n_kernels=0, n_token_kernels=0, n_lrn_kernels=0, n_patch_kernels=0,
+                   n_fc_kernels=0, n_kernel_profiles=0, zoo_per_family=0, seed=seed)
+
     def __post_init__(self) -> None:
         positive_number(self.time_budget_min, "time budget (--time-budget-min)", "minutes")
         for name in ("n_archs", "n_kernels", "n_token_kernels", "n_lrn_kernels", "n_patch_kernels", "n_fc_kernels",
-                     "n_kernel_profiles",
-                     "zoo_per_family"):
+                     "n_kernel_profiles", "zoo_per_family"):
             if getattr(self, name) < 0:
                 raise ProfileError(f"{name} must be >= 0")
 

@@ -180,8 +180,7 @@ def build_fewshot_profile(
     with profile_store(device, out_dir, resume) as store:
         from .campaign import ProfilePlan
 
-        pplan = ProfilePlan(n_archs=n, n_kernels=0, n_token_kernels=0, n_lrn_kernels=0, n_patch_kernels=0,
-                            n_fc_kernels=0, n_kernel_profiles=0, zoo_per_family=0, seed=seed)
+        pplan = ProfilePlan.archs_only(n, seed)
         if resume:
             check_resume(store, device, space, pplan)
             if store.get_meta("few_shot", {}).get("n") != n:

@@ -130,13 +130,15 @@ class MorphSearcher(Searcher):
         lat, ok = fits([m.child(arch, space) for m in morphs])
         return morphs, lat, np.flatnonzero(ok)
 
-    def _extend(self, first: Morph, arch: Arch, space: SearchSpace, fits) -> tuple[list[Morph], float]:
-        """``first`` followed by up to ``morphs_per_child`` - 1 more one-step morphs (the count drawn
-        uniformly), each drawn among those whose result fits; fewer when none fits.  Returns the
-        morphs and the child's predicted latencies."""
+    def _extend(self, first: Morph, first_lat: np.ndarray, arch: Arch, space: SearchSpace,
+                fits) -> tuple[list[Morph], np.ndarray]:
+        """``first`` (whose child's predicted latencies are ``first_lat``) followed by up to
+        ``morphs_per_child`` - 1 more one-step morphs (the count drawn uniformly), each drawn among
+        those whose result fits; fewer when none fits.  Returns the morphs and the child's predicted
+        latencies."""
         seq = [first]
         cur = first.child(arch, space)
-        lat, _ = fits([cur])
+        lat = first_lat[None, :]
         for _ in range(int(self.rng.integers(1, self.morphs_per_child + 1)) - 1):
             nxt, kid_lat, legal = self._fitting(cur, space, fits)
             if legal.size == 0:
@@ -179,7 +181,7 @@ class MorphSearcher(Searcher):
             best = None
             for i in sorted(int(j) for j in pick):
                 seq, child_lat = ([morphs[i]], lat[i]) if self.morphs_per_child == 1 else \
-                    self._extend(morphs[i], arch, space, fits)
+                    self._extend(morphs[i], lat[i], arch, space, fits)
                 child, new = arch, model
                 for m in seq:  # every step function-preserving: the child starts from the incumbent's function
                     child, new = apply_morph(new, m, space, self.noise_std)
