@@ -34,6 +34,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 
 # (zoo model name, op type of the kernel, which one of that op type in graph order)
 CASES = (
@@ -99,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --rounds, --runs and --evict-mb must be >= 1", file=sys.stderr)
         return 2
 
+    from results_io import save_results
+
     from hwnas.devices import load_device
     from hwnas.measure import Measurer
     from hwnas.zoo_sealed import model_by_name
@@ -136,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
            "canary_ms_range": [min(canaries), max(canaries)], "seconds": time.time() - t0,
            "command": "python benchmarks/cache_state.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "kernels": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    save_results(out, args.out)
     print(f"saved {args.out} ({out['seconds']:.0f} s, canary {min(canaries):.2f}-{max(canaries):.2f} ms)")
     return 0
 

@@ -2,8 +2,11 @@
 
 A device is a machine *plus* the runtime settings that change latency: execution provider,
 thread counts, execution mode, graph optimization level, precision, batch size and core
-affinity.  Every key is required (except ``allow_spinning``, default true, which older specs lack);
-unknown keys are rejected so a typo cannot pass silently.
+affinity.  Every key is required (except ``allow_spinning``, default true, and
+``transformer_fusion``, default ``"none"``, which older specs lack); unknown keys are rejected so
+a typo cannot pass silently.  ``transformer_fusion`` names a model type of
+``onnxruntime.transformers``' optimizer whose fusions every model gets before it is timed or
+predicted (:mod:`hwnas.device_graph`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from .paths import devices_dir
 EXECUTION_MODES = ("sequential", "parallel")
 OPT_LEVELS = ("disabled", "basic", "extended", "all")
 PRECISIONS = ("fp32", "int8")
+#: model types of ``onnxruntime.transformers``' optimizer a device may fuse for (``none``: no fusion)
+TRANSFORMER_FUSIONS = ("none", "bert", "vit", "swin", "gpt2", "clip")
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class DeviceSpec:
     core_affinity: tuple[int, ...]
     # Optional keys (older spec files and profiles lack them): their defaults keep the old meaning.
     allow_spinning: bool = True
+    transformer_fusion: str = "none"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "core_affinity", tuple(int(c) for c in self.core_affinity))
@@ -65,6 +71,8 @@ class DeviceSpec:
             raise bad("precision", f"must be one of {list(PRECISIONS)}, got {self.precision!r}")
         if not isinstance(self.execution_provider, str) or not self.execution_provider.endswith("ExecutionProvider"):
             raise bad("execution_provider", f"must name an ONNX Runtime provider, got {self.execution_provider!r}")
+        if self.transformer_fusion not in TRANSFORMER_FUSIONS:
+            raise bad("transformer_fusion", f"must be one of {list(TRANSFORMER_FUSIONS)}, got {self.transformer_fusion!r}")
         if not isinstance(self.allow_spinning, bool):
             raise bad("allow_spinning", f"must be true or false, got {self.allow_spinning!r}")
         if any(c < 0 for c in self.core_affinity):

@@ -413,9 +413,9 @@ class Measurer:
             raise RuntimeError("use Measurer as a context manager: `with Measurer(device) as m:`")
 
     def _prepare(self, model: onnx.ModelProto | bytes | str, name: str) -> _Prepared:
-        from .quantize import for_device
+        from .device_graph import device_graph
 
-        model = for_device(model, self.device.precision)  # int8 devices time the quantized model
+        model = device_graph(model, self.device)  # fused / int8 devices time the graph they run
         t0 = time.perf_counter()
         sess = make_session(model, self.device)
         feed = random_feed(sess, self.config.seed)
@@ -479,9 +479,9 @@ class Measurer:
         timed right before and after, so durations convert to drift-free canary units.
         """
         self._require_open()
-        from .quantize import for_device
+        from .device_graph import device_graph
 
-        model = for_device(model, self.device.precision)
+        model = device_graph(model, self.device)
         canary_before = self._canary_round()
         with tempfile.TemporaryDirectory(prefix="hwnas-prof-") as tmp:
             opt_path = os.path.join(tmp, "optimized.onnx")

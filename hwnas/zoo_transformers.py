@@ -27,11 +27,13 @@ Add followed by LayerNorm becomes ``SkipLayerNormalization``; Q K^T x scale beco
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import onnx
+import onnx.helper
 import onnx.numpy_helper
 
 from .layers import DEFAULT_CLASSES
@@ -42,7 +44,18 @@ TRANSFORMER_FAMILIES = ("vit", "bert", "hybrid")
 
 
 class _TransformerContext(_ZooContext):
-    """The zoo's graph context plus token layers (torch's export layout)."""
+    """The zoo's graph context plus token layers (torch's export layout).  With ``fused``, each
+    self-attention is one ``com.microsoft`` ``Attention`` node (packed Q/K/V weight, then the
+    heads), as ``onnxruntime.transformers``' optimizer or optimum write a fused graph."""
+
+    fused = False
+
+    def fused_attention(self, scope: str, x: str, width: int, heads: int) -> str:
+        """``Attention`` (Q/K/V projection, softmax(Q K^T / sqrt d) V per head), then the projection."""
+        w = self._init(f"{scope}.qkv.weight", self._uniform((width, 3 * width), math.sqrt(3.0 / width)))
+        b = self._init(f"{scope}.qkv.bias", self._uniform((3 * width,), 0.02))
+        a = self.node("Attention", [x, w, b], f"{scope}.fused", domain=CONTRIB_DOMAIN, num_heads=heads)
+        return self.dense(f"{scope}.proj", a, width, width)
 
     def i64(self, name: str, values: Sequence[int]) -> str:
         return self.const(name, np.array(values, dtype=np.int64))
@@ -96,6 +109,10 @@ class _TransformerContext(_ZooContext):
         """Pre-norm layer with a fused QKV projection split by ``Gather`` (timm's export)."""
         d = width // heads
         h = self.layernorm(f"{scope}.norm1", x, width)
+        if self.fused:
+            x = self.node("Add", [x, self.fused_attention(f"{scope}.attn", h, width, heads)], f"{scope}.res1")
+            h = self.layernorm(f"{scope}.norm2", x, width)
+            return self.node("Add", [x, self.mlp(f"{scope}.mlp", h, width, ratio)], f"{scope}.res2")
         qkv = self.dense(f"{scope}.qkv", h, width, 3 * width)
         qkv = self.node("Reshape", [qkv, self.i64(f"shape.qkv.{tokens}.{heads}.{d}", [-1, tokens, 3, heads, d])],
                         f"{scope}.qkv.reshape")
@@ -131,13 +148,33 @@ def _meta(family: str, **kw: Any) -> dict[str, Any]:
     return {"family": family, **kw}
 
 
+#: ONNX Runtime's contrib-op domain (``Attention``)
+CONTRIB_DOMAIN = "com.microsoft"
+
+
+def _context(name: str, seed: int, fused: bool) -> _TransformerContext:
+    ctx = _TransformerContext(name, seed)
+    ctx.fused = fused
+    return ctx
+
+
+def _finished(model: onnx.ModelProto, fused: bool) -> onnx.ModelProto:
+    """``model``, importing ORT's contrib domain where its attention is fused."""
+    if fused:
+        model.opset_import.add().CopyFrom(onnx.helper.make_opsetid(CONTRIB_DOMAIN, 1))
+        meta = next(p for p in model.metadata_props if p.key == "hwnas.zoo")
+        meta.value = json.dumps({**json.loads(meta.value), "fused_attention": True}, sort_keys=True)
+    return model
+
+
 def build_vit(width: int = 192, depth: int = 12, heads: int = 3, patch: int = 16, mlp_ratio: float = 4.0,
               distilled: bool = False, resolution: int = 224, batch: int = 1, n_classes: int = DEFAULT_CLASSES,
-              seed: int = 0) -> onnx.ModelProto:
-    """ViT (DeiT with ``distilled``: a second, distillation token)."""
+              seed: int = 0, fused_attention: bool = False) -> onnx.ModelProto:
+    """ViT (DeiT with ``distilled``: a second, distillation token).  ``fused_attention``: each
+    self-attention one ORT ``Attention`` node (as an optimizer writes it)."""
     if resolution % patch or width % heads:
         raise ValueError(f"vit: patch {patch} must divide resolution {resolution} and heads {heads} width {width}")
-    ctx = _TransformerContext(f"vit_{width}_{depth}", seed)
+    ctx = _context(f"vit_{width}_{depth}", seed, fused_attention)
     side = resolution // patch
     x = ctx.conv_bias("patch_embed", "input", 3, width) if patch == 1 else ctx.node(
         "Conv", ["input", ctx._init("patch_embed.weight", ctx._uniform((width, 3, patch, patch),
@@ -155,43 +192,49 @@ def build_vit(width: int = 192, depth: int = 12, heads: int = 3, patch: int = 16
     x = ctx.layernorm("norm", x, width)
     x = ctx.node("Gather", [x, ctx._index(0)], "cls_select", axis=1)
     ctx.head(x, width, n_classes)
-    return ctx.done(batch, resolution, n_classes, _meta("vit", width=width, depth=depth, heads=heads, patch=patch,
-                                                        mlp_ratio=mlp_ratio, distilled=distilled))
+    meta = _meta("vit", width=width, depth=depth, heads=heads, patch=patch, mlp_ratio=mlp_ratio, distilled=distilled)
+    return _finished(ctx.done(batch, resolution, n_classes, meta), fused_attention)
 
 
 def build_bert(width: int = 256, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0, resolution: int = 128,
-               batch: int = 1, n_classes: int = 2, seed: int = 0) -> onnx.ModelProto:
-    """BERT-style encoder over ``resolution`` embedded tokens (post-norm, separate Q/K/V)."""
+               batch: int = 1, n_classes: int = 2, seed: int = 0, fused_attention: bool = False) -> onnx.ModelProto:
+    """BERT-style encoder over ``resolution`` embedded tokens (post-norm, separate Q/K/V; with
+    ``fused_attention`` one ORT ``Attention`` node per layer)."""
     if width % heads:
         raise ValueError(f"bert: heads {heads} must divide width {width}")
     tokens, d = resolution, width // heads
-    ctx = _TransformerContext(f"bert_{width}_{depth}_{tokens}", seed)
+    ctx = _context(f"bert_{width}_{depth}_{tokens}", seed, fused_attention)
     x = ctx.node("Add", ["input", ctx._init("position_embeddings", ctx._uniform((1, tokens, width), 0.02))],
                  "embeddings.add")
     x = ctx.layernorm("embeddings.norm", x, width)
     for i in range(depth):
         s = f"encoder.layer.{i}"
-        q = ctx.heads(f"{s}.query", ctx.dense(f"{s}.query", x, width, width), tokens, heads, d)
-        k_t = ctx.heads(f"{s}.key", ctx.dense(f"{s}.key", x, width, width), tokens, heads, d, key=True)
-        v = ctx.heads(f"{s}.value", ctx.dense(f"{s}.value", x, width, width), tokens, heads, d)
-        a = ctx.attention(f"{s}.attention", q, k_t, v, tokens, width, d)
+        if fused_attention:
+            a = ctx.fused_attention(f"{s}.attention", x, width, heads)
+        else:
+            q = ctx.heads(f"{s}.query", ctx.dense(f"{s}.query", x, width, width), tokens, heads, d)
+            k_t = ctx.heads(f"{s}.key", ctx.dense(f"{s}.key", x, width, width), tokens, heads, d, key=True)
+            v = ctx.heads(f"{s}.value", ctx.dense(f"{s}.value", x, width, width), tokens, heads, d)
+            a = ctx.attention(f"{s}.attention", q, k_t, v, tokens, width, d)
         x = ctx.layernorm(f"{s}.attention.norm", ctx.node("Add", [a, x], f"{s}.attention.res"), width)
         m = ctx.mlp(f"{s}.mlp", x, width, mlp_ratio)
         x = ctx.layernorm(f"{s}.output.norm", ctx.node("Add", [m, x], f"{s}.output.res"), width)
     x = ctx.node("ReduceMean", [x], "pool", axes=[1], keepdims=0)
     ctx.head(x, width, n_classes)
-    return ctx.done_tokens(batch, tokens, width, n_classes,
-                           _meta("bert", width=width, depth=depth, heads=heads, tokens=tokens, mlp_ratio=mlp_ratio))
+    return _finished(ctx.done_tokens(batch, tokens, width, n_classes,
+                                     _meta("bert", width=width, depth=depth, heads=heads, tokens=tokens,
+                                           mlp_ratio=mlp_ratio)), fused_attention)
 
 
 def build_hybrid(stem_width: int = 32, width: int = 192, depth: int = 4, heads: int = 3, downsample: int = 16,
                  mlp_ratio: float = 2.0, resolution: int = 224, batch: int = 1, n_classes: int = DEFAULT_CLASSES,
-                 seed: int = 0) -> onnx.ModelProto:
-    """Convolution stem down to ``1/downsample``, then ViT layers over its positions."""
+                 seed: int = 0, fused_attention: bool = False) -> onnx.ModelProto:
+    """Convolution stem down to ``1/downsample``, then ViT layers over its positions (``fused_attention``
+    as :func:`build_vit`)."""
     steps = int(math.log2(downsample))
     if 2 ** steps != downsample or resolution % downsample or width % heads:
         raise ValueError(f"hybrid: downsample {downsample} must be a power of 2 dividing {resolution}")
-    ctx = _TransformerContext(f"hybrid_{width}_{depth}", seed)
+    ctx = _context(f"hybrid_{width}_{depth}", seed, fused_attention)
     x, ch = ctx.conv("stem.0", "input", 3, stem_width, 3, 2, act="relu"), stem_width
     for i in range(1, steps):  # inverted residuals, each halving the map
         out = min(width, ch * 2)
@@ -207,8 +250,9 @@ def build_hybrid(stem_width: int = 32, width: int = 192, depth: int = 4, heads: 
         x = ctx.vit_layer(f"blocks.{i}", x, side * side, width, heads, mlp_ratio)
     x = ctx.layernorm("norm", x, width)
     ctx.head(ctx.node("ReduceMean", [x], "pool", axes=[1], keepdims=0), width, n_classes)
-    return ctx.done(batch, resolution, n_classes, _meta("hybrid", stem_width=stem_width, width=width, depth=depth,
-                                                        heads=heads, downsample=downsample, mlp_ratio=mlp_ratio))
+    return _finished(ctx.done(batch, resolution, n_classes, _meta("hybrid", stem_width=stem_width, width=width,
+                                                                  depth=depth, heads=heads, downsample=downsample,
+                                                                  mlp_ratio=mlp_ratio)), fused_attention)
 
 
 _BUILDERS: dict[str, Callable[..., onnx.ModelProto]] = {"vit": build_vit, "bert": build_bert, "hybrid": build_hybrid}
@@ -219,6 +263,13 @@ class TransformerModel(ZooModel):
 
     def _builder(self) -> Callable[..., onnx.ModelProto]:
         return _BUILDERS[self.family]
+
+    def build_fused(self, batch: int = 1, seed: int = 0) -> onnx.ModelProto:
+        """The same model with each self-attention one ORT ``Attention`` node (``fused_attention``)."""
+        model = self._builder()(**dict(self.config), resolution=self.resolution, batch=batch, seed=seed,
+                                fused_attention=True)
+        model.graph.name = f"zoo_{self.name}_fused"
+        return model
 
 
 def _vit(width: int, depth: int, heads: int, patch: int, r: int, distilled: bool = False) -> TransformerModel:

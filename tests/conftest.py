@@ -12,6 +12,7 @@ from hwnas.space import SearchSpace
 
 TINY_SPACE = SearchSpace(resolutions=(128,), width_mults=(1.0,))
 TINY_PLAN = ProfilePlan(n_archs=36, n_kernels=24, n_token_kernels=6, n_lrn_kernels=2, n_patch_kernels=2, n_fc_kernels=0,
+                        n_attention_kernels=0,
                         n_kernel_profiles=3,
                         zoo_per_family=1, time_budget_min=10)
 
@@ -55,3 +56,19 @@ def kernel_signature(records) -> collections.Counter:
     model's kernels must agree on."""
     return collections.Counter((r.op_type, r.input_shapes, r.output_shapes, str(sorted(r.attributes.items())))
                                for r in records)
+
+
+def fitted_kernel_predictor(families: dict, op_base: dict[str, float]):
+    """A kernel predictor in the state a fit leaves, with constant ``families`` (``{family: log rate}``)
+    and per-op base rates ``op_base``: no profile needed."""
+    from hwnas.predictors.kernel import KernelPredictor
+    from hwnas.predictors.kernel_features import FEATURE_NAMES
+
+    kp = KernelPredictor()
+    kp.families_ = {f: {"rows": 9, "constant": c, "base": 0.0} for f, c in families.items()}
+    kp.fallback_log_rate_ = -2.0
+    kp.op_base_ = op_base
+    kp.model_op_codes_ = []
+    kp.n_features_ = len(FEATURE_NAMES)
+    kp._compiled, kp._stacked = {}, None
+    return kp

@@ -162,7 +162,7 @@ def test_sharded_campaign_merges_into_one_profile(cluster, tmp_path):
 
     out = tmp_path / "fleet"
     plan = ProfilePlan(n_archs=6, n_kernels=4, n_token_kernels=1, n_lrn_kernels=1, n_patch_kernels=1, n_fc_kernels=0,
-                       n_kernel_profiles=1,
+                       n_attention_kernels=0, n_kernel_profiles=1,
                        zoo_per_family=0)
     cfg = FleetConfig(None, (load_device("cpu-1t"),), out, plan, TINY_SPACE, parts=("kernel", "kernel_profile", "arch"),
                       shard=True, share_machine=True, config=MeasureConfig.quick(), train=False)

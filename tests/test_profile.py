@@ -19,7 +19,8 @@ from hwnas.profile.store import ProfileStore
 from conftest import TINY_PLAN, TINY_SPACE
 
 CLI_TINY = ["--resolutions", "128", "--width-mults", "1.0", "--n-archs", "5", "--n-kernels", "8", "--n-token-kernels", "2",
-            "--n-lrn-kernels", "1", "--n-patch-kernels", "1", "--n-fc-kernels", "0", "--n-kernel-profiles", "1", "--zoo-per-family", "0", "--short-timing"]
+            "--n-lrn-kernels", "1", "--n-patch-kernels", "1", "--n-fc-kernels", "0", "--n-attention-kernels", "0",
+            "--n-kernel-profiles", "1", "--zoo-per-family", "0", "--short-timing"]
 N_BLOCKS = len(lut_specs(TINY_SPACE))
 
 

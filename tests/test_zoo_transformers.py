@@ -69,3 +69,28 @@ def test_candidates_ordered_by_macs_and_named_apart(family: str) -> None:
     assert len(set(names)) == len(names) == 8 * len(TRANSFORMER_FAMILIES)
     assert not set(TRANSFORMER_FAMILIES) & (set(families()) | set(SEALED_FAMILIES))
     assert model_by_name(_VARIANTS[family][-1].name) == _VARIANTS[family][-1]
+
+
+@pytest.mark.parametrize("family", TRANSFORMER_FAMILIES)
+def test_fused_attention_build_runs_one_attention_kernel_per_layer(family: str) -> None:
+    import json
+
+    from hwnas.devices import load_device
+    from hwnas.predictors.kernel_features import featurize_records, optimized_kernels
+
+    m, plain = _smallest(family)
+    fused = m.build_fused()
+    onnx.checker.check_model(fused, full_check=True)
+    depth = dict(m.config)["depth"]
+    assert sum(n.op_type == "Attention" and n.domain == "com.microsoft" for n in fused.graph.node) == depth
+    assert ("com.microsoft", 1) in [(o.domain, o.version) for o in fused.opset_import]
+    assert json.loads(fused.metadata_props[0].value)["fused_attention"] is True
+    # the plain build is left as it was: no contrib op, no flag
+    assert not any(n.domain for n in plain.graph.node) and "fused_attention" not in plain.metadata_props[0].value
+    y = _run(fused)
+    assert y.shape == _run(plain).shape and np.isfinite(y).all()
+    recs = optimized_kernels(fused, load_device("cpu-1t"))
+    attn = [r for r in recs if r.op_type == "Attention"]
+    assert len(attn) == depth and not any(r.op_type in ("Softmax", "FusedMatMul") for r in recs)
+    rows, uncovered = featurize_records(recs)
+    assert not uncovered and sum(r.family == "attention" for r in rows) == depth

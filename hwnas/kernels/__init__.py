@@ -4,17 +4,19 @@
 * :mod:`.sampler`: :class:`KernelSampler` (CNN shapes), :class:`TokenKernelSampler` (transformers),
   :class:`LrnKernelSampler` (the ``lrn`` kernels of older CNNs), :class:`PatchKernelSampler`
   (``patch_conv``: patch embeddings and stride-2 downsampling, stride = kernel), :class:`FcKernelSampler`
-  (the large ``gemm`` of VGG / AlexNet classifier heads);
+  (the large ``gemm`` of VGG / AlexNet classifier heads), :class:`AttentionKernelSampler` (fused
+  self-attention, ORT's ``Attention`` / ``MultiHeadAttention``);
 * :mod:`.graphs`: :func:`build_kernel_onnx`, the spec as a one-input ONNX graph.
 """
 
 from .graphs import build_kernel_onnx
-from .sampler import (DEFAULT_OP_WEIGHTS, DEFAULT_TOKEN_OP_WEIGHTS, FcKernelSampler, KernelSampler,
-                      LrnKernelSampler, PatchKernelSampler, TokenKernelSampler)
-from .spec import (ACT_OPS, BINARY_OPS, CONV_OPS, EXTRA_OPS, FLOAT_BYTES, HEAD_OPS, IR_VERSION, OPS, OPSET, POOL_OPS,
-                   TOKEN_OPS, KernelSpec)
+from .sampler import (DEFAULT_OP_WEIGHTS, DEFAULT_TOKEN_OP_WEIGHTS, AttentionKernelSampler, FcKernelSampler,
+                      KernelSampler, LrnKernelSampler, PatchKernelSampler, TokenKernelSampler)
+from .spec import (ACT_OPS, ATTENTION_OPS, BINARY_OPS, CONV_OPS, EXTRA_OPS, FLOAT_BYTES, HEAD_OPS, IR_VERSION, OPS,
+                   OPSET, POOL_OPS, TOKEN_OPS, KernelSpec)
 
-__all__ = ["ACT_OPS", "BINARY_OPS", "CONV_OPS", "DEFAULT_OP_WEIGHTS", "DEFAULT_TOKEN_OP_WEIGHTS", "EXTRA_OPS",
+__all__ = ["ACT_OPS", "ATTENTION_OPS", "AttentionKernelSampler", "BINARY_OPS", "CONV_OPS", "DEFAULT_OP_WEIGHTS",
+           "DEFAULT_TOKEN_OP_WEIGHTS", "EXTRA_OPS",
            "FLOAT_BYTES", "HEAD_OPS", "IR_VERSION", "OPS", "OPSET", "POOL_OPS", "TOKEN_OPS", "KernelSampler",
            "FcKernelSampler", "KernelSpec", "LrnKernelSampler", "PatchKernelSampler", "TokenKernelSampler",
            "build_kernel_onnx"]

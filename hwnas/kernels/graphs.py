@@ -14,6 +14,8 @@ from .spec import IR_VERSION, OPSET, POOL_OPS, KernelSpec
 
 #: the ``LRN`` node's constants (its cost does not depend on them)
 LRN_ALPHA, LRN_BETA, LRN_BIAS = 1e-4, 0.75, 1.0
+#: ONNX Runtime's contrib-op domain (``Attention``, ``MultiHeadAttention``)
+MS_DOMAIN = "com.microsoft"
 
 
 def _value(name: str, shape: Sequence[int]) -> onnx.ValueInfoProto:
@@ -35,8 +37,10 @@ class _GraphBuilder:
     def normal(self, name: str, shape: Sequence[int], std: float = 1.0) -> str:
         return self.init(name, (self.rng.standard_normal(tuple(shape)) * std).astype(np.float32))
 
-    def node(self, op_type: str, inputs: Sequence[str], outputs: Sequence[str], name: str, **attrs: Any) -> None:
-        self.nodes.append(helper.make_node(op_type, list(inputs), list(outputs), name=name, **attrs))
+    def node(self, op_type: str, inputs: Sequence[str], outputs: Sequence[str], name: str, domain: str = "",
+             **attrs: Any) -> None:
+        self.nodes.append(helper.make_node(op_type, list(inputs), list(outputs), name=name, domain=domain or None,
+                                           **attrs))
 
     def conv(self, spec: KernelSpec, out: str) -> None:
         k, cin_g = spec.kernel, spec.in_ch // spec.groups
@@ -114,14 +118,22 @@ def build_kernel_onnx(spec: KernelSpec, seed: int = 0) -> onnx.ModelProto:
         mean = g.normal("bn.mean", (c,), std=0.1)
         var = g.init("bn.var", g.rng.uniform(0.5, 1.5, c).astype(np.float32))
         g.node("BatchNormalization", ["input", scale, bias, mean, var], ["output"], "bn", epsilon=1e-5)
+    elif op == "attention":
+        w = g.normal("qkv.weight", (c, 3 * c), std=math.sqrt(1.0 / c))
+        b = g.normal("qkv.bias", (3 * c,), std=0.01)
+        g.node("Attention", ["input", w, b], ["output"], "attention", domain=MS_DOMAIN, num_heads=spec.groups)
+    elif op == "mha":
+        g.node("MultiHeadAttention", ["input", "input", "input"], ["output"], "mha", domain=MS_DOMAIN,
+               num_heads=spec.groups)
     elif not _token_op(g, spec):  # pragma: no cover - KernelSpec validates op
         raise ValueError(f"no ONNX builder for op {op!r}")
     graph = helper.make_graph(
         g.nodes, spec.key, [_value("input", in_shape)], [_value("output", spec.output_shape)], initializer=g.inits
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="hwnas.kernels", ir_version=IR_VERSION
-    )
+    opsets = [helper.make_opsetid("", OPSET)]
+    if any(n.domain == MS_DOMAIN for n in g.nodes):
+        opsets.append(helper.make_opsetid(MS_DOMAIN, 1))
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="hwnas.kernels", ir_version=IR_VERSION)
     helper.set_model_props(model, {"hwnas.kernel": json.dumps(spec.to_dict(), sort_keys=True)})
     return model
 

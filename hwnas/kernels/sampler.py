@@ -365,3 +365,40 @@ class FcKernelSampler(_OneOpSampler):
             fin = int(round(math.exp(rng.uniform(math.log(4096), math.log(25088))) / 8) * 8)
             fout = int(round(math.exp(rng.uniform(math.log(512), math.log(4096))) / 8) * 8)
         return KernelSpec("gemm", batch=batch, in_ch=fin, out_ch=fout)
+
+
+_ATTN_HEADS = (1, 2, 3, 4, 6, 8, 12, 16)
+_ATTN_HEAD_WEIGHTS = (1, 2, 3, 3, 3, 3, 2, 1)
+
+
+class AttentionKernelSampler(_OneOpSampler):
+    """Seeded sampler of fused self-attention kernels, ``attention`` (ORT's ``Attention``: Q/K/V
+    projection and attention in one kernel) and ``mha`` (``MultiHeadAttention`` on projected
+    Q, K, V), half each: 16-1024 tokens (log-uniform, or with probability 0.3 a square patch grid,
+    often plus a class token), 1-16 heads of 32-128 features, embedding 64-1024.  Up to 2 G MACs
+    (a ViT-B layer's attention at 197 tokens is 0.4 G), beyond the CNN sampler's 400 M.  Same
+    stream and de-duplication rules as :class:`KernelSampler`; its own seed offset keeps its
+    stream independent of the other samplers'."""
+
+    OP_SET = ("attention", "mha")
+    SEED_TAG = 0xA77E
+
+    def __init__(self, seed: int = 0, *, op_weights: dict[str, float] | None = None, max_macs: int = 2_000_000_000,
+                 **kw: Any) -> None:
+        super().__init__(seed, op_weights={"attention": 1.0, "mha": 1.0} if op_weights is None else op_weights,
+                         max_macs=max_macs, **kw)
+
+    def _draw(self) -> KernelSpec | None:
+        rng = self.rng
+        op = _weighted(rng, self.ops, self.op_weights)
+        batch = int(rng.choice(self.batches))
+        tokens = int(round(math.exp(rng.uniform(math.log(_TOKENS[0]), math.log(_TOKENS[1])))))
+        if rng.random() < 0.3:  # patch grids: a square number of tokens, often plus a class token
+            side = max(2, round(math.sqrt(tokens)))
+            tokens = side * side + int(rng.random() < 0.5)
+        heads = int(_weighted(rng, _ATTN_HEADS, _ATTN_HEAD_WEIGHTS))
+        d = int(_weighted(rng, (32, 48, 64, 96, 128), (3, 1, 4, 1, 1)))
+        c = heads * d
+        if not _EMBED[0] <= c <= _EMBED[1]:
+            return None
+        return KernelSpec(op, batch=batch, in_ch=c, res=tokens, groups=heads)

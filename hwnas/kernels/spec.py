@@ -46,6 +46,17 @@ so both operands are activations, as in a real model).  ``linear`` is MatMul + b
 ``Gemm`` on the flattened tokens), ``gelu`` the erf form torch exports (fused to ``Gelu``),
 ``add_layernorm`` a residual Add + LayerNorm (fused to ``SkipLayerNormalization``).
 
+Fused attention (ONNX Runtime's ``com.microsoft`` contrib ops)
+--------------------------------------------------------------
+``attention`` and ``mha`` are whole self-attention blocks as one kernel, as they appear in graphs
+that ``onnxruntime.transformers``' optimizer (or an exporter such as optimum) has fused: ``res`` is
+the number of tokens T, ``in_ch`` the embedding C (= ``out_ch``), ``groups`` the heads (they divide
+C).  ``attention`` is ``Attention``: input ``(batch, T, C)`` times packed Q/K/V weights ``C x 3C``
+plus bias, then softmax(Q K^T / sqrt(d)) V per head, output ``(batch, T, C)``.  ``mha`` is
+``MultiHeadAttention`` on projections already made: query, key and value are the input itself
+(three reads of one ``(batch, T, C)`` tensor; a real model's three are as large and as recently
+written).  Key e.g. ``attention_b1_i256_o256_r128_k1_s1_g4``.
+
 Padding: convolutions and pools pad ``(kernel - 1) // 2`` on every side (``same`` for odd
 kernels at stride 1); convolution kernels must be odd.
 """
@@ -68,9 +79,12 @@ POOL_OPS = ("maxpool", "avgpool")
 ACT_OPS = ("relu", "hswish", "sigmoid", "swish", "hsigmoid")
 BINARY_OPS = ("add", "mul", "mul_bcast")
 TOKEN_OPS = ("linear", "gelu", "layernorm", "add_layernorm", "softmax", "attn_qk", "attn_av")
-#: ops drawn by samplers of their own (LRN of older CNNs; patch convolutions of ViTs and ConvNeXts), so
-#: that adding one leaves the CNN and token samplers' streams, and the keys of measured profiles, unchanged
-EXTRA_OPS = ("lrn", "patch_conv")
+#: fused self-attention (ORT's ``Attention`` / ``MultiHeadAttention`` contrib ops)
+ATTENTION_OPS = ("attention", "mha")
+#: ops drawn by samplers of their own (LRN of older CNNs; patch convolutions of ViTs and ConvNeXts; fused
+#: attention), so that adding one leaves the CNN and token samplers' streams, and the keys of measured
+#: profiles, unchanged
+EXTRA_OPS = ("lrn", "patch_conv", *ATTENTION_OPS)
 #: ops timed as one ``Conv`` node (MACs and weights counted alike)
 _CONV_LIKE = (*CONV_OPS, "patch_conv")
 #: token ops whose ``groups`` are attention heads
@@ -131,6 +145,12 @@ class KernelSpec:
             self._fix("n_inputs", 1)
         if op in TOKEN_OPS:
             self._check_token_op()
+        elif op in ATTENTION_OPS:
+            self._fix("kernel", 1)
+            self._fix("stride", 1)
+            self._fix("out_ch", c)
+            if self.groups < 1 or c % self.groups:
+                raise ValueError(f"{op}: groups (the heads) must divide in_ch {c}, got {self.groups}")
         elif op == "gemm":
             self._fix("res", 1)
             self._fix("kernel", 1)
@@ -284,7 +304,7 @@ class KernelSpec:
             return (self.batch, self.in_ch)
         if self.op in HEAD_OPS:
             return (self.batch, self.groups, self.res, self.in_ch)
-        if self.op in TOKEN_OPS:
+        if self.op in TOKEN_OPS or self.op in ATTENTION_OPS:
             return (self.batch, self.res, self.in_ch)
         return (self.batch, self.in_ch, self.res, self.res)
 
@@ -295,7 +315,7 @@ class KernelSpec:
             return (self.batch, self.out_ch)
         if self.op in HEAD_OPS:
             return (self.batch, self.groups, self.res, self.out_ch)
-        if self.op in TOKEN_OPS:
+        if self.op in TOKEN_OPS or self.op in ATTENTION_OPS:
             return (self.batch, self.res, self.out_ch)
         return (self.batch, self.out_ch, self.out_res, self.out_res)
 
@@ -314,6 +334,9 @@ class KernelSpec:
             return self.batch * self.res * self.in_ch * self.out_ch
         if self.op in ("attn_qk", "attn_av"):  # (T x d) (d x T) and (T x T) (T x d) per head
             return self.batch * self.groups * self.res * self.res * (self.in_ch if self.op == "attn_qk" else self.out_ch)
+        if self.op in ATTENTION_OPS:  # Q K^T and A V over all heads, plus the Q/K/V projection for attention
+            attn = 2 * self.batch * self.res * self.res * self.in_ch
+            return attn + (self.batch * self.res * self.in_ch * 3 * self.in_ch if self.op == "attention" else 0)
         return 0
 
     @property
@@ -323,6 +346,8 @@ class KernelSpec:
             return self.out_ch * (self.in_ch // self.groups) * self.kernel * self.kernel + self.out_ch
         if self.op in ("gemm", "linear"):
             return self.in_ch * self.out_ch + self.out_ch
+        if self.op == "attention":  # packed Q/K/V weights and bias
+            return 3 * self.in_ch * self.in_ch + 3 * self.in_ch
         if self.op in ("layernorm", "add_layernorm"):
             return 2 * self.in_ch
         if self.op == "batchnorm":

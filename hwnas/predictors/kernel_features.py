@@ -28,7 +28,7 @@ from ..measure import (KernelRecord, make_session, optimized_node_attributes, pa
                        static_input_shapes)
 
 FAMILIES = ("conv", "dwconv", "pwconv", "gconv", "gemm", "pool", "globalpool", "activation", "elementwise",
-            "concat", "memory", "reorder", "batchnorm", "quantize", "layernorm")
+            "concat", "memory", "reorder", "batchnorm", "quantize", "layernorm", "attention")
 
 _ACTIVATIONS = {"Relu", "HardSwish", "HardSigmoid", "Sigmoid", "QuickGelu", "Clip", "Tanh", "LeakyRelu", "Gelu",
                 "Softmax", "Erf", "Elu", "Selu", "Swish", "Silu", "PRelu", "Softplus"}
@@ -88,9 +88,15 @@ for _op in (*sorted(_LAYERNORM), *sorted(_TRANSFORMER_ACTIVATIONS)):
 #: ``_POOL``: that set's codes were numbered in sorted order, so a new op there would renumber them
 _WINDOWED = {"LRN"}
 OP_CODES.setdefault("LRN", len(OP_CODES))
+#: fused self-attention, ORT's contrib ops (graphs fused by ``onnxruntime.transformers``' optimizer or
+#: an exporter): a family of their own, MACs of the Q/K/V projection (``Attention``) and of
+#: Q K^T and A V over all heads
+_ATTENTION = {"Attention", "MultiHeadAttention"}
+for _op in sorted(_ATTENTION):
+    OP_CODES.setdefault(_op, len(OP_CODES))
 #: op types a family covers since a later version: a predictor fitted before (it never saw
 #: one) prices them with its bytes-moved fallback and says so, as it did then
-LATE_COVERED = frozenset(_WINDOWED)
+LATE_COVERED = frozenset(_WINDOWED | _ATTENTION)
 
 
 def _nchw(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -116,6 +122,37 @@ def _with_prepacked_weight(op_type: str, ins: list[tuple[int, ...]], outs: list[
     return ins
 
 
+def _attention_inputs(op_type: str, ins: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+    """``Attention``'s inputs with its pre-packed Q/K/V weight put back: the timed session's profiler
+    shows ``(input, bias[, mask...])``, the untimed shape pass ``(input, weight, bias[, mask...])``;
+    the weight is ``C x (bias length)``."""
+    if op_type == "Attention" and len(ins) >= 2 and len(ins[0]) == 3 and len(ins[1]) == 1:
+        return [ins[0], (ins[0][-1], ins[1][0]), *ins[1:]]
+    return ins
+
+
+def _attention_geometry(op_type: str, ins: Sequence[Sequence[int]], attributes: dict | None
+                        ) -> tuple[int, int, int, int, int, int] | None:
+    """(batch, query tokens T, key tokens S, Q/K width, V width, heads) of a fused attention kernel,
+    or None for a layout it does not know (packed or past-state inputs: uncovered, priced by the fallback)."""
+    heads = int((attributes or {}).get("num_heads", 1) or 1)
+    if not ins or len(ins[0]) != 3:
+        return None
+    b, t, c = (int(v) for v in ins[0])
+    if op_type == "Attention":
+        sizes = [int(v) for v in (attributes or {}).get("qkv_hidden_sizes") or []]
+        total = int(ins[1][-1]) if len(ins) > 1 and ins[1] else 3 * c
+        qk, v = (sizes[0], sizes[2]) if len(sizes) == 3 else (total // 3, total // 3)
+        return b, t, t, qk, v, heads
+    if op_type == "MultiHeadAttention" and len(ins) >= 3:
+        k, v = ins[1], ins[2]
+        if len(k) == 3 and len(v) == 3:
+            return b, t, int(k[1]), c, int(v[2]), heads
+        if len(k) == 4 and len(v) == 4:  # (batch, heads, S, head size)
+            return b, t, int(k[2]), int(k[1] * k[3]), int(v[1] * v[3]), heads
+    return None
+
+
 def float_layout(op_type: str, input_shapes: Sequence[Sequence[int]], output_shapes: Sequence[Sequence[int]] = (),
                  attributes: dict | None = None) -> tuple[str, list[tuple[int, ...]], list[tuple[int, ...]], int]:
     """(float op type, input shapes, output shapes, bytes per activation element) of a kernel.
@@ -127,7 +164,7 @@ def float_layout(op_type: str, input_shapes: Sequence[Sequence[int]], output_sha
     outs = [tuple(s) for s in output_shapes]
     attributes = attributes or {}
     if op_type not in _QUANTIZED:
-        return op_type, _with_prepacked_weight(op_type, ins, outs, attributes), outs, 4
+        return op_type, _attention_inputs(op_type, _with_prepacked_weight(op_type, ins, outs, attributes)), outs, 4
     base, idx = _QUANTIZED[op_type]
     picked = ins[2::3] if idx is None else [ins[i] for i in idx if i < len(ins)]
     if attributes.get("channels_last") or op_type in _ALWAYS_NHWC:
@@ -213,6 +250,8 @@ def kernel_family(op_type: str, input_shapes: Sequence[Sequence[int]], output_sh
         return "batchnorm"
     if op_type in _LAYERNORM:
         return "layernorm"
+    if op_type in _ATTENTION:  # a layout the MACs count does not know (packed, past state): uncovered, named
+        return "attention" if _attention_geometry(op_type, input_shapes, attributes) is not None else None
     return None
 
 
@@ -225,6 +264,14 @@ def kernel_macs(op_type: str, input_shapes: Sequence[Sequence[int]], output_shap
         return out * _inner_dim(input_shapes[0], attributes)
     if op_type == "LRN":  # a window of ``size`` squares summed per output element
         return out * int((attributes or {}).get("size", 1))
+    if op_type in _ATTENTION:
+        geo = _attention_geometry(op_type, input_shapes, attributes)
+        if geo is None:
+            return 0
+        b, t, s, qk, v, _ = geo
+        proj = b * t * int(input_shapes[0][-1]) * int(input_shapes[1][-1]) if op_type == "Attention" and \
+            len(input_shapes) > 1 and len(input_shapes[1]) == 2 else 0
+        return proj + b * t * s * (qk + v)
     return 0
 
 
@@ -236,7 +283,7 @@ def _inner_dim(a_shape: Sequence[int], attributes: dict | None) -> int:
 
 
 def _matrix_view(fam: str, ins: Sequence[Sequence[int]], outs: Sequence[Sequence[int]], attributes: dict,
-                 groups: int) -> tuple[float, float, float, float]:
+                 groups: int, op_type: str = "") -> tuple[float, float, float, float]:
     """(rows, inner, cols, mats) of a kernel: see FEATURE_NAMES."""
     x = ins[0] if ins else ()
     y = outs[0] if outs else ()
@@ -247,6 +294,11 @@ def _matrix_view(fam: str, ins: Sequence[Sequence[int]], outs: Sequence[Sequence
     if fam in ("conv", "dwconv", "pwconv", "gconv") and len(y) == 4 and len(ins) >= 2 and len(ins[1]) == 4:
         w = ins[1]
         return y[0] * y[2] * y[3], w[1] * w[2] * w[3], y[1] / groups, groups
+    if fam == "attention":  # per head: query tokens x head width -> key tokens, times batch x heads
+        geo = _attention_geometry(op_type, ins, attributes)
+        if geo is not None:
+            b, t, s, qk, _, heads = geo
+            return t, qk / max(heads, 1), s, b * heads
     if len(x) >= 2:
         return _prod(x[:-1]), x[-1], 0, 0
     return 0, 0, 0, 0
@@ -281,6 +333,11 @@ def featurize(op_type: str, input_shapes: Sequence[Sequence[int]], output_shapes
     macs = kernel_macs(op_type, ins, outs, attributes)
     is_weighted = fam in ("conv", "dwconv", "pwconv", "gconv", "gemm")
     weight_elems = sum(in_sizes[1:]) if is_weighted else 0
+    # Attention's Q/K/V weight and bias; MultiHeadAttention's inputs are activations.  The n_inputs feature
+    # counts three at most: an exporter's mask input leaves a kernel looking like the campaign's unmasked one
+    if fam == "attention":
+        weight_elems = sum(in_sizes[1:3]) if op_type == "Attention" else 0
+        is_weighted = True  # its work is its MACs
     act_elems = sum(in_sizes) - weight_elems + sum(out_sizes)
     nbytes = float(elem_bytes) * (act_elems + weight_elems)
     in_ch = x[1] if len(x) >= 2 else (x[-1] if x else 0)
@@ -302,8 +359,8 @@ def featurize(op_type: str, input_shapes: Sequence[Sequence[int]], output_shapes
         code, math.log2(out_elems + 1), math.log2(in_elems + 1), math.log2(macs + 1), math.log2(weight_elems + 1),
         math.log2(nbytes + 1), math.log2((macs + 1) / (nbytes + 1)),
         float(in_ch), float(out_ch), math.log2(in_hw), math.log2(out_hw), float(kernel), float(stride),
-        math.log2(groups), has_act, has_res, float(len(ins)),
-        *(math.log2(v + 1) for v in _matrix_view(fam, ins, outs, attributes, groups)),
+        math.log2(groups), has_act, has_res, float(min(len(ins), 3) if fam == "attention" else len(ins)),
+        *(math.log2(v + 1) for v in _matrix_view(fam, ins, outs, attributes, groups, op_type)),
     )
     work = float(macs) if is_weighted else nbytes
     return KernelRow(fam, op_type, name, feats, max(work, 1.0))
@@ -410,10 +467,10 @@ def optimized_kernels(model: onnx.ModelProto | bytes | str, device: DeviceSpec, 
     (:mod:`hwnas.predictors.static_shapes`), no run needed.  Where some shape cannot be derived
     that way (``static=False``, an op without a rule, int8 kernels), the model runs once, untimed,
     under ORT's profiler, which reports every kernel's shapes."""
-    from ..quantize import for_device
+    from ..device_graph import device_graph
     from .static_shapes import nchwc_block, static_kernels
 
-    model = for_device(model, device.precision)
+    model = device_graph(model, device)
     tune_if_wanted()  # opt-in: see hwnas.allocator
     with _scratch() as tmp:
         opt = os.path.join(tmp, "optimized.onnx")

@@ -165,6 +165,17 @@ def _infer(node: onnx.NodeProto, a: dict, ins: list[Shape], consts: dict[str, np
             sizes = [-(-x[ax] // k)] * (k - 1)
             sizes.append(x[ax] - sum(sizes))
         return [tuple(s if i == ax else d for i, d in enumerate(x)) for s in sizes]
+    if op in ("Attention", "MultiHeadAttention") and dom == "com.microsoft" and len(x) == 3 \
+            and sum(1 for o in node.output if o) == 1:
+        # (batch, tokens, V width); past / present states and packed layouts: no rule, one profiled run
+        if op == "Attention":
+            sizes = list(a.get("qkv_hidden_sizes") or [])
+            v = int(sizes[2]) if len(sizes) == 3 else int(ins[1][-1]) // 3
+        elif len(ins) >= 3 and len(ins[2]) == 3:
+            v = int(ins[2][2])
+        else:
+            raise _Unknown(op)
+        return [(x[0], x[1], v)]
     if op in ("Squeeze", "Unsqueeze"):
         axes = _axes(node, a, consts)
         if op == "Squeeze":

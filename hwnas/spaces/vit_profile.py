@@ -23,7 +23,7 @@ from ..errors import ProfileError
 from ..measure import MeasureConfig, Measurer
 from ..profile.campaign import (PartReport, ProgressFactory, Task, _null_progress, add_part_seconds, check_resume,
                                 measure_parts, profile_store, write_new_meta)
-from ..quantize import for_device
+from ..device_graph import device_graph
 from .vit import SPACE_NAME, VitArch, VitSpace, head_macs, head_params, layer_macs, layer_params, stem_macs, stem_params, vit_cost
 from .vit_onnx import build_head, build_layer, build_stem, build_vit_onnx
 
@@ -133,7 +133,7 @@ def build_vit_profile(device: DeviceSpec, out_dir: str | Path, pplan: VitProfile
         with Measurer(device, config) as m:
 
             def one(part: str, t: Task) -> None:
-                model = for_device(t.build(), m.device.precision)
+                model = device_graph(t.build(), m.device)
                 cfg = config or (BLOCK_CONFIG if part == "block" else MeasureConfig())
                 store.add_measurement(part, t.key, t.target, m.measure(model, t.key, cfg), t.macs, t.params)
 
