@@ -87,6 +87,7 @@ def test_fewshot_archs_share_n_over_resolution_and_width():
     assert len(few) == 5 and sp.smallest() in few and sp.largest() in few
 
 
+@pytest.mark.slow  # the few-shot profile they share takes ~40 s to make: in CI's slow step
 def test_fewshot_profile_is_a_normal_profile(fewshot, reference):
     out, rep = fewshot
     assert rep.done_now == 6 + 3
@@ -123,6 +124,7 @@ def test_fewshot_profile_is_a_normal_profile(fewshot, reference):
     assert np.array_equal(np.asarray(fresh), pred.predict_relative(keys))
 
 
+@pytest.mark.slow  # the few-shot profile they share takes ~40 s to make: in CI's slow step
 def test_fewshot_predicts_onnx_models(fewshot, tmp_path):
     import onnx
 
@@ -139,6 +141,7 @@ def test_fewshot_predicts_onnx_models(fewshot, tmp_path):
     assert res["predictor"] == "transfer" and res["latency_ms"] > 0
 
 
+@pytest.mark.slow  # the few-shot profile they share takes ~40 s to make: in CI's slow step
 def test_retrain_refits_transfer(fewshot):
     out, _ = fewshot
     before = load_predictor(out).predict_relative([Profile.load(out).table("arch")["key"][0]])
@@ -185,6 +188,7 @@ def test_fewshot_cli_errors(reference, tmp_path, args, message):
     assert message in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow  # the few-shot profile they share takes ~40 s to make: in CI's slow step
 def test_compare_prices_a_fewshot_device_with_its_predictor(fewshot, tiny_profile, tmp_path):
     from hwnas.compare import compare
     from hwnas.report import write_report
@@ -203,6 +207,7 @@ def test_compare_prices_a_fewshot_device_with_its_predictor(fewshot, tiny_profil
     assert "predicted by the profile's transfer predictor" in html
 
 
+@pytest.mark.slow  # the few-shot profile they share takes ~40 s to make: in CI's slow step
 def test_search_accepts_a_fewshot_profile(fewshot):
     from hwnas.search import SearchConfig, run_search
 
@@ -315,6 +320,7 @@ def test_kernel_class_transfer_recovers_per_class_scales():
         KernelClassTransfer.from_dict(dict(t.to_dict(), classes=["conv"]))
 
 
+@pytest.mark.slow  # the few-shot profile they share takes ~40 s to make: in CI's slow step
 def test_old_fewshot_predictor_files_keep_the_power_law(fewshot):
     """A transfer saved before the per-class ONNX transfer (no ``onnx_classes``) loads and maps
     ONNX models with its power law, as it did."""

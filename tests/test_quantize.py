@@ -116,6 +116,7 @@ def test_int8_nhwc_max_pool_is_a_pool_kernel():
         i = FEATURE_NAMES.index(name)
         assert q.features[i] == f.features[i], name
     assert q.work == f.work / 4  # one byte per element instead of four
-    # op codes are append-only (saved predictors keep their meaning): int8 ops, then transformer ops, then LRN
+    # op codes are append-only (saved predictors keep their meaning): int8 ops, then transformer ops, then LRN,
+    # then fused attention
     assert (OP_CODES["NhwcMaxPool"] == 85 < OP_CODES["SkipLayerNormalization"] < OP_CODES["FastGelu"]
-            < OP_CODES["LRN"] == max(OP_CODES.values()))
+            < OP_CODES["LRN"] == 92 < OP_CODES["Attention"] < OP_CODES["MultiHeadAttention"] == max(OP_CODES.values()))
