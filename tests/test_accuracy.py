@@ -204,6 +204,7 @@ def test_bn_recalibration_sets_running_stats_from_batches():
 # training, checkpoints, resume
 
 
+@pytest.mark.slow  # 4-7 s: in CI's slow step, keeping the README's test command under 8 minutes
 def test_sandwich_training_changes_shared_weights(tmp_path, tiny_data):
     torch.manual_seed(0)
     init = Supernet(TINY, n_classes=10).state_dict()
@@ -472,6 +473,7 @@ def _run_main(monkeypatch, capsys, *args):
     return e.value.code, c.out, c.err
 
 
+@pytest.mark.slow  # 4-7 s: in CI's slow step, keeping the README's test command under 8 minutes
 def test_cli_errors_exit_2_without_traceback(tmp_path):
     r = _cli("accuracy", ARCH, "--estimator", "supernet", "--accuracy-dir", tmp_path)
     assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr

@@ -91,6 +91,7 @@ def test_space_info():
 # export, measure
 
 
+@pytest.mark.slow  # 4-7 s: in CI's slow step, keeping the README's test command under 8 minutes
 def test_export_writes_the_architectures_graph(tmp_path):
     out = tmp_path / "m.onnx"
     r = _ok(hwnas("export", ARCH, "--out", out))

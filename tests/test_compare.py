@@ -230,6 +230,7 @@ def test_cli_rejects_output_path_that_is_a_file(tmp_path):
     _one_line_error(_cli("--out", "out", cwd=tmp_path), r"output path out is a file")
 
 
+@pytest.mark.slow  # 4-7 s: in CI's slow step, keeping the README's test command under 8 minutes
 def test_cli_rejects_profile_with_too_few_archs(tmp_path):
     d = tmp_path / "small"
     d.mkdir()

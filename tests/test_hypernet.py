@@ -109,6 +109,7 @@ def _gen(net, arch):
         return net.generated_weights(arch)
 
 
+@pytest.mark.slow  # 4-7 s: in CI's slow step, keeping the README's test command under 8 minutes
 def test_checkpoint_round_trip_and_resume(tmp_path):
     data = _data()
     a = SMALL.sample_many(1, seed=11)[0]

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import hwnas
 
 PACKAGE_DIR = Path(hwnas.__file__).resolve().parent
@@ -115,6 +117,7 @@ def test_no_import_cycles():
     assert not found, "import cycles among hwnas modules: " + "; ".join(" <-> ".join(c) for c in found)
 
 
+@pytest.mark.slow  # 4-7 s: in CI's slow step, keeping the README's test command under 8 minutes
 def test_every_module_imports_in_a_fresh_interpreter():
     names = sorted(set(_modules()) - NOT_IMPORTABLE)
     code = ("import importlib, json, sys\n"

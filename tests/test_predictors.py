@@ -193,6 +193,7 @@ def _cli(*args):
     return subprocess.run([sys.executable, "-m", "hwnas.cli", *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # 4-7 s: in CI's slow step, keeping the README's test command under 8 minutes
 def test_cli_predict_json_in_order(trained, prof, tmp_path):
     d, _ = trained
     archs = [str(a) for a in arch_data(prof).archs[:3]]
@@ -232,6 +233,7 @@ def test_cli_predict_not_an_onnx_file(trained, tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # 4-7 s: in CI's slow step, keeping the README's test command under 8 minutes
 def test_cli_dynamic_onnx_asks_for_input_shape(trained, tmp_path):
     d, _ = trained
     p = _dynamic_model(tmp_path / "dyn.onnx")
@@ -332,6 +334,7 @@ def test_held_out_models_never_shape_the_profiler_overhead_or_kernel_data():
     assert np.array_equal(a.relative, b.relative)
 
 
+@pytest.mark.slow  # 4-7 s: in CI's slow step, keeping the README's test command under 8 minutes
 def test_kernel_predictor_ships_fitted_on_sealed_models_and_judges_without_them(prof):
     """The sealed families are a test set for the judged fits (which exclude them: the same
     whatever their measurements say); the shipped predictor learns from them too."""
@@ -586,6 +589,7 @@ def _without_kernel_records(src, dst):
     return dst
 
 
+@pytest.mark.slow  # 4-7 s: in CI's slow step, keeping the README's test command under 8 minutes
 def test_train_skips_predictors_the_profile_has_no_data_for(tiny_profile, tmp_path):
     """`hwnas train` on a profile without kernel parts trains the rest, says why kernel was skipped,
     and the index's ONNX default falls back to a trained predictor; asking for kernel by name is an

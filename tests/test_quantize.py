@@ -16,6 +16,7 @@ from hwnas.space import Arch
 SMALL = Arch.parse("r128_w1.0_k3e3-k3e3_k3e3-k3e3_k3e3-k3e3_k3e3-k3e3_k3e3-k3e3")
 
 
+@pytest.mark.slow  # 4-7 s: in CI's slow step, keeping the README's test command under 8 minutes
 def test_quantize_is_seeded_and_keeps_outputs_close():
     m = build_onnx(SMALL)
     before = m.SerializeToString()

@@ -146,6 +146,7 @@ def test_fewshot_predict_outside_reference_space(trained_tiny, tmp_path):
 # -- 3. search --out -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 4-7 s: in CI's slow step, keeping the README's test command under 8 minutes
 def test_search_out_checked_before_search(tmp_path):
     (tmp_path / "f").write_text("x")
     r = _cli("search", "--budget-ms", "6", "--profile", BUNDLED_2T, "--accuracy", "params", "--generations", "2",
@@ -155,6 +156,7 @@ def test_search_out_checked_before_search(tmp_path):
     assert "candidates evaluated" not in r.stderr  # failed before searching
 
 
+@pytest.mark.slow  # 4-7 s: in CI's slow step, keeping the README's test command under 8 minutes
 def test_search_result_survives_output_error(tmp_path):
     out = tmp_path / "o"
     (out / "candidates.csv").mkdir(parents=True)  # the write fails after the search, even as root

@@ -327,6 +327,7 @@ def test_gradient_strategy_bad_input(tmp_path, tiny_data):
                                 accuracy_dir=str(tmp_path / "sn"), resolution=100))
 
 
+@pytest.mark.slow  # 4-7 s: in CI's slow step, keeping the README's test command under 8 minutes
 def test_cli_gradient_without_supernet_is_a_one_line_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "hwnas.cli", "search", "--budget-ms", "6", "--strategy", "gradient",
                         "--accuracy-dir", str(tmp_path)], capture_output=True, text=True, timeout=300)

@@ -130,6 +130,7 @@ def test_estimator_on_saved_supernet(tmp_path, monkeypatch):
         est.estimate([VitSpace().largest()])
 
 
+@pytest.mark.slow  # 4-7 s: in CI's slow step, keeping the README's test command under 8 minutes
 def test_cli_errors_are_one_line(tmp_path):
     import subprocess
     import sys
