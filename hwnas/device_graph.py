@@ -36,12 +36,12 @@ def fuse_transformer(model, model_type: str):
         model = onnx.load_from_string(model)
     elif isinstance(model, (str, os.PathLike)):
         model = onnx.load(os.fspath(model))
-    else:  # the optimizer rewrites the graph it is given: the caller's stays as it was
-        model = _copy(model)
     from onnxruntime.transformers.optimizer import optimize_model
 
     heads, width = attention_shape(model)
-    # the optimizer logs every pattern it could not match and every shape it could not infer: errors only
+    # the optimizer rewrites the graph it is given: it gets a copy, so the caller's model (and the one
+    # returned when it fails) stays as it was.  It logs every pattern it could not match and every
+    # shape it could not infer: errors only
     quiet = logging.root.manager.disable
     logging.disable(logging.WARNING)
     try:
@@ -92,5 +92,4 @@ def device_graph(model, device, *, seed: int = 0):
     """``model`` as ``device`` runs it: its transformer fusion, then its precision."""
     from .quantize import for_device
 
-    return for_device(fuse_transformer(model, getattr(device, "transformer_fusion", "none")), device.precision,
-                      seed=seed)
+    return for_device(fuse_transformer(model, device.transformer_fusion), device.precision, seed=seed)

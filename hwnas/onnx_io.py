@@ -28,6 +28,8 @@ from onnx import TensorProto, helper
 from .errors import InputError, first_line
 
 SHAPE_FLAG = "--input-shape"
+#: ONNX Runtime's contrib-op domain (``Attention``, ``MultiHeadAttention``, ``SkipLayerNormalization``...)
+CONTRIB_DOMAIN = "com.microsoft"
 
 
 @dataclass(frozen=True)

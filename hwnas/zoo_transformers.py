@@ -37,6 +37,7 @@ import onnx.helper
 import onnx.numpy_helper
 
 from .layers import DEFAULT_CLASSES
+from .onnx_io import CONTRIB_DOMAIN
 from .zoo import ZooModel
 from .zoo_context import _ZooContext
 
@@ -146,10 +147,6 @@ class _TransformerContext(_ZooContext):
 
 def _meta(family: str, **kw: Any) -> dict[str, Any]:
     return {"family": family, **kw}
-
-
-#: ONNX Runtime's contrib-op domain (``Attention``)
-CONTRIB_DOMAIN = "com.microsoft"
 
 
 def _context(name: str, seed: int, fused: bool) -> _TransformerContext:

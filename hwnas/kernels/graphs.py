@@ -10,12 +10,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ..onnx_io import CONTRIB_DOMAIN
 from .spec import IR_VERSION, OPSET, POOL_OPS, KernelSpec
 
 #: the ``LRN`` node's constants (its cost does not depend on them)
 LRN_ALPHA, LRN_BETA, LRN_BIAS = 1e-4, 0.75, 1.0
-#: ONNX Runtime's contrib-op domain (``Attention``, ``MultiHeadAttention``)
-MS_DOMAIN = "com.microsoft"
 
 
 def _value(name: str, shape: Sequence[int]) -> onnx.ValueInfoProto:
@@ -121,9 +120,9 @@ def build_kernel_onnx(spec: KernelSpec, seed: int = 0) -> onnx.ModelProto:
     elif op == "attention":
         w = g.normal("qkv.weight", (c, 3 * c), std=math.sqrt(1.0 / c))
         b = g.normal("qkv.bias", (3 * c,), std=0.01)
-        g.node("Attention", ["input", w, b], ["output"], "attention", domain=MS_DOMAIN, num_heads=spec.groups)
+        g.node("Attention", ["input", w, b], ["output"], "attention", domain=CONTRIB_DOMAIN, num_heads=spec.groups)
     elif op == "mha":
-        g.node("MultiHeadAttention", ["input", "input", "input"], ["output"], "mha", domain=MS_DOMAIN,
+        g.node("MultiHeadAttention", ["input", "input", "input"], ["output"], "mha", domain=CONTRIB_DOMAIN,
                num_heads=spec.groups)
     elif not _token_op(g, spec):  # pragma: no cover - KernelSpec validates op
         raise ValueError(f"no ONNX builder for op {op!r}")
@@ -131,8 +130,8 @@ def build_kernel_onnx(spec: KernelSpec, seed: int = 0) -> onnx.ModelProto:
         g.nodes, spec.key, [_value("input", in_shape)], [_value("output", spec.output_shape)], initializer=g.inits
     )
     opsets = [helper.make_opsetid("", OPSET)]
-    if any(n.domain == MS_DOMAIN for n in g.nodes):
-        opsets.append(helper.make_opsetid(MS_DOMAIN, 1))
+    if any(n.domain == CONTRIB_DOMAIN for n in g.nodes):
+        opsets.append(helper.make_opsetid(CONTRIB_DOMAIN, 1))
     model = helper.make_model(graph, opset_imports=opsets, producer_name="hwnas.kernels", ir_version=IR_VERSION)
     helper.set_model_props(model, {"hwnas.kernel": json.dumps(spec.to_dict(), sort_keys=True)})
     return model

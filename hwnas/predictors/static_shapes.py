@@ -19,6 +19,7 @@ import onnx
 from onnx import numpy_helper
 
 from ..measure import KernelRecord
+from ..onnx_io import CONTRIB_DOMAIN
 
 Shape = tuple[int, ...]
 
@@ -165,7 +166,7 @@ def _infer(node: onnx.NodeProto, a: dict, ins: list[Shape], consts: dict[str, np
             sizes = [-(-x[ax] // k)] * (k - 1)
             sizes.append(x[ax] - sum(sizes))
         return [tuple(s if i == ax else d for i, d in enumerate(x)) for s in sizes]
-    if op in ("Attention", "MultiHeadAttention") and dom == "com.microsoft" and len(x) == 3 \
+    if op in ("Attention", "MultiHeadAttention") and dom == CONTRIB_DOMAIN and len(x) == 3 \
             and sum(1 for o in node.output if o) == 1:
         # (batch, tokens, V width); past / present states and packed layouts: no rule, one profiled run
         if op == "Attention":

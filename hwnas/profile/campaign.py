@@ -37,11 +37,11 @@ import onnx
 
 from .. import fingerprint
 from ..cost import arch_cost, block_cost, head_cost, stem_cost
+from ..device_graph import device_graph
 from ..devices import DeviceSpec
 from ..errors import DeviceMismatchError, InputError, ProfileError
 from ..layers import BlockSpec, HeadSpec, StemSpec, plan
 from ..measure import CANARY_ARCH, CANARY_SEED, MeasureConfig, Measurer
-from ..device_graph import device_graph
 from ..space import N_STAGES, Arch, Block, SearchSpace, draw_unique
 from ..validate import positive_number
 from .store import ProfileStore

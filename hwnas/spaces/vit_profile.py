@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..device_graph import device_graph
 from ..devices import DeviceSpec
 from ..errors import ProfileError
 from ..measure import MeasureConfig, Measurer
 from ..profile.campaign import (PartReport, ProgressFactory, Task, _null_progress, add_part_seconds, check_resume,
                                 measure_parts, profile_store, write_new_meta)
-from ..device_graph import device_graph
 from .vit import SPACE_NAME, VitArch, VitSpace, head_macs, head_params, layer_macs, layer_params, stem_macs, stem_params, vit_cost
 from .vit_onnx import build_head, build_layer, build_stem, build_vit_onnx
 
