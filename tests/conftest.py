@@ -12,7 +12,7 @@ from hwnas.space import SearchSpace
 
 TINY_SPACE = SearchSpace(resolutions=(128,), width_mults=(1.0,))
 TINY_PLAN = ProfilePlan(n_archs=36, n_kernels=24, n_token_kernels=6, n_lrn_kernels=2, n_patch_kernels=2, n_fc_kernels=0,
-                        n_attention_kernels=0,
+                        n_attention_kernels=0, n_fused_act_kernels=2,
                         n_kernel_profiles=3,
                         zoo_per_family=1, time_budget_min=10)
 

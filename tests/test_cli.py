@@ -217,6 +217,7 @@ def test_demo_bad_options(trained_tiny, tmp_path):
     (["--n-patch-kernels", "3"], ["--n-patch-kernels"]),
     (["--n-fc-kernels", "3"], ["--n-fc-kernels"]),
     (["--n-attention-kernels", "3"], ["--n-attention-kernels"]),
+    (["--n-fused-act-kernels", "3"], ["--n-fused-act-kernels"]),
 ])
 def test_fewshot_profile_refuses_full_profile_sizes(tmp_path, extra, named):
     out = tmp_path / "few"
@@ -260,7 +261,8 @@ def test_profile_says_when_its_time_budget_stopped_a_part(tmp_path):
     r = subprocess.run([sys.executable, "-m", "hwnas", "profile", "--device", "cpu-1t", "--out", str(tmp_path / "p"),
                         "--time-budget-min", "0.005", "--resolutions", "128", "--width-mults", "1.0", "--n-archs", "5",
                         "--n-kernels", "0", "--n-token-kernels", "0", "--n-lrn-kernels", "0", "--n-patch-kernels", "0",
-                        "--n-fc-kernels", "0", "--n-attention-kernels", "0", "--n-kernel-profiles", "0",
+                        "--n-fc-kernels", "0", "--n-attention-kernels", "0", "--n-fused-act-kernels", "0",
+                        "--n-kernel-profiles", "0",
                         "--zoo-per-family", "0"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "[time budget reached]" in r.stderr

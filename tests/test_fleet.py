@@ -162,7 +162,7 @@ def test_sharded_campaign_merges_into_one_profile(cluster, tmp_path):
 
     out = tmp_path / "fleet"
     plan = ProfilePlan(n_archs=6, n_kernels=4, n_token_kernels=1, n_lrn_kernels=1, n_patch_kernels=1, n_fc_kernels=0,
-                       n_attention_kernels=0, n_kernel_profiles=1,
+                       n_attention_kernels=0, n_fused_act_kernels=1, n_kernel_profiles=1,
                        zoo_per_family=0)
     cfg = FleetConfig(None, (load_device("cpu-1t"),), out, plan, TINY_SPACE, parts=("kernel", "kernel_profile", "arch"),
                       shard=True, share_machine=True, config=MeasureConfig.quick(), train=False)
@@ -174,8 +174,8 @@ def test_sharded_campaign_merges_into_one_profile(cluster, tmp_path):
     keys = [set(_rows(s / "profile.sqlite")[0]) for s in shards]
     assert keys[0] and keys[1] and not keys[0] & keys[1]  # each node measured its own share
     prof = Profile.load(merged)
-    assert prof.status == "complete" and len(prof.table("arch")) == 6 and len(prof.table("kernel")) == 4 + 1 + 1 + 1
-    assert len(prof.kernel_profiles) == (4 + 1 + 1 + 1) + 1 and set(prof.measurements["key"]) == keys[0] | keys[1]
+    assert prof.status == "complete" and len(prof.table("arch")) == 6 and len(prof.table("kernel")) == 4 + 1 + 1 + 1 + 1
+    assert len(prof.kernel_profiles) == (4 + 1 + 1 + 1 + 1) + 1 and set(prof.measurements["key"]) == keys[0] | keys[1]
     assert prof.meta["fleet"]["role"] == "merged" and len(prof.meta["fleet"]["shards"]) == 2
     # trains and predicts like a local profile (no block table here, so the MACs predictor)
     from hwnas.predictors import load_predictor, train_all
@@ -185,7 +185,8 @@ def test_sharded_campaign_merges_into_one_profile(cluster, tmp_path):
     # rerun: nothing left to measure, nothing added
     rep = profile_fleet(cfg)
     assert sum(n["measured_now"] for n in rep.nodes) == 0
-    assert len(Profile.load(merged).measurements) == 6 + 4 + 1 + 1 + 1  # archs; CNN, token, LRN, patch kernels
+    # archs; CNN, token, LRN, patch, fused-activation kernels
+    assert len(Profile.load(merged).measurements) == 6 + 4 + 1 + 1 + 1 + 1
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from hwnas.kernels import (
     ATTENTION_OPS,
     CONV_OPS,
     EXTRA_OPS,
+    FUSED_ACT_CONV_OPS,
     IR_VERSION,
     OPS,
     OPSET,
@@ -62,6 +63,9 @@ EXAMPLES: dict[str, KernelSpec] = {
     "patch_conv": KernelSpec("patch_conv", in_ch=3, out_ch=24, res=32, kernel=8),
     "attention": KernelSpec("attention", in_ch=16, res=10, groups=2),
     "mha": KernelSpec("mha", in_ch=16, res=10, groups=4),
+    "conv_relu6": KernelSpec("conv_relu6", in_ch=16, out_ch=16, res=14, kernel=3, groups=16),
+    "conv_lrelu": KernelSpec("conv_lrelu", in_ch=8, out_ch=24, res=14, kernel=1),
+    "conv_sigmoid": KernelSpec("conv_sigmoid", in_ch=8, out_ch=16, res=14, kernel=3, stride=2),
 }
 
 
@@ -179,13 +183,14 @@ def test_token_spec_rules():
         KernelSampler(0, op_weights={"linear": 1.0})
 
 
-@pytest.mark.parametrize("op", sorted(CONV_OPS) + ["gemm"])
+@pytest.mark.parametrize("op", sorted(CONV_OPS) + sorted(FUSED_ACT_CONV_OPS) + ["gemm"])
 def test_analytic_macs_equal_onnx_macs(op):
     spec = EXAMPLES[op]
     model = build_kernel_onnx(spec)
     assert spec.macs > 0
     assert onnx_macs(model) == spec.macs
-    assert onnx_params(model) == spec.params
+    clip_bounds = 2 if op == "conv_relu6" else 0  # Clip's min / max: constants, not weights
+    assert onnx_params(model) == spec.params + clip_bounds
 
 
 def test_conv_cost_by_hand():

@@ -633,3 +633,17 @@ def test_retraining_some_predictors_keeps_the_others_index_entries(tiny_profile,
     (d / "predictors" / "lut.json").unlink()
     third = train_all(d, ["macs"])
     assert set(third["predictors"]) == {"macs", "learned"} and "lut" not in third["intervals"]
+
+
+def test_kernel_predictor_on_fewer_features_round_trips(prof):
+    """Predictors saved before later features were appended (the matrix-product view, the fused
+    activation's kind) read only their first ``n_features``: the same slicing serves a fit
+    without the matrix view, which must save, load and predict alike."""
+    from hwnas.predictors.kernel_features import N_FEATURES_V1
+
+    old = KernelPredictor(n_estimators=20, matrix_view=False).fit(prof)
+    assert old.n_features_ == N_FEATURES_V1
+    back = KernelPredictor.from_dict(old.to_dict())
+    assert back.n_features_ == N_FEATURES_V1
+    arch = arch_data(prof).archs[0]
+    assert back.predict_relative([arch])[0] == pytest.approx(old.predict_relative([arch])[0], rel=1e-12)

@@ -20,7 +20,7 @@ from conftest import TINY_PLAN, TINY_SPACE
 
 CLI_TINY = ["--resolutions", "128", "--width-mults", "1.0", "--n-archs", "5", "--n-kernels", "8", "--n-token-kernels", "2",
             "--n-lrn-kernels", "1", "--n-patch-kernels", "1", "--n-fc-kernels", "0", "--n-attention-kernels", "0",
-            "--n-kernel-profiles", "1", "--zoo-per-family", "0", "--short-timing"]
+            "--n-fused-act-kernels", "0", "--n-kernel-profiles", "1", "--zoo-per-family", "0", "--short-timing"]
 N_BLOCKS = len(lut_specs(TINY_SPACE))
 
 
@@ -42,11 +42,11 @@ def test_tiny_profile_complete(tiny_profile):
     p = Profile.load(d)
     assert p.status == "complete"
     counts = p.measurements.groupby("kind").size().to_dict()
-    # 24 CNN-shaped + 6 transformer-shaped + 2 LRN + 2 patch kernels; 10 CNN + 1 opened + 3 transformer tuning + 5
-    # sealed families
-    assert counts == {"block": N_BLOCKS, "kernel": 24 + 6 + 2 + 2, "zoo": 10 + 1 + 3 + 5, "arch": 36}
+    # 24 CNN-shaped + 6 transformer-shaped + 2 LRN + 2 patch + 2 fused-activation kernels; 10 CNN + 1 opened + 3
+    # transformer tuning + 5 sealed families
+    assert counts == {"block": N_BLOCKS, "kernel": 24 + 6 + 2 + 2 + 2, "zoo": 10 + 1 + 3 + 5, "arch": 36}
     # kernel profiles: 3 full architectures, every campaign kernel, every zoo model
-    assert len(p.kernel_profiles) == 3 + 34 + 19 and len(p.kernel_records) > 100
+    assert len(p.kernel_profiles) == 3 + 36 + 19 and len(p.kernel_records) > 100
     assert set(p.table("zoo")["target"].map(lambda t: t["family"])) == {
         "resnet", "vgg", "mobilenetv2", "shufflenet", "squeezenet", "efficientnet", "densenet", "inception",
         "resnext", "repvgg", "convnext", "vit", "bert", "hybrid", "regnetx", "ghostnet", "mnasnet", "xception",

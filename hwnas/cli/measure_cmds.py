@@ -140,6 +140,9 @@ def profile(ctx: typer.Context,
             n_attention_kernels: int = typer.Option(40, "--n-attention-kernels", min=0,
                                                     help="kernel-campaign fused self-attention ops (ORT's Attention / "
                                                     "MultiHeadAttention; at most)"),
+            n_fused_act_kernels: int = typer.Option(60, "--n-fused-act-kernels", min=0,
+                                                    help="kernel-campaign convolutions with a fused ReLU6 / LeakyReLU / "
+                                                    "Sigmoid (at most)"),
             n_kernel_profiles: int = typer.Option(30, "--n-kernel-profiles", min=0,
                                                   help="full models profiled per kernel (at most)"),
             zoo_per_family: int = typer.Option(6, "--zoo-per-family", min=0,
@@ -181,8 +184,8 @@ def profile(ctx: typer.Context,
         raise InputError(f"output path {out_dir} is a file, not a directory")
     if from_profile is not None:
         unused = _given(ctx, "time_budget_min", "n_archs", "n_kernels", "n_token_kernels", "n_lrn_kernels",
-                        "n_patch_kernels", "n_fc_kernels", "n_attention_kernels", "n_kernel_profiles",
-                        "zoo_per_family")
+                        "n_patch_kernels", "n_fc_kernels", "n_attention_kernels", "n_fused_act_kernels",
+                        "n_kernel_profiles", "zoo_per_family")
         if unused:
             raise InputError(f"{', '.join(unused)} size a full profile; a few-shot profile (--from-profile) measures "
                              f"--quick N architectures only: drop {'it' if len(unused) == 1 else 'them'}")
@@ -193,7 +196,8 @@ def profile(ctx: typer.Context,
     space = _space_from_options(resolutions, width_mults)
     pplan = ProfilePlan(n_archs=n_archs, n_kernels=n_kernels, n_token_kernels=n_token_kernels,
                         n_lrn_kernels=n_lrn_kernels, n_patch_kernels=n_patch_kernels, n_fc_kernels=n_fc_kernels,
-                        n_attention_kernels=n_attention_kernels, n_kernel_profiles=n_kernel_profiles,
+                        n_attention_kernels=n_attention_kernels, n_fused_act_kernels=n_fused_act_kernels,
+                        n_kernel_profiles=n_kernel_profiles,
                         zoo_per_family=zoo_per_family,
                         time_budget_min=time_budget_min, seed=seed)
     with _measuring_into(out_dir) as bars:
@@ -210,7 +214,7 @@ def _vit_profile(ctx: typer.Context, dev, out_dir: Path, time_budget_min: float,
     from ..spaces.vit_profile import VitProfilePlan, build_vit_profile
 
     unused = _given(ctx, "n_kernels", "n_token_kernels", "n_lrn_kernels", "n_patch_kernels", "n_fc_kernels",
-                    "n_attention_kernels", "n_kernel_profiles", "zoo_per_family",
+                    "n_attention_kernels", "n_fused_act_kernels", "n_kernel_profiles", "zoo_per_family",
                     "resolutions", "width_mults", "from_profile", "quick", "zoo_shots")
     if unused:
         raise InputError(f"--space vit does not use {', '.join(unused)}: drop {'it' if len(unused) == 1 else 'them'}")

@@ -200,7 +200,8 @@ def _check_existing(path: Path, device: DeviceSpec, settings: dict, node: Node |
     finally:
         st.close()
     plan = meta.get("plan")
-    # plan fields added since (n_lrn_kernels, n_patch_kernels, n_fc_kernels, n_attention_kernels) are no
+    # plan fields added since (n_lrn_kernels, n_patch_kernels, n_fc_kernels, n_attention_kernels,
+    # n_fused_act_kernels) are no
     # difference: resuming adds them
     if isinstance(plan, dict):
         plan = {**settings["plan"], **plan}

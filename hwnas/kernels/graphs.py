@@ -11,7 +11,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..onnx_io import CONTRIB_DOMAIN
-from .spec import IR_VERSION, OPSET, POOL_OPS, KernelSpec
+from .spec import FUSED_ACT_CONV_OPS, IR_VERSION, OPSET, POOL_OPS, KernelSpec
 
 #: the ``LRN`` node's constants (its cost does not depend on them)
 LRN_ALPHA, LRN_BETA, LRN_BIAS = 1e-4, 0.75, 1.0
@@ -64,9 +64,16 @@ def build_kernel_onnx(spec: KernelSpec, seed: int = 0) -> onnx.ModelProto:
     n, c = spec.batch, spec.in_ch
     if op in ("conv", "dwconv", "pwconv", "gconv", "patch_conv"):
         g.conv(spec, "output")
-    elif op in ("conv_relu", "conv_hswish"):
+    elif op in ("conv_relu", "conv_hswish", *FUSED_ACT_CONV_OPS):
         g.conv(spec, "conv_out")
-        g.node("Relu" if op == "conv_relu" else "HardSwish", ["conv_out"], ["output"], "act")
+        if op == "conv_relu6":  # as torch exports ReLU6: Clip with min / max inputs
+            lo, hi = g.init("act.min", np.array(0.0, np.float32)), g.init("act.max", np.array(6.0, np.float32))
+            g.node("Clip", ["conv_out", lo, hi], ["output"], "act")
+        elif op == "conv_lrelu":
+            g.node("LeakyRelu", ["conv_out"], ["output"], "act", alpha=0.1)
+        else:
+            act = {"conv_relu": "Relu", "conv_hswish": "HardSwish", "conv_sigmoid": "Sigmoid"}[op]
+            g.node(act, ["conv_out"], ["output"], "act")
     elif op == "conv_add":
         g.conv(spec, "conv_out")
         g.node("Add", ["conv_out", "input"], ["output"], "add")

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .spec import EXTRA_OPS, OPS, TOKEN_OPS, KernelSpec
+from .spec import EXTRA_OPS, FUSED_ACT_CONV_OPS, OPS, TOKEN_OPS, KernelSpec
 
 
 DEFAULT_OP_WEIGHTS: dict[str, float] = {
@@ -402,3 +402,42 @@ class AttentionKernelSampler(_OneOpSampler):
         if not _EMBED[0] <= c <= _EMBED[1]:
             return None
         return KernelSpec(op, batch=batch, in_ch=c, res=tokens, groups=heads)
+
+
+class FusedActKernelSampler(_OneOpSampler):
+    """Seeded sampler of convolutions with an activation ORT fuses into them beyond Relu / HardSwish
+    (:data:`~hwnas.kernels.spec.FUSED_ACT_CONV_OPS`): mostly ReLU6 (``conv_relu6``: MobileNetV2's
+    and its descendants' every expand and depthwise convolution), then LeakyReLU and Sigmoid.  Half
+    depthwise (3x3 / 5x5 / 7x7, stride 1 or 2: where the activation's own pass over the output
+    costs most), the rest pointwise expansions and projections (up to 6x the input channels) and
+    dense 3x3 convolutions, some of them stems from RGB; stage shapes as :class:`KernelSampler`
+    draws them.  Its own seed offset keeps its stream independent of the other samplers'."""
+
+    OP_SET = FUSED_ACT_CONV_OPS
+    SEED_TAG = 0xAC7
+
+    def __init__(self, seed: int = 0, *, op_weights: dict[str, float] | None = None, **kw: Any) -> None:
+        weights = {"conv_relu6": 0.6, "conv_lrelu": 0.2, "conv_sigmoid": 0.2} if op_weights is None else op_weights
+        super().__init__(seed, op_weights=weights, **kw)
+
+    def _draw(self) -> KernelSpec | None:
+        rng = self.rng
+        op = _weighted(rng, self.ops, self.op_weights)
+        batch = int(rng.choice(self.batches))
+        if rng.random() < 0.08:  # a stem from RGB, 3x3 stride 2 as MobileNetV2's
+            return KernelSpec(op, batch=batch, in_ch=3, out_ch=self._channels(16, 64), res=self._level_res(0),
+                              kernel=3, stride=self._stride(0.85))
+        level = _weighted(rng, (1, 2, 3, 4, 5), _LEVEL_WEIGHTS)
+        lo, hi = _LEVEL_CHANNELS[level]
+        c = self._channels(lo, hi)
+        common = dict(batch=batch, in_ch=c, res=self._level_res(level))
+        shape = rng.random()
+        if shape < 0.5:  # depthwise
+            kernel = _weighted(rng, (3, 5, 7), (0.6, 0.3, 0.1))
+            return KernelSpec(op, out_ch=c, kernel=kernel, groups=c, stride=self._stride(), **common)
+        if shape < 0.85:  # pointwise: an inverted residual's expansion (to 3-6x) or its projection
+            expand = _weighted(rng, (1.0, 3.0, 4.0, 6.0), (0.3, 0.2, 0.15, 0.35))
+            out = (int(min(max(round(c * expand / 8) * 8, 8), MAX_CH)) if rng.random() < 0.6
+                   else self._out_like(c, lo, hi))
+            return KernelSpec(op, out_ch=out, kernel=1, **common)
+        return KernelSpec(op, out_ch=self._out_like(c, lo, hi), kernel=3, stride=self._stride(), **common)

@@ -81,12 +81,17 @@ BINARY_OPS = ("add", "mul", "mul_bcast")
 TOKEN_OPS = ("linear", "gelu", "layernorm", "add_layernorm", "softmax", "attn_qk", "attn_av")
 #: fused self-attention (ORT's ``Attention`` / ``MultiHeadAttention`` contrib ops)
 ATTENTION_OPS = ("attention", "mha")
+#: convolutions followed by an activation ORT fuses into them, beyond ``conv_relu`` / ``conv_hswish``:
+#: ReLU6 (``Clip(0, 6)``: MobileNetV2, MNASNet-era and EfficientNet-lite models), LeakyReLU (detection
+#: backbones), Sigmoid.  MLAS applies Relu inside its convolution kernels and these as a pass of their
+#: own over the output, which a memory-bound depthwise convolution feels (ReLU6 ~1.4x Relu here)
+FUSED_ACT_CONV_OPS = ("conv_relu6", "conv_lrelu", "conv_sigmoid")
 #: ops drawn by samplers of their own (LRN of older CNNs; patch convolutions of ViTs and ConvNeXts; fused
 #: attention), so that adding one leaves the CNN and token samplers' streams, and the keys of measured
 #: profiles, unchanged
-EXTRA_OPS = ("lrn", "patch_conv", *ATTENTION_OPS)
+EXTRA_OPS = ("lrn", "patch_conv", *ATTENTION_OPS, *FUSED_ACT_CONV_OPS)
 #: ops timed as one ``Conv`` node (MACs and weights counted alike)
-_CONV_LIKE = (*CONV_OPS, "patch_conv")
+_CONV_LIKE = (*CONV_OPS, "patch_conv", *FUSED_ACT_CONV_OPS)
 #: token ops whose ``groups`` are attention heads
 HEAD_OPS = ("softmax", "attn_qk", "attn_av")
 OPS: tuple[str, ...] = (
@@ -100,7 +105,7 @@ OPS: tuple[str, ...] = (
 """Every kernel type of the campaign."""
 
 _KEY_RE = re.compile(
-    r"^(?P<op>[a-z_]+?)_b(?P<batch>\d+)_i(?P<in_ch>\d+)_o(?P<out_ch>\d+)_r(?P<res>\d+)"
+    r"^(?P<op>[a-z][a-z0-9_]*?)_b(?P<batch>\d+)_i(?P<in_ch>\d+)_o(?P<out_ch>\d+)_r(?P<res>\d+)"
     r"_k(?P<kernel>\d+)_s(?P<stride>\d+)_g(?P<groups>\d+)(?:_n(?P<n_inputs>\d+))?$"
 )
 
@@ -163,7 +168,7 @@ class KernelSpec:
             if self.kernel < 2:
                 raise ValueError(f"patch_conv: kernel (the patch size) must be >= 2, got {self.kernel}")
             self._fix("stride", self.kernel)
-        elif op in CONV_OPS:
+        elif op in CONV_OPS or op in FUSED_ACT_CONV_OPS:
             if self.kernel % 2 == 0:
                 raise ValueError(f"{op}: kernel must be odd, got {self.kernel}")
             if op == "dwconv":

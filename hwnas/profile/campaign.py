@@ -60,6 +60,7 @@ class ProfilePlan:
     n_patch_kernels: int = 32  # patch convolutions, stride = kernel (hwnas.kernels.PatchKernelSampler), same part
     n_fc_kernels: int = 12  # VGG / AlexNet classifier-head gemms, 10-400 MB of weights (hwnas.kernels.FcKernelSampler)
     n_attention_kernels: int = 40  # fused self-attention, ORT's contrib ops (hwnas.kernels.AttentionKernelSampler)
+    n_fused_act_kernels: int = 60  # convs + fused ReLU6 / LeakyReLU / Sigmoid (hwnas.kernels.FusedActKernelSampler)
     n_kernel_profiles: int = 30
     zoo_per_family: int = 6
     time_budget_min: float = 15.0
@@ -71,12 +72,13 @@ class ProfilePlan:
     def archs_only(cls, n_archs: int, seed: int) -> "ProfilePlan":
         """A plan that measures ``n_archs`` end-to-end architectures and nothing else (few-shot profiles)."""
         return cls(n_archs=n_archs, n_kernels=0, n_token_kernels=0, n_lrn_kernels=0, n_patch_kernels=0,
-                   n_fc_kernels=0, n_attention_kernels=0, n_kernel_profiles=0, zoo_per_family=0, seed=seed)
+                   n_fc_kernels=0, n_attention_kernels=0, n_fused_act_kernels=0, n_kernel_profiles=0, zoo_per_family=0,
+                   seed=seed)
 
     def __post_init__(self) -> None:
         positive_number(self.time_budget_min, "time budget (--time-budget-min)", "minutes")
         for name in ("n_archs", "n_kernels", "n_token_kernels", "n_lrn_kernels", "n_patch_kernels", "n_fc_kernels",
-                     "n_attention_kernels", "n_kernel_profiles", "zoo_per_family"):
+                     "n_attention_kernels", "n_fused_act_kernels", "n_kernel_profiles", "zoo_per_family"):
             if getattr(self, name) < 0:
                 raise ProfileError(f"{name} must be >= 0")
 
@@ -141,20 +143,21 @@ def block_tasks(space: SearchSpace, batch: int) -> list[Task]:
 
 
 def kernel_tasks(n: int, seed: int, batch: int, n_token: int = 0, n_lrn: int = 0, n_patch: int = 0,
-                 n_fc: int = 0, n_attention: int = 0) -> list[Task]:
+                 n_fc: int = 0, n_attention: int = 0, n_fused_act: int = 0) -> list[Task]:
     """``n`` CNN-shaped, ``n_token`` transformer-shaped, ``n_lrn`` LRN, ``n_patch`` patch-convolution,
-    ``n_fc`` classifier-head and ``n_attention`` fused-attention campaign kernels, interleaved in
+    ``n_fc`` classifier-head, ``n_attention`` fused-attention and ``n_fused_act`` fused-activation
+    convolution campaign kernels, interleaved in
     proportion so that a part stopped by its time budget still holds every kind.  Each sampler
     continues one stream of its own: a larger ``n`` keeps the smaller one's kernels, and a count added
-    later (``n_lrn``, ``n_patch``, ``n_fc``, ``n_attention``) leaves the others' kernels as they were
+    later (``n_lrn``, ``n_patch``, ``n_fc``, ``n_attention``, ``n_fused_act``) leaves the others' kernels as they were
     (a profile grows by ``--resume``)."""
-    from ..kernels import (AttentionKernelSampler, FcKernelSampler, KernelSampler, LrnKernelSampler,
-                           PatchKernelSampler, TokenKernelSampler, build_kernel_onnx)
+    from ..kernels import (AttentionKernelSampler, FcKernelSampler, FusedActKernelSampler, KernelSampler,
+                           LrnKernelSampler, PatchKernelSampler, TokenKernelSampler, build_kernel_onnx)
 
     kinds = [sampler(seed, batches=(batch,)).sample(count)
              for sampler, count in ((KernelSampler, n), (TokenKernelSampler, n_token), (LrnKernelSampler, n_lrn),
                                     (PatchKernelSampler, n_patch), (FcKernelSampler, n_fc),
-                                    (AttentionKernelSampler, n_attention))]
+                                    (AttentionKernelSampler, n_attention), (FusedActKernelSampler, n_fused_act))]
     order = sorted(((i / max(len(specs), 1), kind, s) for kind, specs in enumerate(kinds) for i, s in enumerate(specs)),
                    key=lambda t: (t[0], t[1]))
     return [Task("kernel", spec.key, spec.to_dict(), lambda s=spec: build_kernel_onnx(s), spec.macs, None)
@@ -235,7 +238,7 @@ def part_task_lists(device: DeviceSpec, space: SearchSpace, pplan: ProfilePlan) 
         "block": lambda: block_tasks(space, device.batch_size),
         "kernel": lambda: kernel_tasks(pplan.n_kernels, pplan.seed, device.batch_size, pplan.n_token_kernels,
                                        pplan.n_lrn_kernels, pplan.n_patch_kernels, pplan.n_fc_kernels,
-                                       pplan.n_attention_kernels),
+                                       pplan.n_attention_kernels, pplan.n_fused_act_kernels),
         "kernel_profile": lambda: arch_tasks(space, archs[: pplan.n_kernel_profiles], device.batch_size),
         "zoo": lambda: zoo_tasks(pplan.zoo_per_family),
         "arch": lambda: arch_tasks(space, archs, device.batch_size),
