@@ -248,3 +248,28 @@ def test_profile_archs_are_frozen_across_versions():
     assert [str(a) for a in profile_archs(ref.space, len(keys), ref.meta["plan"]["seed"])] == keys
     two = Profile.load(profiles_dir() / "cpu-2t", check_machine=False)
     assert set(two.table("arch")["key"]) <= set(keys)
+
+
+def test_zoo_part_takes_families_round_robin_and_default_shares_sum_to_one():
+    """A zoo part its time budget stops must still hold every family (the transformers and sealed
+    families came last, whole, before): the first task of every family comes before any family's
+    second."""
+    from hwnas.profile.campaign import ProfilePlan, round_robin_by_family, zoo_tasks
+    from hwnas.zoo import zoo_models
+    from hwnas.zoo_sealed import opened_models, sealed_models
+    from hwnas.zoo_transformers import transformer_models
+
+    tasks = zoo_tasks(3)
+    families = [t.target["family"] for t in tasks]
+    n = len(set(families))
+    assert n >= 19 and len(set(families[:n])) == n
+    # the same models as family by family (a profile made before resumes unchanged)
+    every = [*zoo_models(3), *opened_models(3), *transformer_models(3), *sealed_models(3)]
+    assert sorted(t.key for t in tasks) == sorted(f"zoo:{m.name}" for m in every)
+    for fam in set(families):  # within a family, smallest first as before
+        macs = [t.macs for t in tasks if t.target["family"] == fam]
+        assert macs == sorted(macs)
+    fake = [type("M", (), {"family": f, "i": i})() for f, k in (("a", 3), ("b", 1), ("c", 2)) for i in range(k)]
+    assert [(m.family, m.i) for m in round_robin_by_family(fake)] == [("a", 0), ("b", 0), ("c", 0), ("a", 1), ("c", 1),
+                                                                     ("a", 2)]
+    assert sum(ProfilePlan().shares.values()) == pytest.approx(1.0)

@@ -91,7 +91,7 @@ def test_model_by_name_and_campaign_tasks() -> None:
         model_by_name("no_such_model")
     assert zoo_tasks(0) == []  # --zoo-per-family 0: no zoo part
     keys = [t.key for t in zoo_tasks(1)]
-    assert keys[-len(SEALED_FAMILIES):] == [f"zoo:{m.name}" for m in sealed_models(1)]
+    assert keys[-len(SEALED_FAMILIES):] == [f"zoo:{m.name}" for m in sealed_models(1)]  # one per family: in order
     from hwnas.zoo_transformers import TRANSFORMER_FAMILIES
 
     from hwnas.zoo_sealed import OPENED_FAMILIES
