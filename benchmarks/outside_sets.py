@@ -96,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{100 * j['within_5pct']:.0f}% within ±5%, MAPE {j['mape_pct']:.1f}%, Spearman {j['spearman']:.3f}; "
                   f"worst " + ", ".join(f"{k} {v['error_pct']:+.0f}%" for k, v in worst))
     print(f"harness canary {harness['canary_ms']:.2f} ms")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2))
+    from results_io import save_results
+
+    save_results(out, args.out)
     print(f"saved {args.out}")
     return 0
 

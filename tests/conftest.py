@@ -72,3 +72,18 @@ def fitted_kernel_predictor(families: dict, op_base: dict[str, float]):
     kp.n_features_ = len(FEATURE_NAMES)
     kp._compiled, kp._stacked = {}, None
     return kp
+
+
+def load_benchmark(name: str):
+    """``benchmarks/<name>.py`` imported as a module (the benchmarks are scripts, not a package)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parent.parent / "benchmarks"
+    if str(bench) not in sys.path:  # their own imports (results_io, ...) resolve from there
+        sys.path.insert(0, str(bench))
+    spec = importlib.util.spec_from_file_location(name, bench / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -1,24 +1,17 @@
 """benchmarks/cache_state.py: the kernel it cuts out of a model is that model's kernel."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import onnxruntime as ort
 import pytest
 
+from conftest import load_benchmark
 from hwnas.devices import load_device
 from hwnas.zoo_transformers import build_vit
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def cache_state():
-    spec = importlib.util.spec_from_file_location("cache_state", ROOT / "benchmarks" / "cache_state.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("cache_state")
 
 
 def test_extracted_patch_conv_computes_what_the_model_computes(cache_state):

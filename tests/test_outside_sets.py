@@ -1,21 +1,19 @@
 """benchmarks/outside_sets.py: the judge's arithmetic, and bad input."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import load_benchmark
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def outside_sets():
-    spec = importlib.util.spec_from_file_location("outside_sets", ROOT / "benchmarks" / "outside_sets.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("outside_sets")
 
 
 def test_judge_counts_errors_against_the_measurement(outside_sets):
