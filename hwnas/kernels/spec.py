@@ -11,7 +11,7 @@ The campaign has three pieces (:mod:`hwnas.kernels`):
   realistic, de-duplicated, cost-capped specs.
 * :func:`~hwnas.kernels.graphs.build_kernel_onnx`: the spec as a one-input ONNX graph (opset 17).
 
-Key grammar (tokens separated by ``_``; the op name itself may contain ``_``)::
+Key grammar (tokens separated by ``_``; the op name itself may contain ``_`` and digits, e.g. ``conv_relu6``)::
 
     <op>_b<batch>_i<in_ch>_o<out_ch>_r<res>_k<kernel>_s<stride>_g<groups>[_n<n_inputs>]
 
@@ -87,7 +87,7 @@ ATTENTION_OPS = ("attention", "mha")
 #: own over the output, which a memory-bound depthwise convolution feels (ReLU6 ~1.4x Relu here)
 FUSED_ACT_CONV_OPS = ("conv_relu6", "conv_lrelu", "conv_sigmoid")
 #: ops drawn by samplers of their own (LRN of older CNNs; patch convolutions of ViTs and ConvNeXts; fused
-#: attention), so that adding one leaves the CNN and token samplers' streams, and the keys of measured
+#: attention; convolutions with a fused ReLU6 / LeakyReLU / Sigmoid), so that adding one leaves the CNN and token samplers' streams, and the keys of measured
 #: profiles, unchanged
 EXTRA_OPS = ("lrn", "patch_conv", *ATTENTION_OPS, *FUSED_ACT_CONV_OPS)
 #: ops timed as one ``Conv`` node (MACs and weights counted alike)
