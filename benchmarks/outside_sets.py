@@ -1,7 +1,7 @@
 """Outside ONNX models judged against an independent harness, for several profiles in one pass.
 
-Each profile's kernel predictor predicts every model (``hwnas predict --predictor kernel --json``,
-canary units); then every model is measured once by an independent timing harness (by default
+Each profile's default predictor of ONNX models predicts every model (``hwnas predict --json``,
+canary units: ``kernel`` on a full profile, ``transfer`` on a few-shot one); then every model is measured once by an independent timing harness (by default
 ``../shared/outside-check/measure.py``, which knows nothing of hwnas but its canary), interleaved
 with the canary; each profile is judged against that one measurement pass, so profiles made at
 different times, or in different states of a shared machine, are compared on equal terms.  Nothing
@@ -67,13 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     hwnas = [sys.executable, "-m", "hwnas"]
     every = [m for ms in sets.values() for m in ms]
     preds: dict[str, dict[str, float]] = {}
+    used: dict[str, list[str]] = {}
     for prof in args.profile:
-        r = subprocess.run([*hwnas, "predict", *every, "--profile", prof, "--predictor", "kernel", "--json"],
-                           capture_output=True, text=True)
+        r = subprocess.run([*hwnas, "predict", *every, "--profile", prof, "--json"], capture_output=True, text=True)
         if r.returncode != 0:
             print(r.stderr, file=sys.stderr)
             return 1
-        preds[prof] = {d["target"]: float(d["relative_to_canary"]) for d in json.loads(r.stdout)}
+        rows = json.loads(r.stdout)
+        preds[prof] = {d["target"]: float(d["relative_to_canary"]) for d in rows}
+        used[prof] = sorted({d["predictor"] for d in rows})
     with tempfile.TemporaryDirectory() as tmp:
         canary = Path(tmp) / "canary.onnx"
         subprocess.run([sys.executable, "-c", "import onnx, sys; from hwnas.measure import canary_model; "
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         out["sets"][name] = {}
         for prof in args.profile:
             j = judge({m: preds[prof][m] for m in models}, {m: meas[m] for m in models})
-            out["sets"][name][prof] = j
+            out["sets"][name][prof] = {"predictor": used[prof], **j}
             worst = sorted(j["models"].items(), key=lambda kv: -abs(kv[1]["error_pct"]))[:3]
             print(f"{name:14s} {prof:28s} {j['n']} models: {100 * j['within_10pct']:.0f}% within ±10%, "
                   f"{100 * j['within_5pct']:.0f}% within ±5%, MAPE {j['mape_pct']:.1f}%, Spearman {j['spearman']:.3f}; "
