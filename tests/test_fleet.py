@@ -62,6 +62,31 @@ def test_fleet_dir_of_another_version_is_refused_untouched(tmp_path):
     assert (d / layout.FLEET_FILE).read_bytes() == before
 
 
+def test_resuming_a_fleet_profile_ignores_how_the_time_budget_is_split(tmp_path):
+    """A fleet directory started before the budget split changed resumes; any other plan change is refused."""
+    from dataclasses import asdict
+
+    from hwnas.fleet.run import _check_existing
+    from hwnas.profile.store import ProfileStore
+
+    dev = load_device("cpu-1t")
+    settings = {"space": TINY_SPACE.to_dict(), "plan": asdict(ProfilePlan(n_archs=5)), "parts": ["arch"],
+                "few_shot": None, "shard": False}
+    old = {**settings["plan"], "time_budget_min": 30.0,
+           "shares": {"block": 0.25, "kernel": 0.15, "kernel_profile": 0.08, "zoo": 0.10, "arch": 0.42}}
+    st = ProfileStore(tmp_path, create=True)
+    for k, v in (("device", dev.to_dict()), ("space", settings["space"]), ("plan", old), ("few_shot", None),
+                 ("fleet", {"parts": ["arch"]})):
+        st.set_meta(k, v)
+    st.close()
+    _check_existing(tmp_path, dev, settings, None)
+    st = ProfileStore(tmp_path)
+    st.set_meta("plan", {**old, "n_archs": 6})
+    st.close()
+    with pytest.raises(ProfileError, match="another plan"):
+        _check_existing(tmp_path, dev, settings, None)
+
+
 # --------------------------------------------------------------------------------------------
 # on a real local cluster
 

@@ -190,6 +190,10 @@ def _settings(cfg: FleetConfig, few: dict | None) -> dict:
             "shard": cfg.shard}
 
 
+def _without_budget(plan: dict) -> dict:
+    return {k: v for k, v in plan.items() if k not in ("shares", "time_budget_min")}
+
+
 def _check_existing(path: Path, device: DeviceSpec, settings: dict, node: Node | None) -> None:
     """A profile directory being resumed was started by the same command on the same machine."""
     if not (path / "profile.sqlite").is_file():
@@ -201,13 +205,13 @@ def _check_existing(path: Path, device: DeviceSpec, settings: dict, node: Node |
         st.close()
     plan = meta.get("plan")
     # plan fields added since (n_lrn_kernels, n_patch_kernels, n_fc_kernels, n_attention_kernels,
-    # n_fused_act_kernels) are no
-    # difference: resuming adds them
+    # n_fused_act_kernels) are no difference: resuming adds them; nor is how the time budget is split
+    # (``shares``, changed in the eighth session): it decides when a part stops, not what is measured
     if isinstance(plan, dict):
-        plan = {**settings["plan"], **plan}
+        plan = _without_budget({**settings["plan"], **plan})
     then = {"device": meta.get("device"), "space": meta.get("space"), "plan": plan,
             "few_shot": meta.get("few_shot"), "parts": meta.get("fleet", {}).get("parts")}
-    now = {"device": device.to_dict(), "space": settings["space"], "plan": settings["plan"],
+    now = {"device": device.to_dict(), "space": settings["space"], "plan": _without_budget(settings["plan"]),
            "few_shot": settings["few_shot"], "parts": settings["parts"]}
     diff = next((k for k in now if then[k] != now[k]), None)
     if diff:
