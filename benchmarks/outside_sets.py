@@ -1,12 +1,13 @@
 """Outside ONNX models judged against an independent harness, for several profiles in one pass.
 
 Each profile's default predictor of ONNX models predicts every model (``hwnas predict --json``,
-canary units: ``kernel`` on a full profile, ``transfer`` on a few-shot one); then every model is measured once by an independent timing harness (by default
-``../shared/outside-check/measure.py``, which knows nothing of hwnas but its canary), interleaved
-with the canary; each profile is judged against that one measurement pass, so profiles made at
-different times, or in different states of a shared machine, are compared on equal terms.  Nothing
-is fitted here.  Prints and saves (``benchmarks/results/outside_sets.json``) per set and profile:
-within ±10% / ±5%, MAPE, Spearman and every model's error.
+canary units: ``kernel`` on a full profile, ``transfer`` on a few-shot one); then every model is
+measured once by an independent timing harness (by default ``../shared/outside-check/measure.py``,
+which knows nothing of hwnas but its canary), interleaved with the canary; each profile is judged
+against that one measurement pass, so profiles made at different times, or in different states of a
+shared machine, are compared on equal terms.  Nothing is fitted here.  Prints and saves
+(``benchmarks/results/outside_sets.json``) per set and profile: within ±10% / ±5%, MAPE, Spearman and
+every model's error.
 
     python benchmarks/outside_sets.py --profile profiles/cpu-1t --profile FRESH_DIR \\
         --set outside=/tmp/outside-zoo --set torchvision2=/tmp/tv2 [--rounds 5] [--runs 10]
@@ -64,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         if not models:
             ap.error(f"--set {s!r}: expected NAME=DIR with .onnx files in DIR")
         sets[name] = models
+    import onnx
+
+    from hwnas.measure import canary_model
+
     hwnas = [sys.executable, "-m", "hwnas"]
     every = [m for ms in sets.values() for m in ms]
     preds: dict[str, dict[str, float]] = {}
@@ -78,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         used[prof] = sorted({d["predictor"] for d in rows})
     with tempfile.TemporaryDirectory() as tmp:
         canary = Path(tmp) / "canary.onnx"
-        subprocess.run([sys.executable, "-c", "import onnx, sys; from hwnas.measure import canary_model; "
-                        "onnx.save(canary_model(1), sys.argv[1])", str(canary)], check=True)
+        onnx.save(canary_model(1), canary)
         r = subprocess.run([sys.executable, str(args.harness), *every, "--canary", str(canary), "--rounds",
                             str(args.rounds), "--runs", str(args.runs)], capture_output=True, text=True)
     if r.returncode != 0:
@@ -95,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             out["sets"][name][prof] = {"predictor": used[prof], **j}
             worst = sorted(j["models"].items(), key=lambda kv: -abs(kv[1]["error_pct"]))[:3]
             print(f"{name:14s} {prof:28s} {j['n']} models: {100 * j['within_10pct']:.0f}% within ±10%, "
-                  f"{100 * j['within_5pct']:.0f}% within ±5%, MAPE {j['mape_pct']:.1f}%, Spearman {j['spearman']:.3f}; "
+                  f"{100 * j['within_5pct']:.0f}% within ±5%, MAPE {j['mape_pct']:.1f}%, "
+                  f"Spearman {j['spearman']:.3f}; "
                   f"worst " + ", ".join(f"{k} {v['error_pct']:+.0f}%" for k, v in worst))
     print(f"harness canary {harness['canary_ms']:.2f} ms")
     from results_io import save_results

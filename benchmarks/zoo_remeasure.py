@@ -36,7 +36,6 @@ def main() -> None:
     from hwnas.profile import Profile
     from hwnas.profile.campaign import measure_task, zoo_tasks_of
     from hwnas.profile.store import ProfileStore
-    from hwnas.quantize import for_device
     from hwnas.zoo_sealed import SEALED_FAMILIES, model_by_name
     from hwnas.zoo_transformers import TRANSFORMER_FAMILIES
 
@@ -62,12 +61,13 @@ def main() -> None:
     stored_by = dict(zip(names, df["relative_to_canary"]))
     noise_by = dict(zip(names, df["noise_rel"]))
     passes: dict[str, list] = {name: [] for name in names}
+    tasks = dict(zip(names, zoo_tasks_of([model_by_name(name) for name in names])))
     with Measurer(prof.device) as m:
         for k in range(args.passes):  # round robin: each model's passes spread over the whole run
             for name in names:
-                task, = zoo_tasks_of([model_by_name(name)])
-                if store is None:
-                    r, kp = m.measure(for_device(model_by_name(name).build(), prof.device.precision), name), None
+                task = tasks[name]
+                if store is None:  # the Measurer runs the model as the device does (its precision included)
+                    r, kp = m.measure(task.build(), name), None
                 else:  # as the profile campaign measures a zoo model: the measurement and its kernel profile
                     r, kp = measure_task(m, "zoo", task)
                 passes[name].append((r, kp, task))

@@ -273,3 +273,15 @@ def test_zoo_part_takes_families_round_robin_and_default_shares_sum_to_one():
     assert [(m.family, m.i) for m in round_robin_by_family(fake)] == [("a", 0), ("b", 0), ("c", 0), ("a", 1), ("c", 1),
                                                                      ("a", 2)]
     assert sum(ProfilePlan().shares.values()) == pytest.approx(1.0)
+
+
+def test_size_fields_name_every_count_of_the_plan():
+    """The CLI's refusals (few-shot, --space vit), the plan's own check and archs_only read one list."""
+    import dataclasses
+
+    from hwnas.profile.campaign import SIZE_FIELDS, ProfilePlan
+
+    counts = {f.name for f in dataclasses.fields(ProfilePlan) if f.name.startswith("n_") or f.name == "zoo_per_family"}
+    assert set(SIZE_FIELDS) == counts and len(SIZE_FIELDS) == len(counts)
+    plan = ProfilePlan.archs_only(7, 3)
+    assert (plan.n_archs, plan.seed) == (7, 3) and all(getattr(plan, f) == 0 for f in SIZE_FIELDS if f != "n_archs")

@@ -141,8 +141,8 @@ def profile(ctx: typer.Context,
                                                     help="kernel-campaign fused self-attention ops (ORT's Attention / "
                                                     "MultiHeadAttention; at most)"),
             n_fused_act_kernels: int = typer.Option(60, "--n-fused-act-kernels", min=0,
-                                                    help="kernel-campaign convolutions with a fused ReLU6 / LeakyReLU / "
-                                                    "Sigmoid (at most)"),
+                                                    help="kernel-campaign convolutions with a fused ReLU6 / "
+                                                    "LeakyReLU / Sigmoid (at most)"),
             n_kernel_profiles: int = typer.Option(30, "--n-kernel-profiles", min=0,
                                                   help="full models profiled per kernel (at most)"),
             zoo_per_family: int = typer.Option(6, "--zoo-per-family", min=0,
@@ -167,6 +167,7 @@ def profile(ctx: typer.Context,
     from ..devices import load_device
     from ..measure import MeasureConfig
     from ..profile import ProfilePlan, build_profile
+    from ..profile.campaign import SIZE_FIELDS
     from ..profile.fewshot import DEFAULT_SHOTS
 
     from ..spaces import check_space_name
@@ -183,9 +184,7 @@ def profile(ctx: typer.Context,
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"output path {out_dir} is a file, not a directory")
     if from_profile is not None:
-        unused = _given(ctx, "time_budget_min", "n_archs", "n_kernels", "n_token_kernels", "n_lrn_kernels",
-                        "n_patch_kernels", "n_fc_kernels", "n_attention_kernels", "n_fused_act_kernels",
-                        "n_kernel_profiles", "zoo_per_family")
+        unused = _given(ctx, "time_budget_min", *SIZE_FIELDS)
         if unused:
             raise InputError(f"{', '.join(unused)} size a full profile; a few-shot profile (--from-profile) measures "
                              f"--quick N architectures only: drop {'it' if len(unused) == 1 else 'them'}")
@@ -211,11 +210,11 @@ def _vit_profile(ctx: typer.Context, dev, out_dir: Path, time_budget_min: float,
                  resume: bool, short_timing: bool) -> None:
     """``hwnas profile --space vit``: the vit space's block table and end-to-end architectures."""
     from ..measure import MeasureConfig
+    from ..profile.campaign import SIZE_FIELDS
     from ..spaces.vit_profile import VitProfilePlan, build_vit_profile
 
-    unused = _given(ctx, "n_kernels", "n_token_kernels", "n_lrn_kernels", "n_patch_kernels", "n_fc_kernels",
-                    "n_attention_kernels", "n_fused_act_kernels", "n_kernel_profiles", "zoo_per_family",
-                    "resolutions", "width_mults", "from_profile", "quick", "zoo_shots")
+    unused = _given(ctx, *(f for f in SIZE_FIELDS if f != "n_archs"), "resolutions", "width_mults", "from_profile",
+                    "quick", "zoo_shots")
     if unused:
         raise InputError(f"--space vit does not use {', '.join(unused)}: drop {'it' if len(unused) == 1 else 'them'}")
     if out_dir.exists() and not out_dir.is_dir():

@@ -87,7 +87,8 @@ ATTENTION_OPS = ("attention", "mha")
 #: own over the output, which a memory-bound depthwise convolution feels (ReLU6 ~1.4x Relu here)
 FUSED_ACT_CONV_OPS = ("conv_relu6", "conv_lrelu", "conv_sigmoid")
 #: ops drawn by samplers of their own (LRN of older CNNs; patch convolutions of ViTs and ConvNeXts; fused
-#: attention; convolutions with a fused ReLU6 / LeakyReLU / Sigmoid), so that adding one leaves the CNN and token samplers' streams, and the keys of measured
+#: attention; convolutions with a fused ReLU6 / LeakyReLU / Sigmoid), so that adding one leaves the CNN and
+#: token samplers' streams, and the keys of measured
 #: profiles, unchanged
 EXTRA_OPS = ("lrn", "patch_conv", *ATTENTION_OPS, *FUSED_ACT_CONV_OPS)
 #: ops timed as one ``Conv`` node (MACs and weights counted alike)
@@ -168,7 +169,7 @@ class KernelSpec:
             if self.kernel < 2:
                 raise ValueError(f"patch_conv: kernel (the patch size) must be >= 2, got {self.kernel}")
             self._fix("stride", self.kernel)
-        elif op in CONV_OPS or op in FUSED_ACT_CONV_OPS:
+        elif op in _CONV_LIKE:  # patch_conv is handled above
             if self.kernel % 2 == 0:
                 raise ValueError(f"{op}: kernel must be odd, got {self.kernel}")
             if op == "dwconv":

@@ -49,6 +49,12 @@ from .store import ProfileStore
 PARTS = ("block", "kernel", "kernel_profile", "zoo", "arch")
 
 
+#: the fields of :class:`ProfilePlan` that size a full profile (what a few-shot or a ``vit`` profile
+#: does not take); a campaign kernel kind added later adds its count here
+SIZE_FIELDS = ("n_archs", "n_kernels", "n_token_kernels", "n_lrn_kernels", "n_patch_kernels", "n_fc_kernels",
+               "n_attention_kernels", "n_fused_act_kernels", "n_kernel_profiles", "zoo_per_family")
+
+
 @dataclass(frozen=True)
 class ProfilePlan:
     """What a profile holds and how long it may take.  ``time_budget_min`` covers all parts."""
@@ -75,14 +81,11 @@ class ProfilePlan:
     @classmethod
     def archs_only(cls, n_archs: int, seed: int) -> "ProfilePlan":
         """A plan that measures ``n_archs`` end-to-end architectures and nothing else (few-shot profiles)."""
-        return cls(n_archs=n_archs, n_kernels=0, n_token_kernels=0, n_lrn_kernels=0, n_patch_kernels=0,
-                   n_fc_kernels=0, n_attention_kernels=0, n_fused_act_kernels=0, n_kernel_profiles=0, zoo_per_family=0,
-                   seed=seed)
+        return cls(**{**dict.fromkeys(SIZE_FIELDS, 0), "n_archs": n_archs}, seed=seed)
 
     def __post_init__(self) -> None:
         positive_number(self.time_budget_min, "time budget (--time-budget-min)", "minutes")
-        for name in ("n_archs", "n_kernels", "n_token_kernels", "n_lrn_kernels", "n_patch_kernels", "n_fc_kernels",
-                     "n_attention_kernels", "n_fused_act_kernels", "n_kernel_profiles", "zoo_per_family"):
+        for name in SIZE_FIELDS:
             if getattr(self, name) < 0:
                 raise ProfileError(f"{name} must be >= 0")
 
